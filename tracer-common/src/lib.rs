@@ -1,0 +1,13 @@
+//! Types shared by the kernel programs (tracer-ebpf) and user space (tracer-user).
+//!
+//! Every struct here is `#[repr(C)]` and free of implicit padding so that the
+//! bytes the kernel writes into the ring buffer are exactly the bytes user space
+//! reads. With the `user` feature the structs also implement `aya::Pod`.
+#![no_std]
+
+pub mod config;
+pub mod event;
+pub mod maps;
+
+pub use config::KernelConfig;
+pub use event::*;

@@ -1,0 +1,57 @@
+//! Keys and values of the maps shared by kernel and user space.
+
+/// `COUNTERS` per-CPU array indices: every loss on the kernel side is counted.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// An event could not be written: the ring buffer was full.
+    RingBufFull = 0,
+    /// A syscall could not be remembered between entry and exit: map full.
+    InFlightFull = 1,
+    /// A socket could not be remembered: map full.
+    SocketTableFull = 2,
+    /// A payload could not be read from user memory.
+    PayloadReadFailed = 3,
+    /// Data events written.
+    DataEvents = 4,
+    /// A process could not be added to the traced set: map full.
+    PidTableFull = 5,
+}
+
+pub const COUNTER_COUNT: u32 = 6;
+
+impl Counter {
+    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
+        Counter::RingBufFull,
+        Counter::InFlightFull,
+        Counter::SocketTableFull,
+        Counter::PayloadReadFailed,
+        Counter::DataEvents,
+        Counter::PidTableFull,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::RingBufFull => "ringbuf_full",
+            Counter::InFlightFull => "inflight_full",
+            Counter::SocketTableFull => "socket_table_full",
+            Counter::PayloadReadFailed => "payload_read_failed",
+            Counter::DataEvents => "data_events",
+            Counter::PidTableFull => "pid_table_full",
+        }
+    }
+}
+
+/// `TRACED_PIDS` value: why a process is traced.
+pub const TRACED_BY_PID: u8 = 1;
+pub const TRACED_BY_FORK: u8 = 2;
+pub const TRACED_BY_COMM: u8 = 3;
+
+/// Capacity of the traced-process map.
+pub const MAX_TRACED_PIDS: u32 = 16384;
+/// Capacity of the per-socket map (LRU).
+pub const MAX_SOCKETS: u32 = 65536;
+/// Capacity of the in-flight syscall map (one entry per thread in a syscall).
+pub const MAX_IN_FLIGHT: u32 = 16384;
+/// Executable names `--comm` can ask for.
+pub const MAX_COMMS: u32 = 64;

@@ -1,0 +1,79 @@
+//! Spans: an [`Exchange`](crate::protocols::Exchange) placed on a process, a
+//! connection and a trace. This is the contract every sink builds on.
+
+use std::sync::Arc;
+
+use crate::protocols::{AttrValue, Attributes, Protocol};
+
+mod build;
+mod ids;
+
+pub use build::{SpanBuilder, SpanContext};
+pub use ids::{hex_lower, SpanId, TraceId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SpanKind {
+    /// The traced process answered the request.
+    Server,
+    /// The traced process sent the request.
+    Client,
+}
+
+impl SpanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SpanStatus {
+    Ok,
+    Error,
+}
+
+impl SpanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanStatus::Ok => "ok",
+            SpanStatus::Error => "error",
+        }
+    }
+}
+
+/// One traced request, as every sink sees it.
+#[derive(Clone, Debug)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    /// W3C `tracestate` received with the request, passed on untouched.
+    pub tracestate: Option<String>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub status: SpanStatus,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// Executable name of the traced process.
+    pub process: Arc<str>,
+    pub protocol: Protocol,
+    pub attributes: Attributes,
+}
+
+impl Span {
+    pub fn duration_ns(&self) -> u64 {
+        self.end_time_unix_nano
+            .saturating_sub(self.start_time_unix_nano)
+    }
+
+    pub fn attribute(&self, key: &str) -> Option<&AttrValue> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+}
