@@ -28,6 +28,24 @@ pub struct KernelConfig {
     pub _pad: u32,
 }
 
+impl KernelConfig {
+    /// The value compiled into the object; user space always overrides it.
+    pub const UNSET: KernelConfig = KernelConfig {
+        max_payload: 0,
+        sock_family: 0,
+        sock_daddr: 0,
+        sock_rcv_saddr: 0,
+        sock_dport: 0,
+        sock_num: 0,
+        sock_v6_daddr: 0,
+        sock_v6_rcv_saddr: 0,
+        sock_protocol: 0,
+        task_tgid: 0,
+        wakeup_bytes: 0,
+        _pad: 0,
+    };
+}
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C), padding-free, valid for any bit pattern.
 unsafe impl aya::Pod for KernelConfig {}

@@ -2,7 +2,7 @@
 
 /// `COUNTERS` per-CPU array indices: every loss on the kernel side is counted.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Counter {
     /// An event could not be written: the ring buffer was full.
     RingBufFull = 0,

@@ -1,9 +1,43 @@
+//! Kernel programs of the tracer.
+//!
+//! The capture stands on syscall tracepoints, BTF tracepoints (tp_btf) and
+//! scheduler tracepoints only, because kprobes and fentry are missing on many
+//! kernels (and on our CI machines). How a socket syscall is told from file
+//! I/O without kprobes: `sys_enter_*` remembers the in-flight syscall of the
+//! thread; the `sock_send_length`/`sock_recv_length` tp_btf hooks fire inside
+//! it only when it reaches a socket, and record the `struct sock`; the
+//! matching `sys_exit_*` emits the payload only if a socket was recorded.
+//!
+//! One file per hook family: [`process`] (which processes are traced),
+//! [`socket`] (sock tp_btf hooks, connect/accept/close), [`data`] (payload
+//! syscalls). [`emit`] assembles events; [`maps`] holds the shared state.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod data;
+#[cfg(target_arch = "bpf")]
+mod emit;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod process;
+#[cfg(target_arch = "bpf")]
+mod socket;
+
+/// Host builds (e.g. `cargo check --workspace`) compile to an empty binary.
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
+
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a loaded program: the verifier rejects any program
+    // with a reachable panic path, so none can run.
     loop {}
 }
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -2,7 +2,18 @@
 //!
 //! The pipeline, one module per stage:
 //! [`source`] (ring buffer) → [`connections`] (per-connection byte streams) →
-//! [`protocols`] (pure parsers) → [`spans`] → [`linking`] → [`sinks`].
+//! [`protocols`] (pure parsers) → [`spans`] → [`sinks`].
+//! [`pipeline`] wires the in-process stages; [`app`] runs a whole session;
+//! [`kernel`] loads and steers the eBPF programs.
 
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod connections;
+pub mod kernel;
+pub mod pipeline;
+pub mod process;
 pub mod protocols;
+pub mod sinks;
+pub mod source;
 pub mod spans;

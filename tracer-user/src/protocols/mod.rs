@@ -6,6 +6,9 @@
 //! timestamps and gaps (bytes that moved but were not captured).
 
 pub mod http1;
+mod registry;
+
+pub use registry::{default_enabled, detect, new_parser};
 
 use std::fmt;
 

@@ -1,0 +1,224 @@
+//! Payload syscalls: `sys_enter_*` remembers the arguments, `sys_exit_*`
+//! copies what moved if the syscall reached a traced IPv4/IPv6 socket.
+//!
+//! Every hook here is a `syscalls/sys_{enter,exit}_<name>` tracepoint; the
+//! argument offsets are those of `/sys/kernel/tracing/events/syscalls/*/format`
+//! (arguments from offset 16, 8 bytes each; `ret` at 16 on exit).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_common::{maps::Counter, DataEvent, Direction, EventKind, Syscall, MAX_IOVECS, MAX_MMSG};
+
+use crate::{
+    emit::DataBuilder,
+    maps::{count, traced_current, InFlight, IN_FLIGHT},
+    socket::ensure_connection,
+};
+
+/// `struct iovec` as user space lays it out.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IoVec {
+    base: u64,
+    len: u64,
+}
+
+/// The part of `struct msghdr` (user layout) the capture needs.
+const MSGHDR_IOV: u64 = 16;
+const MSGHDR_IOVLEN: u64 = 24;
+/// `struct mmsghdr`: a msghdr (56 bytes) then `unsigned int msg_len`, padded to 64.
+const MMSGHDR_SIZE: u64 = 64;
+const MMSGHDR_LEN: u64 = 56;
+
+#[inline(always)]
+fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
+    if traced_current().is_none() {
+        return;
+    }
+    // SAFETY: offsets 16/24/32 are the first three syscall arguments.
+    let (fd, buf, count_arg) = unsafe {
+        (
+            ctx.read_at::<u64>(16).unwrap_or(u64::MAX),
+            ctx.read_at::<u64>(24).unwrap_or(0),
+            ctx.read_at::<u64>(32).unwrap_or(0),
+        )
+    };
+    let in_flight = InFlight {
+        buf,
+        sock: 0,
+        // SAFETY: no preconditions.
+        enter_ns: unsafe { bpf_ktime_get_ns() },
+        fd: fd as u32,
+        count: count_arg as u32,
+        syscall: syscall as u8,
+        _pad: [0; 7],
+    };
+    if IN_FLIGHT.insert(&bpf_get_current_pid_tgid(), &in_flight, 0).is_err() {
+        count(Counter::InFlightFull);
+    }
+}
+
+#[inline(always)]
+fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: plain lookup; copied before removal.
+    let Some(in_flight) = (unsafe { IN_FLIGHT.get(&pid_tgid) }).copied() else { return };
+    let _ = IN_FLIGHT.remove(&pid_tgid);
+    if in_flight.sock == 0 || in_flight.syscall != syscall as u8 {
+        return; // not a socket (file, pipe, ...) or a mismatched pair
+    }
+    // SAFETY: offset 16 holds `long ret`.
+    let Ok(ret) = (unsafe { ctx.read_at::<i64>(16) }) else { return };
+    if ret <= 0 {
+        return;
+    }
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    if !ensure_connection(tgid, tid, in_flight.fd, in_flight.sock) {
+        return;
+    }
+    let direction = syscall.direction();
+    let timestamp_ns = match direction {
+        Direction::Egress => in_flight.enter_ns,
+        // SAFETY: no preconditions.
+        Direction::Ingress => unsafe { bpf_ktime_get_ns() },
+    };
+    let header = DataEvent {
+        kind: EventKind::Data as u8,
+        direction: direction as u8,
+        syscall: syscall as u8,
+        flags: 0,
+        pid: tgid,
+        tid,
+        fd: in_flight.fd,
+        timestamp_ns,
+        sock: in_flight.sock,
+        total_len: 0,
+        captured_len: 0,
+    };
+    match syscall {
+        Syscall::Read | Syscall::Write | Syscall::Recvfrom | Syscall::Sendto => {
+            emit_flat(header, in_flight.buf, ret as u64)
+        }
+        Syscall::Readv | Syscall::Writev => {
+            emit_iovecs(header, in_flight.buf, in_flight.count, ret as u64)
+        }
+        Syscall::Recvmsg | Syscall::Sendmsg => emit_msghdr(header, in_flight.buf, ret as u64),
+        Syscall::Recvmmsg | Syscall::Sendmmsg => {
+            emit_mmsghdrs(header, in_flight.buf, ret as u64)
+        }
+        Syscall::Sendfile => emit_size_only(header, ret as u64),
+    }
+}
+
+#[inline(always)]
+fn emit_flat(mut header: DataEvent, buf: u64, moved: u64) {
+    let Some(mut data) = DataBuilder::new(moved as usize) else { return };
+    header.total_len = moved as u32;
+    data.append_user(buf, moved as usize);
+    data.submit(header);
+}
+
+#[inline(always)]
+fn emit_size_only(mut header: DataEvent, moved: u64) {
+    let Some(data) = DataBuilder::new(0) else { return };
+    header.total_len = moved as u32;
+    data.submit(header);
+}
+
+#[inline(always)]
+fn emit_iovecs(mut header: DataEvent, iov: u64, iov_count: u32, moved: u64) {
+    let Some(mut data) = DataBuilder::new(moved as usize) else { return };
+    header.total_len = moved as u32;
+    copy_iovecs(&mut data, iov, iov_count);
+    data.submit(header);
+}
+
+#[inline(always)]
+fn emit_msghdr(header: DataEvent, msg: u64, moved: u64) {
+    // SAFETY: user pointers; a failed read drops the event.
+    let (Ok(iov), Ok(iov_count)) = (unsafe {
+        (
+            bpf_probe_read_user((msg + MSGHDR_IOV) as *const u64),
+            bpf_probe_read_user((msg + MSGHDR_IOVLEN) as *const u64),
+        )
+    }) else {
+        count(Counter::PayloadReadFailed);
+        return;
+    };
+    emit_iovecs(header, iov, iov_count as u32, moved);
+}
+
+/// One event per message: each datagram of `sendmmsg`/`recvmmsg` is a
+/// message of its own (e.g. glibc's A and AAAA DNS queries).
+#[inline(always)]
+fn emit_mmsghdrs(header: DataEvent, mmsg: u64, messages: u64) {
+    for i in 0..MAX_MMSG {
+        if u64::from(i) >= messages {
+            break;
+        }
+        let entry = mmsg + u64::from(i) * MMSGHDR_SIZE;
+        // SAFETY: user pointers; a failed read ends the loop.
+        let (Ok(iov), Ok(iov_count), Ok(len)) = (unsafe {
+            (
+                bpf_probe_read_user((entry + MSGHDR_IOV) as *const u64),
+                bpf_probe_read_user((entry + MSGHDR_IOVLEN) as *const u64),
+                bpf_probe_read_user((entry + MMSGHDR_LEN) as *const u32),
+            )
+        }) else {
+            count(Counter::PayloadReadFailed);
+            return;
+        };
+        emit_iovecs(header, iov, iov_count as u32, u64::from(len));
+    }
+}
+
+#[inline(always)]
+fn copy_iovecs(data: &mut DataBuilder, iov: u64, iov_count: u32) {
+    for i in 0..MAX_IOVECS {
+        if i >= iov_count || data.captured >= data.limit {
+            break;
+        }
+        // SAFETY: user pointer; a failed read ends the copy.
+        let Ok(vec) = (unsafe { bpf_probe_read_user((iov + u64::from(i) * 16) as *const IoVec) }) else {
+            count(Counter::PayloadReadFailed);
+            break;
+        };
+        data.append_user(vec.base, vec.len as usize);
+    }
+}
+
+macro_rules! syscall_hooks {
+    ($($syscall:ident => $enter:ident, $exit:ident, $enter_tp:literal, $exit_tp:literal;)*) => {$(
+        #[doc = concat!("tracepoint `syscalls/", $enter_tp, "`.")]
+        #[tracepoint(category = "syscalls", name = $enter_tp)]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            on_enter(&ctx, Syscall::$syscall);
+            0
+        }
+
+        #[doc = concat!("tracepoint `syscalls/", $exit_tp, "`.")]
+        #[tracepoint(category = "syscalls", name = $exit_tp)]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            on_exit(&ctx, Syscall::$syscall);
+            0
+        }
+    )*};
+}
+
+syscall_hooks! {
+    Read => tracer_enter_read, tracer_exit_read, "sys_enter_read", "sys_exit_read";
+    Write => tracer_enter_write, tracer_exit_write, "sys_enter_write", "sys_exit_write";
+    Readv => tracer_enter_readv, tracer_exit_readv, "sys_enter_readv", "sys_exit_readv";
+    Writev => tracer_enter_writev, tracer_exit_writev, "sys_enter_writev", "sys_exit_writev";
+    Recvfrom => tracer_enter_recvfrom, tracer_exit_recvfrom, "sys_enter_recvfrom", "sys_exit_recvfrom";
+    Sendto => tracer_enter_sendto, tracer_exit_sendto, "sys_enter_sendto", "sys_exit_sendto";
+    Recvmsg => tracer_enter_recvmsg, tracer_exit_recvmsg, "sys_enter_recvmsg", "sys_exit_recvmsg";
+    Sendmsg => tracer_enter_sendmsg, tracer_exit_sendmsg, "sys_enter_sendmsg", "sys_exit_sendmsg";
+    Recvmmsg => tracer_enter_recvmmsg, tracer_exit_recvmmsg, "sys_enter_recvmmsg", "sys_exit_recvmmsg";
+    Sendmmsg => tracer_enter_sendmmsg, tracer_exit_sendmmsg, "sys_enter_sendmmsg", "sys_exit_sendmmsg";
+    Sendfile => tracer_enter_sendfile, tracer_exit_sendfile, "sys_enter_sendfile64", "sys_exit_sendfile64";
+}

@@ -1,0 +1,115 @@
+//! Maps and configuration shared by every hook family.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    Global,
+};
+use tracer_common::{
+    maps::{Counter, COUNTER_COUNT, MAX_COMMS, MAX_IN_FLIGHT, MAX_SOCKETS, MAX_TRACED_PIDS},
+    KernelConfig, SCRATCH_SIZE, TASK_COMM_LEN,
+};
+
+/// Set by user space at load time.
+#[unsafe(no_mangle)]
+pub static CONFIG: Global<KernelConfig> = Global::new(KernelConfig::UNSET);
+
+/// Every record user space reads. Sized by user space at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Processes (thread-group ids) being traced → `TRACED_BY_*`.
+#[map]
+pub static TRACED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TRACED_PIDS, 0);
+
+/// Executable names (`comm`, NUL padded) whose processes are traced on exec.
+#[map]
+pub static TRACED_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> =
+    HashMap::with_max_entries(MAX_COMMS, 0);
+
+/// A syscall between its entry and exit, keyed by `pid_tgid` (one per thread).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct InFlight {
+    /// buf, iovec array, msghdr or mmsghdr array, by syscall.
+    pub buf: u64,
+    /// Set by the sock tp_btf hooks when the syscall reached a socket.
+    pub sock: u64,
+    pub enter_ns: u64,
+    pub fd: u32,
+    /// iovcnt or vlen, by syscall.
+    pub count: u32,
+    /// `tracer_common::Syscall`, or [`SYSCALL_CONNECT`].
+    pub syscall: u8,
+    pub _pad: [u8; 7],
+}
+
+/// `InFlight::syscall` for connect, which carries no payload.
+pub const SYSCALL_CONNECT: u8 = 100;
+
+#[map]
+pub static IN_FLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+
+/// What the kernel side remembers of a traced socket, keyed by `tgid << 32 | fd`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SocketState {
+    /// The `struct sock` last seen behind the fd; 0 when only connect/accept
+    /// was seen so far.
+    pub sock: u64,
+    /// `tracer_common::Role`.
+    pub role: u8,
+    /// Not an IPv4/IPv6 socket (e.g. a Unix socket): never emitted.
+    pub ignored: u8,
+    pub _pad: [u8; 6],
+}
+
+#[map]
+pub static SOCKETS: LruHashMap<u64, SocketState> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+
+/// Where events are assembled before they are copied into the ring buffer
+/// (the BPF stack is only 512 bytes). One slot per possible CPU, indexed by
+/// CPU id: a per-CPU array cannot hold values over 32 KiB. User space sizes
+/// it to the number of possible CPUs at load time.
+#[repr(C)]
+pub struct Scratch {
+    pub bytes: [u8; SCRATCH_SIZE],
+}
+
+#[map]
+pub static SCRATCH: Array<Scratch> = Array::with_max_entries(1, 0);
+
+/// Loss and activity counters, see [`Counter`].
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot; programs do not preempt each other on one CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn config() -> KernelConfig {
+    CONFIG.load()
+}
+
+/// The current thread's `(tgid, tid)` if its process is traced.
+#[inline(always)]
+pub fn traced_current() -> Option<(u32, u32)> {
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: the value is a plain u8 read once.
+    if unsafe { TRACED_PIDS.get(&tgid) }.is_some() {
+        Some((tgid, pid_tgid as u32))
+    } else {
+        None
+    }
+}
+
+#[inline(always)]
+pub fn socket_key(tgid: u32, fd: u32) -> u64 {
+    (u64::from(tgid) << 32) | u64::from(fd)
+}

@@ -1,0 +1,108 @@
+//! Which processes are traced: children of traced processes, processes that
+//! exec a traced executable name, and removal on exit.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use aya_log_ebpf::debug;
+use tracer_common::{
+    maps::{Counter, TRACED_BY_COMM, TRACED_BY_FORK},
+    EventKind, ProcessEvent, TASK_COMM_LEN,
+};
+
+use crate::{
+    emit::output_record,
+    maps::{config, count, TRACED_COMMS, TRACED_PIDS},
+};
+
+/// tp_btf `sched_process_fork(struct task_struct *parent, struct task_struct *child)`,
+/// fired from `copy_process()` for every new task. A new *process* (not a
+/// thread) of a traced process is traced too.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn tracer_process_fork(ctx: BtfTracePointContext) -> i32 {
+    match try_process_fork(&ctx) {
+        Ok(()) => 0,
+        Err(ret) => ret,
+    }
+}
+
+fn try_process_fork(ctx: &BtfTracePointContext) -> Result<(), i32> {
+    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: plain lookup.
+    if unsafe { TRACED_PIDS.get(&parent_tgid) }.is_none() {
+        return Ok(());
+    }
+    let child: *const u8 = ctx.arg(1);
+    let tgid_offset = config().task_tgid as usize;
+    // SAFETY: `child` is a live task_struct; the offset comes from kernel BTF.
+    let child_tgid: i32 = unsafe { bpf_probe_read_kernel(child.add(tgid_offset).cast()) }?;
+    let child_tgid = child_tgid as u32;
+    if child_tgid == parent_tgid {
+        return Ok(()); // a new thread: already covered by its process
+    }
+    if TRACED_PIDS.insert(&child_tgid, &TRACED_BY_FORK, 0).is_err() {
+        count(Counter::PidTableFull);
+        return Ok(());
+    }
+    debug!(ctx, "tracing forked process {} of {}", child_tgid, parent_tgid);
+    emit_process(EventKind::ProcessFork, child_tgid, parent_tgid);
+    Ok(())
+}
+
+/// tracepoint `sched/sched_process_exec`, fired from `exec_binprm()` once the
+/// new executable is in place (so `comm` is already its name).
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn tracer_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = ctx;
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: plain lookups.
+    let already_traced = unsafe { TRACED_PIDS.get(&tgid) }.is_some();
+    if !already_traced {
+        let Ok(comm) = bpf_get_current_comm() else {
+            return 0;
+        };
+        let comm: [u8; TASK_COMM_LEN] = comm.map(|c| c as u8);
+        if unsafe { TRACED_COMMS.get(&comm) }.is_none() {
+            return 0;
+        }
+        if TRACED_PIDS.insert(&tgid, &TRACED_BY_COMM, 0).is_err() {
+            count(Counter::PidTableFull);
+            return 0;
+        }
+    }
+    // Also sent for traced processes so user space learns the new name.
+    emit_process(EventKind::ProcessExec, tgid, 0);
+    0
+}
+
+/// tracepoint `sched/sched_process_exit`, fired from `do_exit()` for every
+/// exiting thread; the thread-group leader's exit ends the process.
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn tracer_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = ctx;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != pid_tgid as u32 {
+        return 0;
+    }
+    if TRACED_PIDS.remove(&tgid).is_ok() {
+        emit_process(EventKind::ProcessExit, tgid, 0);
+    }
+    0
+}
+
+fn emit_process(kind: EventKind, pid: u32, parent_pid: u32) {
+    let comm = bpf_get_current_comm().unwrap_or_default();
+    let event = ProcessEvent {
+        kind: kind as u8,
+        _pad: [0; 3],
+        pid,
+        parent_pid,
+        _pad2: 0,
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        comm: comm.map(|c| c as u8),
+    };
+    output_record(&event);
+}

@@ -1,0 +1,185 @@
+//! A tracing run from start to summary: checks, attach, event loop, exit.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use tokio::signal::unix::{signal, SignalKind};
+use tracer_common::maps::Counter;
+
+use crate::{
+    cli::Args,
+    clock,
+    kernel::{preflight, AttachedKernel, KernelOptions},
+    pipeline::{Pipeline, PipelineConfig},
+    process,
+    protocols::{self, ParserOptions},
+    sinks::{self, Sinks},
+    source::EventRing,
+};
+
+/// Records handled between two hand-offs to the sinks.
+const DRAIN_BATCH: usize = 4096;
+/// How long events may wait in the ring buffer on a quiet system.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Bytes queued in the ring buffer that make the kernel wake the reader.
+const WAKEUP_BYTES: u32 = 256 * 1024;
+/// Span batches a sink may have queued before further ones are dropped.
+const SINK_QUEUE_BATCHES: usize = 1024;
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+const IDLE_CONNECTION_TIMEOUT_NS: u64 = 300 * 1_000_000_000;
+
+/// What a run did, for the summary line.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub spans: u64,
+    pub records: u64,
+    pub kernel: HashMap<Counter, u64>,
+    pub spans_dropped: u64,
+    pub desyncs: u64,
+    pub connections_table_full: u64,
+}
+
+impl Summary {
+    pub fn events_lost(&self) -> u64 {
+        [Counter::RingBufFull, Counter::InFlightFull, Counter::SocketTableFull, Counter::PayloadReadFailed]
+            .iter()
+            .map(|c| self.kernel.get(c).copied().unwrap_or(0))
+            .sum()
+    }
+
+    pub fn line(&self) -> String {
+        let get = |c: Counter| self.kernel.get(&c).copied().unwrap_or(0);
+        format!(
+            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit",
+            self.spans,
+            self.records,
+            self.events_lost(),
+            get(Counter::RingBufFull),
+            get(Counter::InFlightFull),
+            get(Counter::SocketTableFull),
+            get(Counter::PayloadReadFailed),
+            self.spans_dropped,
+            self.desyncs,
+            self.connections_table_full,
+        )
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<Summary> {
+    let duration = args.duration().map_err(anyhow::Error::msg)?;
+    if args.pids.is_empty() && args.comms.is_empty() {
+        bail!("nothing to trace: give --pid PID or --comm NAME");
+    }
+    preflight::check()?;
+    let pids = process::with_descendants(&args.pids)?;
+    for comm in &args.comms {
+        if comm.len() > 15 {
+            log::warn!("--comm {comm}: the kernel keeps 15 bytes of a name; matching {:?}", &comm[..15]);
+        }
+    }
+
+    let mut kernel = AttachedKernel::load(&KernelOptions {
+        max_payload: args.max_payload,
+        ring_buffer_bytes: args.ring_buffer_mib * 1024 * 1024,
+        wakeup_bytes: WAKEUP_BYTES,
+    })?;
+    let ring = kernel.take_events()?;
+    let mut ring = EventRing::new(ring, POLL_INTERVAL).context("watching the ring buffer")?;
+    // Names first, then the scan: a process exec'd in between is caught by
+    // the kernel, one exec'd before by the scan.
+    for comm in &args.comms {
+        kernel.trace_comm(comm)?;
+    }
+    let by_comm = process::pids_with_comm(&args.comms)?;
+    let by_comm = process::with_descendants(&by_comm).unwrap_or(by_comm);
+    for &pid in pids.iter().chain(&by_comm) {
+        kernel.trace_pid(pid)?;
+    }
+    log::info!(
+        "tracing {} process(es){}",
+        pids.len() + by_comm.len(),
+        if args.comms.is_empty() { String::new() } else { format!(" and new ones named {}", args.comms.join(",")) }
+    );
+
+    let mut sinks = Sinks::default();
+    sinks.add(sinks::stdout_sink(args.output, SINK_QUEUE_BATCHES).context("starting the stdout sink")?);
+
+    let enabled = if args.protocols.is_empty() { protocols::default_enabled() } else { args.protocols.clone() };
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        enabled,
+        options: ParserOptions {
+            include_query: args.include_query,
+            raw_statements: args.raw_statements,
+        },
+        max_connections: args.max_connections,
+        wall_offset_ns: clock::wall_offset_ns(),
+    });
+
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let mut last_housekeeping = Instant::now();
+    let mut lost_reported = 0;
+    loop {
+        tokio::select! {
+            () = ring.wait() => {}
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            () = sleep_until(deadline) => break,
+        }
+        drain(&mut ring, &mut pipeline, &sinks);
+        if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+            last_housekeeping = Instant::now();
+            kernel.flush_kernel_logs();
+            pipeline.evict_idle(clock::monotonic_ns().saturating_sub(IDLE_CONNECTION_TIMEOUT_NS));
+            let lost = kernel.counters().get(&Counter::RingBufFull).copied().unwrap_or(0);
+            if lost > lost_reported {
+                eprintln!(
+                    "tracer: {} events lost: ring buffer full (raise --ring-buffer-mib or lower --max-payload)",
+                    lost - lost_reported
+                );
+                lost_reported = lost;
+            }
+        }
+    }
+    drain(&mut ring, &mut pipeline, &sinks);
+    let kernel_counters = kernel.counters();
+    // Detaches and unloads every program and map.
+    drop(ring);
+    drop(kernel);
+
+    let spans_dropped = sinks.dropped();
+    sinks.finish();
+    let stats = pipeline.stats();
+    let conn_stats = pipeline.connection_stats();
+    Ok(Summary {
+        spans: stats.spans,
+        records: stats.records,
+        kernel: kernel_counters,
+        spans_dropped,
+        desyncs: conn_stats.desyncs,
+        connections_table_full: conn_stats.table_full,
+    })
+}
+
+fn drain(ring: &mut EventRing, pipeline: &mut Pipeline, sinks: &Sinks) {
+    loop {
+        let handled = ring.drain(DRAIN_BATCH, |record| pipeline.handle_record(record));
+        if let Some(batch) = pipeline.take_batch() {
+            sinks.send(batch);
+        }
+        if handled < DRAIN_BATCH {
+            break;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

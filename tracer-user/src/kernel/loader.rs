@@ -1,0 +1,256 @@
+//! Loading the eBPF object, attaching every program and steering its maps.
+
+use std::collections::HashMap as StdHashMap;
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+use thiserror::Error;
+use tracer_common::{
+    maps::{Counter, TRACED_BY_PID},
+    KernelConfig, MAX_PAYLOAD, TASK_COMM_LEN,
+};
+
+use super::btf::{BtfError, KernelBtf};
+
+/// The compiled kernel programs (built by build.rs from tracer-ebpf).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+#[derive(Debug, Error)]
+pub enum KernelError {
+    #[error("this tracer binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild without it")]
+    NoObject,
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error("cannot read the kernel's BTF for aya: {0}")]
+    AyaBtf(#[from] aya::BtfError),
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF program {program}: {source}")]
+    Program {
+        program: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("cannot count CPUs ({what}): {source}")]
+    Cpus {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("eBPF object has no {0}")]
+    Missing(&'static str),
+}
+
+/// What the user chose that the kernel side needs.
+pub struct KernelOptions {
+    pub max_payload: u32,
+    pub ring_buffer_bytes: u32,
+    pub wakeup_bytes: u32,
+}
+
+/// Syscall tracepoints (category `syscalls`) and the programs that handle them.
+const SYSCALL_TRACEPOINTS: &[(&str, &str)] = &[
+    ("tracer_enter_read", "sys_enter_read"),
+    ("tracer_exit_read", "sys_exit_read"),
+    ("tracer_enter_write", "sys_enter_write"),
+    ("tracer_exit_write", "sys_exit_write"),
+    ("tracer_enter_readv", "sys_enter_readv"),
+    ("tracer_exit_readv", "sys_exit_readv"),
+    ("tracer_enter_writev", "sys_enter_writev"),
+    ("tracer_exit_writev", "sys_exit_writev"),
+    ("tracer_enter_recvfrom", "sys_enter_recvfrom"),
+    ("tracer_exit_recvfrom", "sys_exit_recvfrom"),
+    ("tracer_enter_sendto", "sys_enter_sendto"),
+    ("tracer_exit_sendto", "sys_exit_sendto"),
+    ("tracer_enter_recvmsg", "sys_enter_recvmsg"),
+    ("tracer_exit_recvmsg", "sys_exit_recvmsg"),
+    ("tracer_enter_sendmsg", "sys_enter_sendmsg"),
+    ("tracer_exit_sendmsg", "sys_exit_sendmsg"),
+    ("tracer_enter_recvmmsg", "sys_enter_recvmmsg"),
+    ("tracer_exit_recvmmsg", "sys_exit_recvmmsg"),
+    ("tracer_enter_sendmmsg", "sys_enter_sendmmsg"),
+    ("tracer_exit_sendmmsg", "sys_exit_sendmmsg"),
+    ("tracer_enter_sendfile", "sys_enter_sendfile64"),
+    ("tracer_exit_sendfile", "sys_exit_sendfile64"),
+    ("tracer_enter_connect", "sys_enter_connect"),
+    ("tracer_exit_connect", "sys_exit_connect"),
+    ("tracer_exit_accept", "sys_exit_accept"),
+    ("tracer_exit_accept4", "sys_exit_accept4"),
+    ("tracer_enter_close", "sys_enter_close"),
+];
+
+/// Scheduler tracepoints (category `sched`).
+const SCHED_TRACEPOINTS: &[(&str, &str)] = &[
+    ("tracer_process_exec", "sched_process_exec"),
+    ("tracer_process_exit", "sched_process_exit"),
+];
+
+/// BTF tracepoints (tp_btf).
+const BTF_TRACEPOINTS: &[(&str, &str)] = &[
+    ("tracer_sock_send", "sock_send_length"),
+    ("tracer_sock_recv", "sock_recv_length"),
+    ("tracer_process_fork", "sched_process_fork"),
+];
+
+/// The loaded, attached programs. Dropping it detaches and unloads them all.
+pub struct AttachedKernel {
+    ebpf: Ebpf,
+    traced_pids: HashMap<MapData, u32, u8>,
+    traced_comms: HashMap<MapData, [u8; TASK_COMM_LEN], u8>,
+    counters: PerCpuArray<MapData, u64>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl AttachedKernel {
+    pub fn load(options: &KernelOptions) -> Result<Self, KernelError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(KernelError::NoObject);
+        }
+        let config = kernel_config(options)?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, source)| KernelError::Cpus { what, source })?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", options.ring_buffer_bytes)
+            .map_max_entries("SCRATCH", u32::try_from(cpus).unwrap_or(u32::MAX))
+            .load(EBPF_OBJECT)?;
+        // Kernel log records are rare (process events); a missing logger
+        // only loses those debug lines.
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(err) => {
+                log::debug!("eBPF logger unavailable: {err}");
+                None
+            }
+        };
+        let btf = Btf::from_sys_fs()?;
+        for &(program, tracepoint) in BTF_TRACEPOINTS {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(program)
+                .ok_or(KernelError::Missing(program))?
+                .try_into()
+                .map_err(|source| KernelError::Program { program, source })?;
+            prog.load(tracepoint, &btf)
+                .map_err(|source| KernelError::Program { program, source })?;
+            prog.attach()
+                .map_err(|source| KernelError::Program { program, source })?;
+        }
+        for (category, list) in [("syscalls", SYSCALL_TRACEPOINTS), ("sched", SCHED_TRACEPOINTS)] {
+            for &(program, tracepoint) in list {
+                let prog: &mut TracePoint = ebpf
+                    .program_mut(program)
+                    .ok_or(KernelError::Missing(program))?
+                    .try_into()
+                    .map_err(|source| KernelError::Program { program, source })?;
+                prog.load()
+                    .map_err(|source| KernelError::Program { program, source })?;
+                prog.attach(category, tracepoint)
+                    .map_err(|source| KernelError::Program { program, source })?;
+            }
+        }
+        let traced_pids = HashMap::try_from(take_map(&mut ebpf, "TRACED_PIDS")?)
+            .map_err(|source| KernelError::Map { map: "TRACED_PIDS", source })?;
+        let traced_comms = HashMap::try_from(take_map(&mut ebpf, "TRACED_COMMS")?)
+            .map_err(|source| KernelError::Map { map: "TRACED_COMMS", source })?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
+            .map_err(|source| KernelError::Map { map: "COUNTERS", source })?;
+        Ok(AttachedKernel {
+            ebpf,
+            traced_pids,
+            traced_comms,
+            counters,
+            logger,
+        })
+    }
+
+    /// The ring buffer of events; call once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
+        RingBuf::try_from(take_map(&mut self.ebpf, "EVENTS")?)
+            .map_err(|source| KernelError::Map { map: "EVENTS", source })
+    }
+
+    pub fn trace_pid(&mut self, pid: u32) -> Result<(), KernelError> {
+        self.traced_pids
+            .insert(pid, TRACED_BY_PID, 0)
+            .map_err(|source| KernelError::Map { map: "TRACED_PIDS", source })
+    }
+
+    pub fn trace_comm(&mut self, comm: &str) -> Result<(), KernelError> {
+        self.traced_comms
+            .insert(comm_key(comm), 1, 0)
+            .map_err(|source| KernelError::Map { map: "TRACED_COMMS", source })
+    }
+
+    /// Kernel-side counters summed over CPUs.
+    pub fn counters(&self) -> StdHashMap<Counter, u64> {
+        let mut totals = StdHashMap::new();
+        for counter in Counter::ALL {
+            let total = match self.counters.get(&(counter as u32), 0) {
+                Ok(per_cpu) => per_cpu.iter().sum(),
+                Err(err) => {
+                    log::debug!("reading counter {}: {err}", counter.name());
+                    0
+                }
+            };
+            totals.insert(counter, total);
+        }
+        totals
+    }
+
+    /// Forwards log records the kernel programs wrote.
+    pub fn flush_kernel_logs(&mut self) {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelError> {
+    ebpf.take_map(name).ok_or(KernelError::Missing(name))
+}
+
+/// `comm` as the kernel stores it: at most 15 bytes and a NUL, NUL padded.
+pub fn comm_key(comm: &str) -> [u8; TASK_COMM_LEN] {
+    let mut key = [0; TASK_COMM_LEN];
+    for (slot, byte) in key.iter_mut().zip(comm.bytes().take(TASK_COMM_LEN - 1)) {
+        *slot = byte;
+    }
+    key
+}
+
+fn kernel_config(options: &KernelOptions) -> Result<KernelConfig, KernelError> {
+    let btf = KernelBtf::from_sys_fs()?;
+    let sock = |field: &str| btf.field_offset("sock", &["__sk_common", field]);
+    Ok(KernelConfig {
+        max_payload: options.max_payload.min(MAX_PAYLOAD as u32),
+        sock_family: sock("skc_family")?,
+        sock_daddr: sock("skc_daddr")?,
+        sock_rcv_saddr: sock("skc_rcv_saddr")?,
+        sock_dport: sock("skc_dport")?,
+        sock_num: sock("skc_num")?,
+        sock_v6_daddr: sock("skc_v6_daddr")?,
+        sock_v6_rcv_saddr: sock("skc_v6_rcv_saddr")?,
+        sock_protocol: btf.field_offset("sock", &["sk_protocol"])?,
+        task_tgid: btf.field_offset("task_struct", &["tgid"])?,
+        wakeup_bytes: options.wakeup_bytes,
+        _pad: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comm_key;
+
+    #[test]
+    fn comm_key_truncates_like_the_kernel() {
+        assert_eq!(&comm_key("nginx")[..6], b"nginx\0");
+        let long = comm_key("a-very-long-executable-name");
+        assert_eq!(&long[..15], b"a-very-long-exe");
+        assert_eq!(long[15], 0);
+    }
+}

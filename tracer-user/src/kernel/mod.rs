@@ -1,0 +1,8 @@
+//! The kernel side as user space sees it: checks that it can run here,
+//! loading and attaching the programs, and the maps that steer them.
+
+pub mod btf;
+mod loader;
+pub mod preflight;
+
+pub use loader::{AttachedKernel, KernelError, KernelOptions};

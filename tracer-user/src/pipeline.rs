@@ -1,0 +1,160 @@
+//! The in-process pipeline stage: decoded records → connections →
+//! protocol parsers → spans, handed on in batches.
+
+use std::sync::Arc;
+
+use tracer_common::{EventKind, ProcessEvent};
+
+use crate::{
+    connections::{ConnectionTable, ConnectionStats, Origin},
+    protocols::{ParseOutput, ParserOptions, Protocol},
+    process::ProcessNames,
+    sinks::SpanBatch,
+    source::{decode, Event},
+    spans::{Span, SpanBuilder, SpanContext},
+};
+
+pub struct PipelineConfig {
+    pub enabled: Vec<Protocol>,
+    pub options: ParserOptions,
+    pub max_connections: usize,
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC.
+    pub wall_offset_ns: i128,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PipelineStats {
+    pub records: u64,
+    pub malformed_records: u64,
+    pub spans: u64,
+}
+
+pub struct Pipeline {
+    connections: ConnectionTable,
+    builder: SpanBuilder,
+    names: ProcessNames,
+    parsed: ParseOutput,
+    ready: Vec<Span>,
+    stats: PipelineStats,
+}
+
+impl Pipeline {
+    pub fn new(config: PipelineConfig) -> Self {
+        Pipeline {
+            connections: ConnectionTable::new(config.enabled, config.options, config.max_connections),
+            builder: SpanBuilder::new(config.wall_offset_ns),
+            names: ProcessNames::default(),
+            parsed: ParseOutput::default(),
+            ready: Vec::new(),
+            stats: PipelineStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        self.stats
+    }
+
+    pub fn connection_stats(&self) -> ConnectionStats {
+        self.connections.stats()
+    }
+
+    /// One ring-buffer record.
+    pub fn handle_record(&mut self, record: &[u8]) {
+        self.stats.records += 1;
+        let event = match decode(record) {
+            Ok(event) => event,
+            Err(err) => {
+                self.stats.malformed_records += 1;
+                log::debug!("dropping ring-buffer record: {err}");
+                return;
+            }
+        };
+        if log::log_enabled!(log::Level::Trace) {
+            log::trace!("{event:?}");
+        }
+        match event {
+            Event::Data(header, payload) => {
+                let origin = self.connections.on_data(&header, payload, &mut self.parsed);
+                self.finish_exchanges(origin, header.pid, header.tid);
+            }
+            Event::ConnOpen(conn) => {
+                let origin = self.connections.on_open(&conn, &mut self.parsed);
+                self.finish_exchanges(origin, conn.pid, conn.tid);
+            }
+            Event::ConnClose(conn) => {
+                let origin = self.connections.on_close(&conn, &mut self.parsed);
+                self.finish_exchanges(origin, conn.pid, conn.tid);
+            }
+            Event::Process(process) => self.on_process(&process),
+        }
+    }
+
+    fn on_process(&mut self, event: &ProcessEvent) {
+        let comm_len = event.comm.iter().position(|&b| b == 0).unwrap_or(event.comm.len());
+        let comm = String::from_utf8_lossy(&event.comm[..comm_len]);
+        match EventKind::from_u8(event.kind) {
+            Some(EventKind::ProcessFork) => {
+                log::debug!("tracing process {} ({comm}), forked by {}", event.pid, event.parent_pid);
+                self.names.set(event.pid, &comm);
+            }
+            Some(EventKind::ProcessExec) => {
+                log::debug!("tracing process {} ({comm}) after exec", event.pid);
+                self.names.set(event.pid, &comm);
+            }
+            Some(EventKind::ProcessExit) => {
+                log::debug!("process {} ({comm}) exited", event.pid);
+                let origins = self
+                    .connections
+                    .on_process_exit(event.pid, event.timestamp_ns, &mut self.parsed);
+                let exchanges: Vec<_> = self.parsed.exchanges.drain(..).collect();
+                for (exchange, origin) in exchanges.into_iter().zip(origins) {
+                    let ctx = self.context(&origin, event.pid, event.pid);
+                    let span = self.builder.build(exchange, &ctx);
+                    self.ready.push(span);
+                }
+                self.names.remove(event.pid);
+            }
+            _ => {}
+        }
+    }
+
+    fn context(&mut self, origin: &Origin, pid: u32, tid: u32) -> SpanContext {
+        SpanContext {
+            pid,
+            tid,
+            process: self.names.get(pid),
+            kind: origin.kind,
+            local: origin.local,
+            remote: origin.remote,
+        }
+    }
+
+    fn finish_exchanges(&mut self, origin: Option<Origin>, pid: u32, tid: u32) {
+        if self.parsed.exchanges.is_empty() {
+            return;
+        }
+        let Some(origin) = origin else {
+            self.parsed.exchanges.clear();
+            return;
+        };
+        let ctx = self.context(&origin, pid, tid);
+        for exchange in self.parsed.exchanges.drain(..) {
+            self.ready.push(self.builder.build(exchange, &ctx));
+        }
+    }
+
+    /// Spans finished since the last call, as one batch.
+    pub fn take_batch(&mut self) -> Option<SpanBatch> {
+        if self.ready.is_empty() {
+            return None;
+        }
+        self.stats.spans += self.ready.len() as u64;
+        let batch: Arc<[Span]> = self.ready.drain(..).collect();
+        Some(batch)
+    }
+
+    /// Forgets connections idle since before `cutoff_ns` (monotonic).
+    pub fn evict_idle(&mut self, cutoff_ns: u64) {
+        self.connections.evict_idle(cutoff_ns);
+    }
+}
