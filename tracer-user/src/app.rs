@@ -98,8 +98,8 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     for &pid in pids.iter().chain(&by_comm) {
         kernel.trace_pid(pid)?;
     }
-    log::info!(
-        "tracing {} process(es){}",
+    eprintln!(
+        "tracer: attached; tracing {} process(es){}; Ctrl-C to stop",
         pids.len() + by_comm.len(),
         if args.comms.is_empty() { String::new() } else { format!(" and new ones named {}", args.comms.join(",")) }
     );

@@ -1,1 +1,123 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup | build | run | test | bench`.
+//!
+//! Every task first makes sure the machine can build and load eBPF
+//! programs (see [`setup`]), so a fresh machine needs nothing but these
+//! commands.
+
+mod bench;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build, run, test and benchmark the tracer")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building needs (nightly rust-src, LLVM 22, bpf-linker);
+    /// with --test-deps also the servers and clients the tests run.
+    Setup {
+        #[arg(long)]
+        test_deps: bool,
+    },
+    /// Build the tracer (release) with its eBPF programs.
+    Build,
+    /// Build, then run the tracer with the given arguments (as root).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Unit and integration tests, loading the real eBPF programs (as root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Overhead and capacity benchmarks; writes BENCHMARKS.md.
+    Bench {
+        /// Seconds per load run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Interleaved rounds of each configuration.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup { test_deps } => setup::run(test_deps),
+        Task::Build => {
+            setup::run(false)?;
+            build()
+        }
+        Task::Run { args } => {
+            setup::run(false)?;
+            build()?;
+            let status = Command::new(tracer_binary())
+                .args(&args)
+                .status()
+                .context("starting target/release/tracer")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Test { args } => {
+            setup::run(true)?;
+            test(&args)
+        }
+        Task::Bench { seconds, rounds } => {
+            setup::run(true)?;
+            build()?;
+            bench::run(seconds, rounds)
+        }
+    }
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| manifest_dir.to_path_buf())
+}
+
+fn tracer_binary() -> std::path::PathBuf {
+    workspace_root().join("target/release/tracer")
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn run_checked(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn build() -> Result<()> {
+    run_checked(cargo().args(["build", "--release", "-p", "tracer-user"]))
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    // Integration tests start real servers on fixed loopback ports and load
+    // kernel programs: one test at a time keeps them from disturbing each
+    // other's measurements.
+    run_checked(
+        cargo()
+            .args(["test", "--release", "-p", "tracer-common", "-p", "tracer-user"])
+            .args(extra)
+            .args(["--", "--test-threads=1"]),
+    )
+}

@@ -1,0 +1,106 @@
+//! The binary's edges: bad input gives one clear line and a non-zero exit;
+//! exit, however it happens, leaves nothing of ours attached.
+
+mod common;
+
+use std::{
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::{our_programs_loaded, servers, tracer_binary, Tracer};
+
+fn run_tracer(args: &[&str]) -> (bool, String) {
+    let out = Command::new(tracer_binary()).args(args).output().expect("run tracer");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn no_such_pid_is_one_clear_error() {
+    let (ok, stderr) = run_tracer(&["--pid", "4000000"]);
+    assert!(!ok);
+    assert_eq!(stderr.trim(), "tracer: no such process: 4000000");
+}
+
+#[test]
+fn nothing_to_trace_is_an_error() {
+    let (ok, stderr) = run_tracer(&[]);
+    assert!(!ok);
+    assert!(stderr.contains("nothing to trace"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn malformed_arguments_are_refused() {
+    for args in [
+        &["--pid", "nginx"][..],
+        &["--pid", "1", "--max-payload", "99999999"],
+        &["--pid", "1", "--protocols", "gopher"],
+        &["--pid", "1", "--output", "xml"],
+        &["--pid", "1", "--duration", "0"],
+    ] {
+        let (ok, stderr) = run_tracer(args);
+        assert!(!ok, "{args:?} accepted");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn not_root_is_one_clear_error() {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", tracer_binary(), "--pid", "1"])
+        .output()
+        .expect("run setpriv");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must run as root"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn duration_ends_the_run_and_detaches_everything() {
+    let nginx = servers::nginx(1);
+    let started = Instant::now();
+    let out = Command::new(tracer_binary())
+        .args(["--pid", &nginx.pid().to_string(), "--duration", "1.5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run tracer");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary = stderr.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("tracer: 0 spans emitted"), "{stderr}");
+    assert!(summary.contains("0 events lost"), "{summary}");
+    assert!(our_programs_loaded().is_empty(), "left attached: {:?}", our_programs_loaded());
+}
+
+#[test]
+fn sigterm_and_sigkill_leave_nothing_attached() {
+    let nginx = servers::nginx(1);
+    let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
+    assert!(!our_programs_loaded().is_empty(), "programs should be loaded while tracing");
+    common::signal(tracer.pid(), "-TERM");
+    wait_until_detached();
+
+    let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
+    common::signal(tracer.pid(), "-KILL");
+    wait_until_detached();
+
+    // And a fresh start works after a SIGKILL.
+    let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
+    common::run_ok(Command::new("curl").args(["-sS", "-o", "/dev/null", &nginx.url("/hello")]));
+    let run = tracer.stop();
+    assert_eq!(run.spans.len(), 1, "{:?}", run.stderr);
+    wait_until_detached();
+}
+
+fn wait_until_detached() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !our_programs_loaded().is_empty() {
+        assert!(Instant::now() < deadline, "still attached: {:?}", our_programs_loaded());
+        thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,258 @@
+//! Harness for integration tests: the real tracer binary (with its real
+//! eBPF programs) against real servers and clients on 127.0.0.1, all
+//! started and stopped by the test.
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+pub mod servers;
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("tracer-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until `addr` accepts TCP connections.
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
+}
+
+/// The tracer binary under test, running with `--output json`.
+pub struct Tracer {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// What a finished tracer run printed.
+pub struct TracerRun {
+    pub spans: Vec<Value>,
+    pub stderr: Vec<String>,
+    pub exit_ok: bool,
+}
+
+impl TracerRun {
+    pub fn summary(&self) -> &str {
+        self.stderr
+            .iter()
+            .rev()
+            .find(|l| l.contains("spans emitted"))
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// A number from the summary line, e.g. `summary_count("events lost")`.
+    pub fn summary_count(&self, what: &str) -> u64 {
+        let summary = self.summary();
+        let Some(end) = summary.find(what) else {
+            panic!("summary has no {what:?}: {summary}");
+        };
+        summary[..end]
+            .trim_end()
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count before {what:?} in {summary}"))
+    }
+
+    pub fn spans_with(&self, key: &str, value: &str) -> Vec<&Value> {
+        self.spans.iter().filter(|s| s[key] == value).collect()
+    }
+}
+
+pub fn tracer_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tracer")
+}
+
+impl Tracer {
+    /// Starts the tracer and waits until its programs are attached.
+    pub fn start(args: &[&str]) -> Tracer {
+        let mut child = Command::new(tracer_binary())
+            .args(["--output", "json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the tracer");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (line_tx, line_rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let sink = stderr_lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("attached") {
+                    let _ = ready_tx.send(());
+                }
+                sink.lock().expect("stderr lock").push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "tracer exited before attaching ({status}): {}",
+                    stderr_lines.lock().expect("stderr lock").join("\n")
+                );
+            }
+            assert!(Instant::now() < deadline, "tracer did not attach within 60 s");
+        }
+        Tracer { child, stdout: line_rx, stderr_lines }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the tracer with SIGINT, after letting the last events drain.
+    pub fn stop(mut self) -> TracerRun {
+        // Events wait at most the poll interval (50 ms) in the ring buffer.
+        thread::sleep(Duration::from_millis(300));
+        signal(self.child.id(), libc_sigint());
+        let status = wait_with_timeout(&mut self.child, Duration::from_secs(30));
+        let mut spans = Vec::new();
+        while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(2)) {
+            spans.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}")));
+        }
+        // Give the stderr reader a moment to collect the summary.
+        thread::sleep(Duration::from_millis(100));
+        let stderr = self.stderr_lines.lock().expect("stderr lock").clone();
+        TracerRun { spans, stderr, exit_ok: status.is_some_and(|s| s.success()) }
+    }
+}
+
+fn libc_sigint() -> &'static str {
+    "-INT"
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command to completion and returns its stdout; panics on failure.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Reads everything a child printed, for diagnostics.
+pub fn read_all(mut reader: impl Read) -> String {
+    let mut s = String::new();
+    let _ = reader.read_to_string(&mut s);
+    s
+}
+
+/// Names of loaded eBPF programs (from `bpftool prog show`).
+pub fn loaded_program_names() -> Vec<String> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("run bpftool");
+    let progs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    progs
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Our programs' names all start with `tracer_` (kernel names keep 15 bytes).
+pub fn our_programs_loaded() -> Vec<String> {
+    loaded_program_names()
+        .into_iter()
+        .filter(|n| n.starts_with("tracer_"))
+        .collect()
+}
+
+/// Server spans with a complete response.
+pub fn complete(spans: &[Value]) -> Vec<&Value> {
+    spans
+        .iter()
+        .filter(|s| s["attributes"].get("tracer.response.missing").is_none())
+        .collect()
+}

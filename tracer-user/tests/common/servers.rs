@@ -1,0 +1,138 @@
+//! Real servers for the tests, each on its own loopback port and temporary
+//! directory, stopped when dropped.
+
+use std::{
+    fs,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use super::{free_port, wait_for_port, TempDir};
+
+/// A child process killed (with its process group) on drop.
+pub struct Service {
+    pub child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl Service {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Children (nginx workers) go with the group.
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.child.id())]).status();
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_in_own_group(cmd: &mut Command) -> Child {
+    use std::os::unix::process::CommandExt as _;
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
+}
+
+/// The 6-byte body of nginx's `/hello`.
+pub const HELLO_BODY: &str = "hello\n";
+
+/// nginx with a master and `workers` worker processes.
+pub fn nginx(workers: u32) -> Service {
+    let dir = TempDir::new("nginx");
+    let port = free_port();
+    let root = dir.path();
+    fs::create_dir_all(root.join("www")).expect("www dir");
+    fs::write(root.join("www/index.html"), "<html><body>tracer test</body></html>\n").expect("index");
+    fs::write(root.join("www/big.bin"), vec![b'x'; 200_000]).expect("big file");
+    let conf = format!(
+        r#"daemon off;
+master_process on;
+worker_processes {workers};
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root}/www;
+        location = /hello {{ default_type text/plain; return 200 "{hello}"; }}
+        location = /teapot {{ return 418; }}
+        location = /fail {{ return 503; }}
+        location = /echo {{ default_type text/plain; return 200 "posted\n"; }}
+    }}
+}}
+"#,
+        root = root.display(),
+        hello = HELLO_BODY.trim_end().to_owned() + "\\n",
+    );
+    let conf_path = root.join("nginx.conf");
+    fs::write(&conf_path, conf).expect("nginx.conf");
+    let child = spawn_in_own_group(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(root)
+            .arg("-e")
+            .arg(root.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    Service { child, port, dir }
+}
+
+/// Python's http.server (HTTP/1.0: one request per connection).
+pub fn python_http() -> Service {
+    let dir = TempDir::new("pyhttp");
+    let port = free_port();
+    fs::write(dir.path().join("index.html"), "<html>python</html>\n").expect("index");
+    let child = spawn_in_own_group(
+        Command::new("/usr/bin/python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .arg(dir.path()),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    Service { child, port, dir }
+}
+
+/// A Python script run as a server; `{port}` in `script` is replaced.
+pub fn python_script(tag: &str, script: &str) -> Service {
+    let dir = TempDir::new(tag);
+    let port = free_port();
+    let path = dir.path().join("server.py");
+    fs::write(&path, script.replace("{port}", &port.to_string())).expect("script");
+    let child = spawn_in_own_group(Command::new("/usr/bin/python3").arg("-u").arg(&path));
+    wait_for_port(port, Duration::from_secs(10));
+    Service { child, port, dir }
+}
+
+/// Pids of `pid` and its children.
+pub fn with_children(pid: u32) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-P", &pid.to_string()]).output().expect("pgrep");
+    let mut pids = vec![pid];
+    pids.extend(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<u32>().ok()),
+    );
+    pids
+}

@@ -1,0 +1,118 @@
+//! Idempotent machine set-up: each step checks first and installs only
+//! what is missing. Without root or apt it says what to run instead.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::run_checked;
+
+/// Debian packages the eBPF build needs (bpf-linker links against LLVM 22,
+/// the LLVM of the pinned nightly).
+const BUILD_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"];
+
+/// Real servers and clients the integration tests and benchmarks run.
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    // (package, a file it installs: present means installed)
+    ("nginx", "/usr/sbin/nginx"),
+    ("curl", "/usr/bin/curl"),
+    ("wrk", "/usr/bin/wrk"),
+    ("python3", "/usr/bin/python3"),
+    ("bpftool", "/usr/sbin/bpftool"),
+    ("bpftrace", "/usr/bin/bpftrace"),
+    ("redis-server", "/usr/bin/redis-server"),
+    ("redis-tools", "/usr/bin/redis-benchmark"),
+    ("memcached", "/usr/bin/memcached"),
+    ("dnsmasq-base", "/usr/sbin/dnsmasq"),
+    ("dnsutils", "/usr/bin/dig"),
+    ("postgresql", "/usr/bin/pgbench"),
+    ("mariadb-server", "/usr/sbin/mariadbd"),
+    ("mariadb-client", "/usr/bin/mariadb"),
+    ("util-linux", "/usr/bin/setpriv"),
+    ("procps", "/usr/bin/pgrep"),
+];
+
+pub fn run(test_deps: bool) -> Result<()> {
+    let mut packages: Vec<&str> = Vec::new();
+    if !Path::new("/usr/lib/llvm-22/lib/libLLVM.so").exists() && !has_bpf_linker() {
+        packages.extend(BUILD_PACKAGES);
+    }
+    if test_deps {
+        packages.extend(
+            TEST_PACKAGES
+                .iter()
+                .filter(|(_, file)| !Path::new(file).exists())
+                .map(|(package, _)| *package),
+        );
+    }
+    if !packages.is_empty() {
+        apt_install(&packages)?;
+    }
+    if !has_rust_src() {
+        let mut cmd = Command::new("rustup");
+        cmd.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
+        run_or_explain(&mut cmd, "rustup component add rust-src --toolchain nightly")?;
+    }
+    if !has_bpf_linker() {
+        if !Path::new("/usr/lib/llvm-22/lib/libLLVM.so").exists() {
+            apt_install(BUILD_PACKAGES)?;
+        }
+        let mut cmd = Command::new("cargo");
+        cmd.env("LLVM_PREFIX", "/usr/lib/llvm-22").args([
+            "install",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ]);
+        run_or_explain(
+            &mut cmd,
+            "LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features --features llvm-22",
+        )?;
+    }
+    Ok(())
+}
+
+fn has_rust_src() -> bool {
+    Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("rust-src")))
+        .unwrap_or(false)
+}
+
+fn has_bpf_linker() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let line = format!("apt-get update && apt-get install -y {}", packages.join(" "));
+    if !is_root() || !Path::new("/usr/bin/apt-get").exists() {
+        bail!("missing packages; as root on Debian/Ubuntu run: {line}");
+    }
+    eprintln!("xtask: installing {}", packages.join(" "));
+    run_checked(Command::new("apt-get").arg("update").arg("-q"))
+        .context("apt-get update")?;
+    run_checked(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages),
+    )
+    .with_context(|| format!("installing packages; try by hand: {line}"))
+}
+
+fn run_or_explain(cmd: &mut Command, by_hand: &str) -> Result<()> {
+    eprintln!("xtask: running {by_hand}");
+    run_checked(cmd).with_context(|| format!("set-up step failed; run by hand: {by_hand}"))
+}
