@@ -1,0 +1,94 @@
+//! Turning a paired request and response into an [`Exchange`].
+
+use crate::protocols::{AttrValue, Attributes, Exchange, Fault, Protocol};
+
+use super::head::RequestHead;
+
+/// Methods OpenTelemetry knows by name; others are reported as `_OTHER`.
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
+
+/// A request waiting for (or getting) its response.
+#[derive(Debug)]
+pub(super) struct Request {
+    /// Tells requests apart while their body is still arriving.
+    pub seq: u64,
+    pub head: RequestHead,
+    pub start_ns: u64,
+    pub body_size: u64,
+}
+
+/// The response part of an exchange, as far as it is known.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ResponseSummary {
+    pub status: u16,
+    pub body_size: u64,
+}
+
+pub(super) fn build_exchange(
+    request: Request,
+    response: Option<ResponseSummary>,
+    end_ns: u64,
+    incomplete: bool,
+) -> Exchange {
+    let RequestHead {
+        method,
+        path,
+        query,
+        version,
+        trace_context,
+        body: _,
+    } = request.head;
+    let name = match &path {
+        Some(path) => format!("{method} {path}"),
+        None => method.clone(),
+    };
+    let mut attributes: Attributes = Vec::with_capacity(9);
+    if STANDARD_METHODS.contains(&method.as_str()) {
+        attributes.push(("http.request.method", AttrValue::Str(method)));
+    } else {
+        attributes.push(("http.request.method", AttrValue::from("_OTHER")));
+        attributes.push(("http.request.method_original", AttrValue::Str(method)));
+    }
+    if let Some(path) = path {
+        attributes.push(("url.path", AttrValue::Str(path)));
+    }
+    if let Some(query) = query {
+        attributes.push(("url.query", AttrValue::Str(query)));
+    }
+    attributes.push(("network.protocol.name", AttrValue::from("http")));
+    let version = if version == 0 { "1.0" } else { "1.1" };
+    attributes.push(("network.protocol.version", AttrValue::from(version)));
+    if let Some(response) = response {
+        attributes.push((
+            "http.response.status_code",
+            AttrValue::from(response.status),
+        ));
+    }
+    attributes.push(("http.request.body.size", AttrValue::from(request.body_size)));
+    if let Some(response) = response {
+        attributes.push((
+            "http.response.body.size",
+            AttrValue::from(response.body_size),
+        ));
+    }
+    Exchange {
+        protocol: Protocol::Http,
+        name,
+        start_ns: request.start_ns,
+        end_ns: end_ns.max(request.start_ns),
+        fault: response.map_or(Fault::None, |r| fault(r.status)),
+        incomplete,
+        attributes,
+        trace_context,
+    }
+}
+
+fn fault(status: u16) -> Fault {
+    match status {
+        500..=599 => Fault::Server,
+        400..=499 => Fault::Client,
+        _ => Fault::None,
+    }
+}

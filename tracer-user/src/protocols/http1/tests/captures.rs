@@ -1,0 +1,364 @@
+//! Every capture, replayed as recorded and cut in many other ways, must
+//! give exactly the exchanges that happened.
+
+use crate::protocols::{ParserOptions, Side};
+
+use super::*;
+
+/// Requests and responses of each capture, as curl and the servers saw them.
+fn wants(capture: &Capture) -> Vec<Want> {
+    match capture.name {
+        "chunked" => vec![Want::ok("GET /chunked", "GET /chunked", 200, 321, 553)],
+        "close_delimited" => vec![Want {
+            response_end: Some(244),
+            ..Want::ok("GET /close", "GET /close", 200, 108, 244)
+        }],
+        "continue_100" => {
+            vec![Want::ok("POST /upload", "POST /upload", 201, 19, 192).request_body(25889)]
+        }
+        "get_simple" => vec![Want::ok("GET /small.txt", "GET /small.txt", 200, 17, 253)],
+        "gzip_chunked" => vec![Want::ok(
+            "GET /words.txt",
+            "GET /words.txt",
+            200,
+            6969,
+            7232,
+        )],
+        "head" => vec![Want::ok("HEAD /big.bin", "HEAD /big.bin", 200, 0, 257)],
+        "head_then_get_nginx" => vec![
+            Want::ok("HEAD /big.bin", "HEAD /big.bin", 200, 0, 257),
+            Want::ok("GET /small.txt", "GET /small.txt", 200, 17, 511),
+            Want::ok("GET /chunked", "GET /chunked?x=1", 404, 153, 819),
+        ],
+        "http10_close" => {
+            vec![Want::ok("GET /small.txt", "GET /small.txt", 200, 17, 202).version("1.0")]
+        }
+        "keepalive" => vec![
+            Want::ok("GET /small.txt", "GET /small.txt?token", 200, 17, 253),
+            Want::ok("GET /big.bin", "GET /big.bin", 200, 100_000, 100_511),
+            Want::ok("GET /missing.html", "GET /missing.html", 404, 153, 100_819),
+        ],
+        "no_content_503" => vec![
+            Want::ok("GET /nothing", "GET /nothing", 204, 0, 109),
+            Want::ok("GET /boom", "GET /boom", 503, 197, 483),
+        ],
+        "not_found" => vec![Want::ok(
+            "GET /missing/page",
+            "GET /missing/page?id=42",
+            404,
+            153,
+            307,
+        )],
+        "not_modified" => vec![
+            Want::ok("GET /small.txt", "GET /small.txt", 304, 0, 178),
+            Want::ok("GET /small.txt", "GET /small.txt", 304, 0, 357),
+        ],
+        "pipelined" => vec![
+            Want::ok("GET /small.txt", "GET /small.txt", 200, 17, 253),
+            Want::ok("HEAD /big.bin", "HEAD /big.bin", 200, 0, 511),
+            Want::ok("GET /missing", "GET /missing?q=1", 404, 153, 814),
+        ],
+        "pipelined_post" => vec![
+            Want::ok("POST /echo", "POST /echo", 201, 16, 164).request_body(11),
+            Want::ok("GET /chunked", "GET /chunked", 200, 321, 718),
+            Want::ok("GET /nope", "GET /nope", 404, 330, 1226),
+        ],
+        "post" => vec![Want::ok("POST /echo", "POST /echo", 201, 16, 164).request_body(27)],
+        "post_chunked" => {
+            vec![Want::ok("POST /upload", "POST /upload", 201, 19, 167).request_body(25889)]
+        }
+        other => panic!("no expectations for {other}"),
+    }
+}
+
+/// Replays `pieces` with and without a close at the end and checks both.
+fn check(capture: &Capture, how: &str, pieces: Vec<Piece>) {
+    let replay = Replay::new(pieces);
+    let all = wants(capture);
+    let closed = replay.run(ParserOptions::default(), true);
+    assert_exchanges(
+        &format!("{} {how}, closed", capture.name),
+        capture,
+        &replay,
+        &closed.exchanges,
+        &all,
+    );
+    assert_eq!(closed.desyncs, 0, "{} {how}", capture.name);
+
+    // Only a body delimited by the close waits for it.
+    let open = replay.run(ParserOptions::default(), false);
+    let before_close = if capture.name == "close_delimited" {
+        &[][..]
+    } else {
+        &all[..]
+    };
+    assert_exchanges(
+        &format!("{} {how}, open", capture.name),
+        capture,
+        &replay,
+        &open.exchanges,
+        before_close,
+    );
+}
+
+#[test]
+fn captures_as_recorded() {
+    for capture in &ALL_CAPTURES {
+        check(capture, "as recorded", capture.pieces());
+    }
+}
+
+#[test]
+fn captures_byte_by_byte() {
+    for capture in &ALL_CAPTURES {
+        check(capture, "byte by byte", split_every(capture.pieces(), 1));
+    }
+}
+
+#[test]
+fn captures_in_random_pieces() {
+    for capture in &ALL_CAPTURES {
+        for seed in 0..24 {
+            let max = [2, 3, 7, 16, 64, 1500][seed as usize % 6];
+            let how = format!("random pieces seed {seed} max {max}");
+            check(capture, &how, split_random(capture.pieces(), seed, max));
+        }
+    }
+}
+
+#[test]
+fn small_captures_split_at_every_byte() {
+    for capture in ALL_CAPTURES
+        .iter()
+        .filter(|c| c.client.len() + c.server.len() < 2048)
+    {
+        for side in [Side::Client, Side::Server] {
+            for offset in 1..capture.bytes(side).len() {
+                let how = format!("split at {side:?} byte {offset}");
+                check(capture, &how, split_at(capture.pieces(), side, offset));
+            }
+        }
+    }
+}
+
+#[test]
+fn close_delimited_response_ends_at_last_read_not_at_close() {
+    let replay = Replay::new(split_every(CLOSE_DELIMITED.pieces(), 50));
+    let out = replay.run(ParserOptions::default(), true);
+    let [exchange] = out.exchanges.as_slice() else {
+        panic!("{:?}", out.exchanges)
+    };
+    assert_eq!(
+        exchange.end_ns,
+        replay.ts_of(Side::Server, CLOSE_DELIMITED.server.len() - 1)
+    );
+    assert!(exchange.end_ns < replay.close_ns);
+    assert!(!exchange.incomplete);
+}
+
+#[test]
+fn gap_inside_content_length_body_is_counted() {
+    let body_start = 100_512 - 100_000;
+    let pieces = with_gap(
+        KEEPALIVE.pieces(),
+        Side::Server,
+        body_start + 100..body_start + 99_000,
+    );
+    let replay = Replay::new(pieces);
+    let out = replay.run(ParserOptions::default(), true);
+    assert_eq!(out.desyncs, 0);
+    assert_exchanges(
+        "keepalive with gap",
+        &KEEPALIVE,
+        &replay,
+        &out.exchanges,
+        &wants(&KEEPALIVE),
+    );
+}
+
+#[test]
+fn gap_ending_a_body_completes_it_then_loses_the_next_start() {
+    // The gap swallows the end of the big body and the start of the 404.
+    let pieces = with_gap(KEEPALIVE.pieces(), Side::Server, 100_000..100_600);
+    let replay = Replay::new(pieces);
+    let out = replay.run(ParserOptions::default(), true);
+    assert_eq!(out.desyncs, 1);
+    let gap_ns = replay.ts_of(Side::Server, 100_000);
+    let mut want = wants(&KEEPALIVE);
+    want[1].response_end = Some(100_000);
+    // As recorded, the gap is two: the body's end (which completes it),
+    // then the 404's start after curl sent `/missing.html`. Losing that
+    // response drops the request waiting for it.
+    want.truncate(2);
+    assert_exchanges(
+        "keepalive gap over boundary",
+        &KEEPALIVE,
+        &replay,
+        &out.exchanges,
+        &want,
+    );
+    assert_eq!(out.exchanges[1].end_ns, gap_ns);
+}
+
+#[test]
+fn gaps_inside_chunk_data_are_counted() {
+    let data_start = 7233 - 6982 + 6; // after the head and `1b39\r\n`
+    for range in [
+        data_start..data_start + 1,
+        data_start + 10..data_start + 6969,
+        data_start..data_start + 6969,
+    ] {
+        let pieces = with_gap(GZIP_CHUNKED.pieces(), Side::Server, range.clone());
+        let replay = Replay::new(pieces);
+        let out = replay.run(ParserOptions::default(), true);
+        assert_eq!(out.desyncs, 0, "{range:?}");
+        assert_exchanges(
+            "gzip chunked gap",
+            &GZIP_CHUNKED,
+            &replay,
+            &out.exchanges,
+            &wants(&GZIP_CHUNKED),
+        );
+    }
+}
+
+#[test]
+fn gap_over_chunk_framing_loses_the_response() {
+    let data_start = 7233 - 6982 + 6;
+    let pieces = with_gap(
+        GZIP_CHUNKED.pieces(),
+        Side::Server,
+        data_start + 10..data_start + 6972,
+    );
+    let out = Replay::new(pieces).run(ParserOptions::default(), true);
+    assert_eq!(out.desyncs, 1);
+    // The request was dropped with the lost response: no half-known exchange.
+    assert!(out.exchanges.is_empty(), "{:?}", out.exchanges);
+}
+
+#[test]
+fn gaps_in_request_bodies_count_as_body() {
+    // Chunked upload: one 0x6521-byte chunk, then `\r\n0\r\n\r\n`.
+    let data_start = 26065 - 25889 - 2 - 5;
+    let pieces = with_gap(
+        POST_CHUNKED.pieces(),
+        Side::Client,
+        data_start + 5..data_start + 25_000,
+    );
+    let replay = Replay::new(pieces);
+    let out = replay.run(ParserOptions::default(), true);
+    assert_eq!(out.desyncs, 0);
+    assert_exchanges(
+        "post chunked gap",
+        &POST_CHUNKED,
+        &replay,
+        &out.exchanges,
+        &wants(&POST_CHUNKED),
+    );
+
+    // Content-Length upload after 100 Continue.
+    let pieces = with_gap(CONTINUE_100.pieces(), Side::Client, 200..26_000);
+    let replay = Replay::new(pieces);
+    let out = replay.run(ParserOptions::default(), true);
+    assert_eq!(out.desyncs, 0);
+    assert_exchanges(
+        "continue gap",
+        &CONTINUE_100,
+        &replay,
+        &out.exchanges,
+        &wants(&CONTINUE_100),
+    );
+}
+
+#[test]
+fn gap_inside_a_head_loses_that_message() {
+    // Part of the first response head is missing.
+    let pieces = with_gap(KEEPALIVE.pieces(), Side::Server, 20..40);
+    let replay = Replay::new(pieces);
+    let out = replay.run(ParserOptions::default(), true);
+    assert_eq!(out.desyncs, 1);
+    // Requests sent after the loss pair with the responses found again.
+    assert_exchanges(
+        "head gap",
+        &KEEPALIVE,
+        &replay,
+        &out.exchanges,
+        &wants(&KEEPALIVE)[1..],
+    );
+}
+
+#[test]
+fn trace_context_from_captured_request() {
+    let out = Replay::new(KEEPALIVE.pieces()).run(ParserOptions::default(), true);
+    assert_eq!(out.exchanges.len(), 3);
+    for exchange in &out.exchanges {
+        let context = exchange.trace_context.as_ref().unwrap();
+        assert_eq!(
+            crate::spans::hex_lower(&context.trace_id),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            crate::spans::hex_lower(&context.parent_span_id),
+            "00f067aa0ba902b7"
+        );
+        assert_eq!(context.flags, 1);
+        assert_eq!(
+            context.tracestate.as_deref(),
+            Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+        );
+    }
+    let out = Replay::new(GET_SIMPLE.pieces()).run(ParserOptions::default(), true);
+    assert_eq!(out.exchanges[0].trace_context, None);
+}
+
+#[test]
+fn secrets_never_reach_attributes() {
+    let secrets = [
+        "s3cr3t",
+        "c00kie",
+        "query-secret",
+        "Bearer",
+        "curl/",
+        "hunter2",
+        "password",
+        "127.0.0.1",
+    ];
+    for capture in &ALL_CAPTURES {
+        let out = Replay::new(capture.pieces()).run(ParserOptions::default(), true);
+        for exchange in &out.exchanges {
+            let mut shown = vec![exchange.name.clone()];
+            for (key, value) in &exchange.attributes {
+                shown.push(key.to_string());
+                shown.push(format!("{value:?}"));
+            }
+            for text in &shown {
+                for secret in secrets {
+                    assert!(
+                        !text.contains(secret),
+                        "{}: {text} shows {secret}",
+                        capture.name
+                    );
+                }
+            }
+            assert!(str_attr(exchange, "url.query").is_none());
+        }
+    }
+}
+
+#[test]
+fn query_only_when_asked() {
+    let options = ParserOptions {
+        include_query: true,
+        ..ParserOptions::default()
+    };
+    let out = Replay::new(KEEPALIVE.pieces()).run(options, true);
+    let queries: Vec<Option<&str>> = out
+        .exchanges
+        .iter()
+        .map(|e| str_attr(e, "url.query"))
+        .collect();
+    assert_eq!(queries, [Some("token=query-secret&page=2"), None, None]);
+    assert_eq!(out.exchanges[0].name, "GET /small.txt");
+    let out = Replay::new(NOT_FOUND.pieces()).run(options, true);
+    assert_eq!(str_attr(&out.exchanges[0], "url.query"), Some("id=42"));
+}
