@@ -87,7 +87,13 @@ fn keep_alive_connection_carries_several_requests() {
     let nginx = servers::nginx(1);
     let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
     // One curl, one connection, four requests.
-    let out = curl(&[&nginx.url("/hello"), &nginx.url("/index.html"), &nginx.url("/hello"), &nginx.url("/teapot")]);
+    let urls = ["/hello", "/index.html", "/hello", "/teapot"].map(|p| nginx.url(p));
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-w", "%{http_code}\n"]);
+    for url in &urls {
+        cmd.args(["-o", "/dev/null", url]);
+    }
+    let out = run_ok(&mut cmd);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["200", "200", "200", "418"]);
     let run = tracer.stop();
     let spans = server_spans(&run.spans);
