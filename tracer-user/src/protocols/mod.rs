@@ -5,7 +5,10 @@
 //! response. Parsers never see the kernel, sockets or clocks; they get bytes,
 //! timestamps and gaps (bytes that moved but were not captured).
 
+pub mod dns;
 pub mod http1;
+pub mod memcached;
+pub mod redis;
 
 use std::fmt;
 
