@@ -108,14 +108,12 @@ impl Reassembler {
         let State::Body { len, lost } = self.state else {
             return false;
         };
+        let lost = lost.saturating_add(gap);
         // A gap running past the message took the next length prefix.
-        if self.buffer.len() + lost + gap > len {
+        if self.buffer.len().saturating_add(lost) > len {
             return false;
         }
-        self.state = State::Body {
-            len,
-            lost: lost + gap,
-        };
+        self.state = State::Body { len, lost };
         true
     }
 }

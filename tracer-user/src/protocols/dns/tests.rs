@@ -359,6 +359,26 @@ fn hostile_names_are_rejected() {
 }
 
 #[test]
+fn huge_gaps_desync_without_panicking() {
+    let records = records(TCP_KEEPOPEN);
+    for side in [Side::Client, Side::Server] {
+        let mut parser = tcp();
+        let mut out = ParseOutput::default();
+        parser.on_data(Side::Client, 1, &records[0].data, &mut out);
+        parser.on_data(Side::Server, 1, &records[1].data[..20], &mut out);
+        parser.on_data(Side::Client, 1, &records[2].data[..20], &mut out);
+        parser.on_gap(side, 2, usize::MAX, &mut out);
+        assert_eq!(out.desyncs, 1);
+        parser.on_gap(side, 2, usize::MAX, &mut out);
+        assert_eq!(out.desyncs, 2);
+    }
+    let mut parser = udp();
+    let mut out = ParseOutput::default();
+    parser.on_gap(Side::Server, 2, usize::MAX, &mut out);
+    assert_eq!(out.desyncs, 1);
+}
+
+#[test]
 fn pending_queries_are_bounded() {
     let mut parser = udp();
     let mut out = ParseOutput::default();

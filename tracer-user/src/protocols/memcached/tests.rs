@@ -297,6 +297,20 @@ fn truncated_connections_report_unanswered_commands() {
 }
 
 #[test]
+fn huge_gaps_desync_without_panicking() {
+    for side in [Side::Client, Side::Server] {
+        let mut parser = default_parser();
+        let mut out = ParseOutput::default();
+        parser.on_data(Side::Client, 1, b"get a\r\nset a 0 0 5\r\nab", &mut out);
+        parser.on_data(Side::Server, 1, b"VALUE a 0 5\r\nab", &mut out);
+        parser.on_gap(side, 2, usize::MAX, &mut out);
+        parser.on_close(3, &mut out);
+        assert_eq!(out.desyncs, 1);
+        assert!(out.exchanges.is_empty());
+    }
+}
+
+#[test]
 fn pending_commands_are_bounded() {
     let mut parser = default_parser();
     let mut out = ParseOutput::default();

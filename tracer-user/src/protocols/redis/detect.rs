@@ -161,7 +161,9 @@ fn walk(data: &[u8]) -> Walk {
                     };
                     match data.get(payload_end..payload_end.saturating_add(2)) {
                         Some(b"\r\n") => pos = payload_end + 2,
-                        Some(_) if data.len() >= payload_end + 2 => return Walk::Invalid,
+                        Some(_) if data.len() >= payload_end.saturating_add(2) => {
+                            return Walk::Invalid
+                        }
                         _ => return Walk::Partial { lines },
                     }
                     true

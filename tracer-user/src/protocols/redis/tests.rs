@@ -252,6 +252,49 @@ fn resp3_pubsub_pushes_never_answer_commands() {
     );
 }
 
+/// The records of `capture` in the order `order`, timed by their new places.
+fn reordered(capture: &[u8], order: &[usize]) -> Vec<Record> {
+    let records = records(capture);
+    let mut out: Vec<Record> = order.iter().map(|&index| records[index].clone()).collect();
+    out.extend(records.iter().skip(order.len()).cloned());
+    for (index, record) in out.iter_mut().enumerate() {
+        record.ts_ns = ts(index);
+    }
+    out
+}
+
+#[test]
+fn pushes_arriving_while_commands_wait_answer_nothing() {
+    // RESP2: PSUBSCRIBE sent before the two messages arrive, PING before a
+    // pmessage and a message.
+    let records = reordered(RESP2_PUBSUB, &[0, 1, 4, 2, 3, 5, 8, 6, 7, 9]);
+    let out = replay_whole(&mut default_parser(), &records);
+    assert_eq!(out.desyncs, 0);
+    assert_eq!(
+        summary(&out)[..3],
+        [
+            expect("SUBSCRIBE", "SUBSCRIBE ? ?", None, 0, 1),
+            expect("PSUBSCRIBE", "PSUBSCRIBE ?", None, 2, 5),
+            expect("PING", "PING", None, 6, 9),
+        ]
+    );
+    // RESP3: GET sent before two message pushes arrive.
+    let records = reordered(RESP3_PUBSUB, &[0, 1, 2, 3, 6, 4, 5, 7]);
+    let out = replay_whole(&mut default_parser(), &records);
+    assert_eq!(summary(&out)[2], expect("GET", "GET ?", None, 4, 7));
+    // RESP3: PING sent before SET's reply and the invalidation push after it.
+    let order: Vec<usize> = (0..=26).chain([28, 27, 29]).collect();
+    let records = reordered(RESP3_TYPES, &order);
+    let out = replay_whole(&mut default_parser(), &records);
+    assert_eq!(
+        summary(&out)[13..],
+        [
+            expect("SET", "SET ? ?", None, 26, 28),
+            expect("PING", "PING", None, 27, 29)
+        ]
+    );
+}
+
 #[test]
 fn pipelined_subscribes_pair_with_their_own_confirmations() {
     let mut parser = default_parser();
@@ -561,6 +604,20 @@ fn truncated_connections_report_unanswered_commands() {
             parser.on_close(2, &mut out);
             assert!(out.exchanges.len() <= full, "{name} cut {cut}");
         }
+    }
+}
+
+#[test]
+fn huge_gaps_desync_without_panicking() {
+    for side in [Side::Client, Side::Server] {
+        let mut parser = default_parser();
+        let mut out = ParseOutput::default();
+        parser.on_data(Side::Client, 1, b"*2\r\n$3\r\nGET\r\n$5\r\nab", &mut out);
+        parser.on_data(Side::Server, 1, b"$5\r\nab", &mut out);
+        parser.on_gap(side, 2, usize::MAX, &mut out);
+        parser.on_close(3, &mut out);
+        assert_eq!(out.desyncs, 1);
+        assert!(out.exchanges.is_empty());
     }
 }
 
