@@ -11,10 +11,10 @@ mod addr;
 
 use std::{collections::HashMap, net::SocketAddr};
 
-use tracer_common::{ConnEvent, DataEvent, Direction, Role, DATA_FLAG_TRUNCATED};
+use tracer_common::{ConnEvent, DataEvent, Direction, Role, DATA_FLAG_TRUNCATED, IPPROTO_UDP};
 
 use crate::{
-    protocols::{self, ParseOutput, Parser, ParserOptions, Protocol, Side},
+    protocols::{self, ParseOutput, Parser, ParserOptions, Protocol, Side, Transport},
     spans::SpanKind,
 };
 
@@ -44,6 +44,7 @@ enum ProtocolState {
 
 struct Connection {
     sock: u64,
+    transport: Transport,
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
     role: Role,
@@ -121,6 +122,7 @@ impl ConnectionTable {
             key,
             Connection {
                 sock: event.sock,
+                transport: if event.protocol == IPPROTO_UDP { Transport::Udp } else { Transport::Tcp },
                 local,
                 remote,
                 role: Role::from_u8(event.role),
@@ -184,6 +186,7 @@ impl ConnectionTable {
                 key,
                 Connection {
                     sock: event.sock,
+                    transport: Transport::Tcp,
                     local: None,
                     remote: None,
                     role: Role::Unknown,
@@ -204,8 +207,8 @@ impl ConnectionTable {
             if payload.is_empty() {
                 return None;
             }
-            match protocols::detect(&self.enabled, payload) {
-                Some((protocol, side)) => match protocols::new_parser(protocol, self.options) {
+            match protocols::detect(&self.enabled, conn.transport, payload) {
+                Some((protocol, side)) => match protocols::new_parser(protocol, conn.transport, self.options) {
                     Some(parser) => {
                         let client_bytes_come_in = (side == Side::Client) == (direction == Direction::Ingress);
                         let we_are = if client_bytes_come_in { SpanKind::Server } else { SpanKind::Client };

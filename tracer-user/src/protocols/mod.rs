@@ -5,10 +5,13 @@
 //! response. Parsers never see the kernel, sockets or clocks; they get bytes,
 //! timestamps and gaps (bytes that moved but were not captured).
 
+pub mod dns;
 pub mod http1;
+pub mod memcached;
+pub mod redis;
 mod registry;
 
-pub use registry::{default_enabled, detect, new_parser};
+pub use registry::{default_enabled, detect, new_parser, Transport};
 
 use std::fmt;
 
