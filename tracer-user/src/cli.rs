@@ -103,7 +103,7 @@ mod tests {
         assert!(Args::try_parse_from(["tracer", "--max-payload", "1000000"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--protocols", "smtp"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--ring-buffer-mib", "3"]).is_err());
-        let args = Args::try_parse_from(["tracer", "--duration", "-1"]).unwrap();
+        let args = Args::try_parse_from(["tracer", "--duration", "0"]).unwrap();
         assert!(args.duration().is_err());
     }
 }
