@@ -136,3 +136,55 @@ pub fn with_children(pid: u32) -> Vec<u32> {
     );
     pids
 }
+
+/// redis-server without persistence.
+pub fn redis() -> Service {
+    let dir = TempDir::new("redis");
+    let port = free_port();
+    let child = spawn_in_own_group(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path()),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    Service { child, port, dir }
+}
+
+/// memcached on TCP only.
+pub fn memcached() -> Service {
+    let dir = TempDir::new("memcached");
+    let port = free_port();
+    let child = spawn_in_own_group(Command::new("memcached").args([
+        "-l",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        "0",
+        "-u",
+        "root",
+    ]));
+    wait_for_port(port, Duration::from_secs(10));
+    Service { child, port, dir }
+}
+
+/// dnsmasq answering `*.example.test` itself, on UDP and TCP `port`.
+pub fn dnsmasq_on(port: u16) -> Service {
+    let dir = TempDir::new("dnsmasq");
+    let child = spawn_in_own_group(Command::new("dnsmasq").args([
+        "--no-daemon",
+        "--port",
+        &port.to_string(),
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--no-resolv",
+        "--no-hosts",
+        "--address=/example.test/10.1.2.3",
+        "--address=/example.test/fd00::7",
+        "--user=root",
+        "--pid-file=",
+    ]));
+    wait_for_port(port, Duration::from_secs(10));
+    Service { child, port, dir }
+}
