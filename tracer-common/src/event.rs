@@ -60,6 +60,10 @@ pub enum Syscall {
     Recvmmsg = 8,
     Sendmmsg = 9,
     Sendfile = 10,
+    /// Plaintext returned by OpenSSL's `SSL_read`/`SSL_read_ex`.
+    SslRead = 11,
+    /// Plaintext handed to OpenSSL's `SSL_write`/`SSL_write_ex`.
+    SslWrite = 12,
 }
 
 impl Syscall {
@@ -76,21 +80,27 @@ impl Syscall {
             8 => Self::Recvmmsg,
             9 => Self::Sendmmsg,
             10 => Self::Sendfile,
+            11 => Self::SslRead,
+            12 => Self::SslWrite,
             _ => return None,
         })
     }
 
     pub fn direction(self) -> Direction {
         match self {
-            Self::Read | Self::Readv | Self::Recvfrom | Self::Recvmsg | Self::Recvmmsg => {
-                Direction::Ingress
-            }
+            Self::Read
+            | Self::Readv
+            | Self::Recvfrom
+            | Self::Recvmsg
+            | Self::Recvmmsg
+            | Self::SslRead => Direction::Ingress,
             Self::Write
             | Self::Writev
             | Self::Sendto
             | Self::Sendmsg
             | Self::Sendmmsg
-            | Self::Sendfile => Direction::Egress,
+            | Self::Sendfile
+            | Self::SslWrite => Direction::Egress,
         }
     }
 
@@ -107,12 +117,17 @@ impl Syscall {
             Self::Recvmmsg => "recvmmsg",
             Self::Sendmmsg => "sendmmsg",
             Self::Sendfile => "sendfile",
+            Self::SslRead => "SSL_read",
+            Self::SslWrite => "SSL_write",
         }
     }
 }
 
 /// [`DataEvent::flags`]: fewer bytes were copied than the syscall moved.
 pub const DATA_FLAG_TRUNCATED: u8 = 1;
+/// [`DataEvent::flags`]: plaintext of a TLS connection, read at the TLS
+/// library's boundary (the socket itself carries ciphertext).
+pub const DATA_FLAG_TLS: u8 = 2;
 
 /// Payload moved by one socket syscall (one message for `*mmsg`).
 ///

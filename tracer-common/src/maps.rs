@@ -16,9 +16,12 @@ pub enum Counter {
     DataEvents = 4,
     /// A process could not be added to the traced set: map full.
     PidTableFull = 5,
+    /// A TLS library call whose socket could not be found: its plaintext
+    /// was dropped.
+    TlsSocketUnknown = 6,
 }
 
-pub const COUNTER_COUNT: u32 = 6;
+pub const COUNTER_COUNT: u32 = 7;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -28,6 +31,7 @@ impl Counter {
         Counter::PayloadReadFailed,
         Counter::DataEvents,
         Counter::PidTableFull,
+        Counter::TlsSocketUnknown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +42,7 @@ impl Counter {
             Counter::PayloadReadFailed => "payload_read_failed",
             Counter::DataEvents => "data_events",
             Counter::PidTableFull => "pid_table_full",
+            Counter::TlsSocketUnknown => "tls_socket_unknown",
         }
     }
 }

@@ -15,7 +15,8 @@ use tracer_common::{maps::Counter, DataEvent, Direction, EventKind, Syscall, MAX
 use crate::{
     emit::DataBuilder,
     maps::{count, traced_current, InFlight, IN_FLIGHT},
-    socket::ensure_connection,
+    socket::{ensure_connection, Tracked},
+    tls::note_socket_of_ssl_call,
 };
 
 /// `struct iovec` as user space lays it out.
@@ -77,7 +78,12 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     }
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
-    if !ensure_connection(tgid, tid, in_flight.fd, in_flight.sock) {
+    match ensure_connection(tgid, tid, in_flight.fd, in_flight.sock) {
+        Tracked::No => return,
+        Tracked::Tls => return, // ciphertext: the TLS hooks emit the plaintext
+        Tracked::Plain => {}
+    }
+    if note_socket_of_ssl_call(pid_tgid, tgid, in_flight.fd, in_flight.sock) {
         return;
     }
     let direction = syscall.direction();
@@ -111,11 +117,12 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
             emit_mmsghdrs(header, in_flight.buf, ret as u64)
         }
         Syscall::Sendfile => emit_size_only(header, ret as u64),
+        Syscall::SslRead | Syscall::SslWrite => {}
     }
 }
 
 #[inline(always)]
-fn emit_flat(mut header: DataEvent, buf: u64, moved: u64) {
+pub fn emit_flat(mut header: DataEvent, buf: u64, moved: u64) {
     let Some(mut data) = DataBuilder::new(moved as usize) else { return };
     header.total_len = moved as u32;
     data.append_user(buf, moved as usize);

@@ -10,7 +10,7 @@
 //!
 //! One file per hook family: [`process`] (which processes are traced),
 //! [`socket`] (sock tp_btf hooks, connect/accept/close), [`data`] (payload
-//! syscalls). [`emit`] assembles events; [`maps`] holds the shared state.
+//! syscalls), [`tls`] (OpenSSL uprobes: plaintext of TLS connections). [`emit`] assembles events; [`maps`] holds the shared state.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -24,6 +24,8 @@ mod maps;
 mod process;
 #[cfg(target_arch = "bpf")]
 mod socket;
+#[cfg(target_arch = "bpf")]
+mod tls;
 
 /// Host builds (e.g. `cargo check --workspace`) compile to an empty binary.
 #[cfg(not(target_arch = "bpf"))]

@@ -61,11 +61,50 @@ pub struct SocketState {
     pub role: u8,
     /// Not an IPv4/IPv6 socket (e.g. a Unix socket): never emitted.
     pub ignored: u8,
-    pub _pad: [u8; 6],
+    /// Carries TLS that a hooked library decrypts: its ciphertext is never
+    /// emitted, only the plaintext from the library hooks.
+    pub tls: u8,
+    pub _pad: [u8; 5],
 }
 
 #[map]
 pub static SOCKETS: LruHashMap<u64, SocketState> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+
+/// A TLS library call (`SSL_read`/`SSL_write` and `_ex`) between its entry
+/// and return, keyed by `pid_tgid`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SslCall {
+    /// The `SSL *`.
+    pub ssl: u64,
+    pub buf: u64,
+    /// `size_t *` where the `_ex` variants store the byte count; 0 otherwise.
+    pub count_out: u64,
+    /// Set by the socket syscall the library makes inside the call.
+    pub sock: u64,
+    pub enter_ns: u64,
+    pub fd: u32,
+    /// `Syscall::SslRead` or `Syscall::SslWrite`.
+    pub syscall: u8,
+    pub _pad: [u8; 3],
+}
+
+#[map]
+pub static SSL_IN_FLIGHT: HashMap<u64, SslCall> = HashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+
+/// The socket behind an `SSL *`, learnt from a socket syscall made inside
+/// one of its calls; used when a later call is served from OpenSSL's
+/// buffer without any syscall.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SslSocket {
+    pub sock: u64,
+    pub fd: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static SSL_SOCKETS: LruHashMap<u64, SslSocket> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
 /// Where events are assembled before they are copied into the ring buffer
 /// (the BPF stack is only 512 bytes). One slot per possible CPU, indexed by

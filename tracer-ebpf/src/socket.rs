@@ -111,7 +111,7 @@ fn on_accept(ctx: &TracePointContext) {
 
 #[inline(always)]
 fn remember_role(tgid: u32, fd: u32, role: Role) {
-    let state = SocketState { sock: 0, role: role as u8, ignored: 0, _pad: [0; 6] };
+    let state = SocketState { sock: 0, role: role as u8, ignored: 0, tls: 0, _pad: [0; 5] };
     if SOCKETS.insert(&socket_key(tgid, fd), &state, 0).is_err() {
         count(Counter::SocketTableFull);
     }
@@ -137,17 +137,32 @@ pub fn tracer_enter_close(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// What [`ensure_connection`] found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tracked {
+    /// Not worth emitting (not IPv4/IPv6).
+    No,
+    Plain,
+    /// Decrypted by a hooked TLS library: emit plaintext only.
+    Tls,
+}
+
 /// Makes sure user space knows the connection behind `(tgid, fd)` is `sock`,
-/// emitting its addresses the first time. Returns false for sockets that are
-/// not worth emitting (not IPv4/IPv6).
+/// emitting its addresses the first time.
 #[inline(always)]
-pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> bool {
+pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> Tracked {
     let key = socket_key(tgid, fd);
     let mut role = Role::Unknown as u8;
     // SAFETY: plain lookup.
     if let Some(state) = unsafe { SOCKETS.get(&key) } {
         if state.sock == sock {
-            return state.ignored == 0;
+            return if state.ignored != 0 {
+                Tracked::No
+            } else if state.tls != 0 {
+                Tracked::Tls
+            } else {
+                Tracked::Plain
+            };
         }
         if state.sock == 0 {
             role = state.role; // connect/accept seen, first data now
@@ -158,12 +173,12 @@ pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> bool {
     // SAFETY: `sk` came from the sock tp_btf hook of this very syscall; offsets from BTF.
     let family: u16 = unsafe { bpf_probe_read_kernel(sk.add(cfg.sock_family as usize).cast()) }.unwrap_or(0);
     let ignored = family != AF_INET && family != AF_INET6;
-    let state = SocketState { sock, role, ignored: ignored as u8, _pad: [0; 6] };
+    let state = SocketState { sock, role, ignored: ignored as u8, tls: 0, _pad: [0; 5] };
     if SOCKETS.insert(&key, &state, 0).is_err() {
         count(Counter::SocketTableFull);
     }
     if ignored {
-        return false;
+        return Tracked::No;
     }
     let mut event = empty_conn_event(EventKind::ConnOpen, tgid, tid, fd, sock);
     event.role = role;
@@ -186,7 +201,17 @@ pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> bool {
         }
     }
     output_record(&event);
-    true
+    Tracked::Plain
+}
+
+/// From now on the socket's ciphertext is not emitted.
+#[inline(always)]
+pub fn mark_tls(tgid: u32, fd: u32) {
+    if let Some(state) = SOCKETS.get_ptr_mut(&socket_key(tgid, fd)) {
+        // SAFETY: the entry is only written by this process's threads; a
+        // racing writer would set the same flag.
+        unsafe { (*state).tls = 1 };
+    }
 }
 
 #[inline(always)]

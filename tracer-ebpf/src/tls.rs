@@ -1,0 +1,152 @@
+//! Plaintext of TLS connections, read at OpenSSL's boundary with uprobes on
+//! `SSL_write`, `SSL_write_ex`, `SSL_read` and `SSL_read_ex`.
+//!
+//! Without kprobes the `SSL *` cannot be tied to its socket by reading
+//! OpenSSL's internals portably; instead the socket syscall OpenSSL makes on
+//! the same thread *inside* the call names it ([`note_socket_of_ssl_call`]),
+//! and is remembered per `SSL *` for calls served from OpenSSL's buffers.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use tracer_common::{maps::Counter, DataEvent, Direction, EventKind, Syscall, DATA_FLAG_TLS};
+
+use crate::{
+    data::emit_flat,
+    maps::{count, traced_current, SslCall, SslSocket, SSL_IN_FLIGHT, SSL_SOCKETS},
+    socket::{ensure_connection, mark_tls, Tracked},
+};
+
+/// uprobe `int SSL_write(SSL *ssl, const void *buf, int num)`.
+#[uprobe]
+pub fn tracer_ssl_write(ctx: ProbeContext) -> u32 {
+    enter(&ctx, Syscall::SslWrite, false);
+    0
+}
+
+/// uprobe `int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written)`.
+#[uprobe]
+pub fn tracer_ssl_write_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, Syscall::SslWrite, true);
+    0
+}
+
+/// uprobe `int SSL_read(SSL *ssl, void *buf, int num)`.
+#[uprobe]
+pub fn tracer_ssl_read(ctx: ProbeContext) -> u32 {
+    enter(&ctx, Syscall::SslRead, false);
+    0
+}
+
+/// uprobe `int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)`.
+#[uprobe]
+pub fn tracer_ssl_read_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, Syscall::SslRead, true);
+    0
+}
+
+#[inline(always)]
+fn enter(ctx: &ProbeContext, syscall: Syscall, ex: bool) {
+    if traced_current().is_none() {
+        return;
+    }
+    let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else { return };
+    let count_out = if ex { ctx.arg::<u64>(3).unwrap_or(0) } else { 0 };
+    let call = SslCall {
+        ssl,
+        buf,
+        count_out,
+        sock: 0,
+        // SAFETY: no preconditions.
+        enter_ns: unsafe { bpf_ktime_get_ns() },
+        fd: 0,
+        syscall: syscall as u8,
+        _pad: [0; 3],
+    };
+    if SSL_IN_FLIGHT.insert(&bpf_get_current_pid_tgid(), &call, 0).is_err() {
+        count(Counter::InFlightFull);
+    }
+}
+
+/// uretprobe on all four functions: emits the plaintext that moved.
+#[uretprobe]
+pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: plain lookup; copied before removal.
+    let Some(call) = (unsafe { SSL_IN_FLIGHT.get(&pid_tgid) }).copied() else { return 0 };
+    let _ = SSL_IN_FLIGHT.remove(&pid_tgid);
+    let ret: i64 = ctx.ret::<i32>() as i64;
+    if ret <= 0 {
+        return 0;
+    }
+    let moved = if call.count_out != 0 {
+        // SAFETY: user pointer given to the `_ex` call, filled on success.
+        match unsafe { bpf_probe_read_user(call.count_out as *const u64) } {
+            Ok(n) => n,
+            Err(_) => return 0,
+        }
+    } else {
+        ret as u64
+    };
+    if moved == 0 {
+        return 0;
+    }
+    let (fd, sock) = if call.sock != 0 {
+        let socket = SslSocket { sock: call.sock, fd: call.fd, _pad: 0 };
+        let _ = SSL_SOCKETS.insert(&call.ssl, &socket, 0);
+        (call.fd, call.sock)
+    } else {
+        // SAFETY: plain lookup.
+        match unsafe { SSL_SOCKETS.get(&call.ssl) } {
+            Some(socket) => (socket.fd, socket.sock),
+            None => {
+                count(Counter::TlsSocketUnknown);
+                return 0;
+            }
+        }
+    };
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    if ensure_connection(tgid, tid, fd, sock) == Tracked::No {
+        return 0;
+    }
+    mark_tls(tgid, fd);
+    let syscall = if call.syscall == Syscall::SslWrite as u8 { Syscall::SslWrite } else { Syscall::SslRead };
+    let direction = syscall.direction();
+    let header = DataEvent {
+        kind: EventKind::Data as u8,
+        direction: direction as u8,
+        syscall: syscall as u8,
+        flags: DATA_FLAG_TLS,
+        pid: tgid,
+        tid,
+        fd,
+        timestamp_ns: match direction {
+            Direction::Egress => call.enter_ns,
+            // SAFETY: no preconditions.
+            Direction::Ingress => unsafe { bpf_ktime_get_ns() },
+        },
+        sock,
+        total_len: 0,
+        captured_len: 0,
+    };
+    emit_flat(header, call.buf, moved);
+    0
+}
+
+/// Called from a socket syscall's exit: if this thread is inside an SSL
+/// call, the socket is that call's, its bytes are ciphertext, and nothing is
+/// to be emitted for the syscall itself (returns true).
+#[inline(always)]
+pub fn note_socket_of_ssl_call(pid_tgid: u64, tgid: u32, fd: u32, sock: u64) -> bool {
+    let Some(call) = SSL_IN_FLIGHT.get_ptr_mut(&pid_tgid) else { return false };
+    // SAFETY: the entry belongs to this thread, which is running here.
+    unsafe {
+        (*call).fd = fd;
+        (*call).sock = sock;
+    }
+    mark_tls(tgid, fd);
+    true
+}
