@@ -6,6 +6,9 @@
 //! timestamps and gaps (bytes that moved but were not captured).
 
 pub mod http1;
+pub mod mysql;
+pub mod postgresql;
+pub mod sql;
 
 use std::fmt;
 
