@@ -57,12 +57,4 @@ impl<K: Eq + Hash + Clone, V> BoundedMap<K, V> {
         self.map.clear();
         self.order.clear();
     }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }

@@ -15,6 +15,9 @@ pub const MAX_BUFFERED: usize = 64 * 1024;
 /// validated and so are never chosen as a resynchronisation point.
 pub const MAX_HUNT_WINDOW: usize = 16 * 1024;
 
+/// Body bytes shown to [`Format::check_start`].
+pub const START_CHECK_LEN: usize = 16;
+
 /// What the validator thinks of the bytes starting at some offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Probe {
@@ -36,6 +39,12 @@ pub trait Format {
     /// How many bytes of an oversized message (header included) are worth
     /// keeping for the parser to look at.
     fn prefix_wanted(&self, header: &[u8]) -> usize;
+    /// Whether a message can start with `start`: its header and up to
+    /// [`START_CHECK_LEN`] bytes of its body (all of it, if shorter). Lets
+    /// a format refuse a bogus length before waiting for that many bytes.
+    fn check_start(&self, _start: &[u8]) -> bool {
+        true
+    }
     /// Whether a message starts at `data[0]` (used while hunting).
     fn probe(&self, data: &[u8]) -> Probe;
 }
@@ -100,6 +109,7 @@ impl Framer {
         }
     }
 
+    #[cfg(test)]
     pub fn is_hunting(&self) -> bool {
         self.hunting
     }
@@ -214,7 +224,9 @@ impl Framer {
             *input = input.get(taken..).unwrap_or_default();
 
             let window_full = self.buf.len() >= MAX_HUNT_WINDOW;
-            let mut keep_from = self.buf.len();
+            // The earliest offset still undecided is kept for more bytes:
+            // a later offset that validates may lie inside its message.
+            let mut keep_from = None;
             for offset in 0..self.buf.len() {
                 let candidate = self.buf.get(offset..).unwrap_or_default();
                 match format.probe(candidate) {
@@ -229,13 +241,13 @@ impl Framer {
                     // A full window cannot grow, so what is still
                     // undecided at its front never will be.
                     Probe::Incomplete if !(window_full && offset == 0) => {
-                        keep_from = offset;
+                        keep_from = Some(offset);
                         break;
                     }
                     Probe::Incomplete | Probe::Invalid => {}
                 }
             }
-            self.buf.drain(..keep_from);
+            self.buf.drain(..keep_from.unwrap_or(self.buf.len()));
             if input.is_empty() {
                 return false;
             }
@@ -263,6 +275,15 @@ impl Framer {
             return Step::Desync;
         };
         let total = header_len.saturating_add(body_len);
+        let Some(start) = data.get(..total.min(header_len + START_CHECK_LEN)) else {
+            self.start_buffer(data, ts_ns);
+            *input = &[];
+            return Step::NeedMore;
+        };
+        if !format.check_start(start) {
+            self.lose_sync();
+            return Step::Desync;
+        }
         let (wanted, complete) = if total <= MAX_BUFFERED {
             (total, true)
         } else {
@@ -305,6 +326,14 @@ impl Framer {
             return Step::Desync;
         };
         let total = header_len.saturating_add(body_len);
+        if !self.fill_to(total.min(header_len + START_CHECK_LEN), input) {
+            return Step::NeedMore;
+        }
+        let start = self.buf.get(..total.min(header_len + START_CHECK_LEN));
+        if !start.is_some_and(|start| format.check_start(start)) {
+            self.lose_sync();
+            return Step::Desync;
+        }
         if total <= MAX_BUFFERED {
             if !self.fill_to(total, input) {
                 return Step::NeedMore;
@@ -319,6 +348,7 @@ impl Framer {
                 start_ns: self.buf_start_ns,
             });
         }
+        let header = self.buf.get(..header_len).unwrap_or_default();
         let wanted = prefix_len(format, header, header_len);
         if !self.fill_to(wanted, input) {
             return Step::NeedMore;
