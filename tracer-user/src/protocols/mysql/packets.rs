@@ -15,6 +15,8 @@ pub const CLIENT_DEPRECATE_EOF: u32 = 0x0100_0000;
 pub const CLIENT_QUERY_ATTRIBUTES: u32 = 0x0800_0000;
 
 pub const SERVER_MORE_RESULTS_EXISTS: u16 = 0x0008;
+/// An execution opened a cursor: rows come later, one COM_STMT_FETCH at a time.
+pub const SERVER_STATUS_CURSOR_EXISTS: u16 = 0x0040;
 
 pub const COM_QUIT: u8 = 0x01;
 pub const COM_INIT_DB: u8 = 0x02;

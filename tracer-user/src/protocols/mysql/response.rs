@@ -11,7 +11,7 @@
 
 use super::packets::{
     err_code, is_eof, is_short_fe, ok_status, terminator_status, MAX_PACKET_PAYLOAD,
-    PROGRESS_REPORT, SERVER_MORE_RESULTS_EXISTS,
+    PROGRESS_REPORT, SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_CURSOR_EXISTS,
 };
 
 /// What kind of answer a command gets.
@@ -153,7 +153,9 @@ impl Response {
                         None => is_eof(payload),
                     };
                     deprecate_eof.get_or_insert(!classic_eof);
-                    if classic_eof {
+                    let cursor_opened = terminator_status(payload)
+                        .is_some_and(|status| status & SERVER_STATUS_CURSOR_EXISTS != 0);
+                    if classic_eof && !cursor_opened {
                         self.stage = Stage::Rows;
                         return Progress::Continues;
                     }

@@ -2,7 +2,7 @@
 
 use super::{detect, MysqlParser};
 use crate::protocols::sql::testing::{
-    attr_str, everything, feed_bytewise, feed_random, feed_whole, feed_with_gap, garbage,
+    attr_str, everything, feed_bytewise, feed_damaged, feed_random, feed_whole, feed_with_gap, garbage,
     summary, transcript, Chunk,
 };
 use crate::protocols::{Fault, ParseOutput, Parser, ParserOptions, Protocol, Side};
@@ -451,4 +451,70 @@ fn detect_refuses_other_protocols_and_garbage() {
     for seed in 0..500 {
         assert_eq!(detect(&garbage(seed, 64)), None, "seed {seed}");
     }
+}
+
+#[test]
+fn damaged_captures_never_panic_nor_multiply_exchanges() {
+    for chunks in [capture!("select"), capture!("insert"), capture!("error"), capture!("multi"), capture!("prepared"), capture!("raw_classic_eof"), capture!("raw_deprecate_eof")] {
+        let undamaged = feed_whole(&mut parser(), &chunks).exchanges.len();
+        for seed in 0..40 {
+            let out = feed_damaged(&mut parser(), &chunks, seed);
+            assert!(out.exchanges.len() <= undamaged + 2, "seed {seed}: {}", out.exchanges.len());
+        }
+    }
+}
+
+#[test]
+fn local_infile_data_and_progress_reports_are_part_of_the_answer() {
+    let chunks = capture!("local_infile");
+    let out = parse_whole(&chunks, "mariadb");
+    assert_eq!(
+        summaries(&out),
+        vec![
+            row(
+                "LOAD",
+                "LOAD DATA LOCAL INFILE ? INTO TABLE items2 FIELDS TERMINATED BY ?",
+                Some(0),
+                None
+            ),
+            row("SELECT", "SELECT COUNT(*) FROM items2", Some(1), None),
+        ]
+    );
+    assert_split_invariant(&chunks);
+}
+
+#[test]
+fn execution_opening_a_cursor_ends_at_its_column_definitions() {
+    // Hand-built (no captured client opens cursors): after a real
+    // handshake-less start, COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY is
+    // answered by column definitions and an EOF flagged "cursor exists";
+    // rows come later through COM_STMT_FETCH, which makes no exchange.
+    let mut p = parser();
+    let mut out = ParseOutput::default();
+    p.on_data(Side::Client, 1, &packet(0, b"\x16SELECT a FROM t WHERE b = ?"), &mut out);
+    let mut prepared = packet(1, b"\x00\x05\x00\x00\x00\x01\x00\x01\x00\x00\x00\x00");
+    prepared.extend(packet(2, b"\x03def\x00\x00\x00\x01?\x00\x0c\x3f\x00\x00\x00\x00\x00\x06\x80\x00\x00\x00\x00"));
+    prepared.extend(packet(3, b"\xfe\x00\x00\x02\x00"));
+    prepared.extend(packet(4, b"\x03def\x01s\x01t\x01t\x01a\x01a\x0c\x3f\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00"));
+    prepared.extend(packet(5, b"\xfe\x00\x00\x02\x00"));
+    p.on_data(Side::Server, 2, &prepared, &mut out);
+    p.on_data(Side::Client, 3, &packet(0, b"\x17\x05\x00\x00\x00\x01\x01\x00\x00\x00\x01\x08\x00\x07\x00\x00\x00\x00\x00\x00\x00"), &mut out);
+    let mut opened = packet(1, b"\x01");
+    opened.extend(packet(2, b"\x03def\x01s\x01t\x01t\x01a\x01a\x0c\x3f\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00"));
+    opened.extend(packet(3, b"\xfe\x00\x00\x42\x00"));
+    p.on_data(Side::Server, 4, &opened, &mut out);
+    p.on_data(Side::Client, 5, &packet(0, b"\x1c\x05\x00\x00\x00\x0a\x00\x00\x00"), &mut out);
+    let mut fetched = packet(1, b"\x00\x00\x2a\x00\x00\x00");
+    fetched.extend(packet(2, b"\xfe\x00\x00\x82\x00"));
+    p.on_data(Side::Server, 6, &fetched, &mut out);
+    p.on_data(Side::Client, 7, &packet(0, b"\x0e"), &mut out);
+    p.on_data(Side::Server, 8, &packet(1, b"\x00\x00\x00\x02\x00\x00\x00"), &mut out);
+    p.on_close(9, &mut out);
+    assert_eq!(out.desyncs, 0);
+    let text = "SELECT a FROM t WHERE b = ?";
+    assert_eq!(
+        summaries(&out),
+        vec![row("PREPARE", text, None, None), row("SELECT", text, Some(0), None)]
+    );
+    assert_eq!((out.exchanges[1].start_ns, out.exchanges[1].end_ns), (3, 4));
 }

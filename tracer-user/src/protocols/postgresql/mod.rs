@@ -387,12 +387,11 @@ impl Session {
 
     fn on_error(&mut self, sqlstate: Option<String>, ts_ns: u64, out: &mut ParseOutput) {
         match self.pending.front_mut() {
-            Some(Pending::Query(request)) => {
-                if !request.failed {
-                    request.failed = true;
-                    request.error = sqlstate;
-                }
+            Some(Pending::Query(request)) if !request.failed => {
+                request.failed = true;
+                request.error = sqlstate;
             }
+            Some(Pending::Query(_)) => {}
             Some(Pending::Execute(_)) => {
                 if let Some(Pending::Execute(mut request)) = self.pending.pop_front() {
                     request.failed = true;
@@ -415,9 +414,10 @@ impl Session {
                     break;
                 }
                 Pending::Execute(mut request) => {
-                    // Never executed: the batch was abandoned after an error.
+                    // No completion came: normally because the batch was
+                    // abandoned after an error, so it never ran.
                     request.failed = self.skipping_to_sync;
-                    request.rows_exact &= !self.skipping_to_sync;
+                    request.rows_exact = false;
                     request.finish(ts_ns, false, out);
                 }
                 Pending::SyncPoint { .. } => break,

@@ -2,7 +2,7 @@
 
 use super::{detect, PostgresParser};
 use crate::protocols::sql::testing::{
-    attr_str, everything, feed_bytewise, feed_random, feed_whole, feed_with_gap,
+    attr_str, everything, feed_bytewise, feed_damaged, feed_random, feed_whole, feed_with_gap,
     garbage, summary, transcript, Chunk,
 };
 use crate::protocols::{Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol, Side};
@@ -561,4 +561,30 @@ fn many_statements_in_flight_are_bounded() {
     p.on_close(9999, &mut out);
     assert_eq!(out.exchanges.len(), crate::protocols::sql::MAX_PENDING_REQUESTS);
     assert!(out.exchanges.iter().all(|e: &Exchange| e.incomplete));
+}
+
+#[test]
+fn damaged_captures_never_panic_nor_multiply_exchanges() {
+    for chunks in [capture!("select"), capture!("error"), capture!("multi"), capture!("pgbench_prepared"), capture!("pgbench_extended"), capture!("pipeline_error"), capture!("scram_auth"), capture!("sslrequest_refused"), capture!("big_result"), capture!("pgbench_init")] {
+        let undamaged = feed_whole(&mut parser(), &chunks).exchanges.len();
+        for seed in 0..40 {
+            let out = feed_damaged(&mut parser(), &chunks, seed);
+            assert!(out.exchanges.len() <= undamaged + 2, "seed {seed}: {}", out.exchanges.len());
+        }
+    }
+}
+
+#[test]
+fn copy_from_stdin_is_one_exchange() {
+    let chunks = capture!("copy_from_stdin");
+    let out = parse_whole(&chunks);
+    assert_eq!(
+        summaries(&out),
+        vec![
+            row("CREATE", "CREATE TABLE items2 (id int, name text, price numeric)", Some(0), None),
+            row("COPY", "COPY items2 FROM STDIN csv", Some(0), None),
+            row("SELECT", "SELECT count(*) FROM items2", Some(1), None),
+        ]
+    );
+    assert_split_invariant(&chunks);
 }

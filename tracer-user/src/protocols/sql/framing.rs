@@ -260,7 +260,7 @@ impl Framer {
         format: &impl Format,
         ts_ns: u64,
     ) -> Step<'s> {
-        let data: &'a [u8] = *input;
+        let data: &'a [u8] = input;
         let Some(&first) = data.first() else {
             return Step::NeedMore;
         };

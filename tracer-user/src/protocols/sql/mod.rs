@@ -16,12 +16,12 @@ use super::{Attributes, Exchange, Fault, Protocol};
 
 /// Longest `db.query.text` emitted, in bytes; longer statements are cut at a
 /// character boundary (after sanitising, so no literal is ever cut in half).
-pub const MAX_QUERY_TEXT_BYTES: usize = 8 * 1024;
+pub const MAX_QUERY_TEXT_BYTES: usize = 4 * 1024;
 
 /// Most requests a connection may have waiting for their responses; past
 /// that the parser forgets the oldest (a pipelining client of that depth is
 /// not something to trace request by request).
-pub const MAX_PENDING_REQUESTS: usize = 1024;
+pub const MAX_PENDING_REQUESTS: usize = 256;
 
 /// Most prepared statements remembered per connection.
 pub const MAX_PREPARED_STATEMENTS: usize = 256;
@@ -46,6 +46,8 @@ impl Statement {
             sanitize(&sql, dialect)
         };
         truncate_at_char_boundary(&mut text, MAX_QUERY_TEXT_BYTES);
+        // Prepared statements are kept for the life of the connection.
+        text.shrink_to_fit();
         Statement {
             operation: operation_name(&sql),
             text,

@@ -160,3 +160,32 @@ pub fn garbage(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
     (0..len).map(|_| rng.u8(..)).collect()
 }
+
+/// Feeds a capture with random damage: flipped bytes, gaps, reordered
+/// cutting. Returns what came out; the point is that nothing panics.
+pub fn feed_damaged(parser: &mut impl Parser, chunks: &[Chunk], seed: u64) -> ParseOutput {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = ParseOutput::default();
+    for chunk in chunks {
+        let mut data = chunk.data.to_vec();
+        if rng.u8(..) < 40 && !data.is_empty() {
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(..data.len());
+                data[at] = rng.u8(..);
+            }
+        }
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let piece = rng.usize(1..=rest.len().min(4096));
+            let (now, later) = rest.split_at(piece);
+            if rng.u8(..) < 8 {
+                parser.on_gap(chunk.side, chunk.ts_ns, now.len(), &mut out);
+            } else {
+                parser.on_data(chunk.side, chunk.ts_ns, now, &mut out);
+            }
+            rest = later;
+        }
+    }
+    parser.on_close(close_ts(chunks), &mut out);
+    out
+}
