@@ -16,6 +16,12 @@ pub const UNTYPED_HEADER_LEN: usize = 4;
 /// messages (their length's first byte is always 0, which no type byte is).
 pub struct ClientFormat {
     pub startup_allowed: bool,
+    /// Password / SASL messages are possible: ReadyForQuery, which ends
+    /// authentication, has not been seen.
+    pub password_allowed: bool,
+    /// The server asked for COPY data (CopyInResponse) and the COPY is not
+    /// over yet.
+    pub copy_in: bool,
 }
 
 impl Format for ClientFormat {
@@ -44,6 +50,21 @@ impl Format for ClientFormat {
             // keeping; everything else of a huge message is not.
             Some(b'Q' | b'P' | b'B') => MAX_BUFFERED,
             _ => header.len(),
+        }
+    }
+
+    fn check_start(&self, start: &[u8]) -> bool {
+        match start.split_first() {
+            // Startup-family messages (first byte 0) were checked by length.
+            Some((&ty, rest)) if ty != 0 => {
+                let (len, body) = rest.split_at_checked(4).unwrap_or_default();
+                match ty {
+                    b'p' => self.password_allowed,
+                    b'd' | b'c' | b'f' => self.copy_in,
+                    _ => plausible_client_start(ty, be_len(len), body),
+                }
+            }
+            _ => true,
         }
     }
 
@@ -78,8 +99,59 @@ impl Format for ServerFormat {
         }
     }
 
+    fn check_start(&self, start: &[u8]) -> bool {
+        match start.split_first() {
+            Some((ty, rest)) => {
+                let (len, body) = rest.split_at_checked(4).unwrap_or_default();
+                plausible_server_start(*ty, be_len(len), body)
+            }
+            None => false,
+        }
+    }
+
     fn probe(&self, data: &[u8]) -> Probe {
         probe_typed(data, SERVER_TYPES, valid_server_message)
+    }
+}
+
+fn be_len(len_field: &[u8]) -> u32 {
+    <[u8; 4]>::try_from(len_field).map_or(0, u32::from_be_bytes)
+}
+
+/// Text up to its terminating NUL (if in view) is printable.
+fn text_start(body: &[u8]) -> bool {
+    let text = body.split(|&b| b == 0).next().unwrap_or_default();
+    text.iter()
+        .all(|&b| (b >= 0x20 && b != 0x7f) || matches!(b, b'\t' | b'\n' | b'\r'))
+}
+
+/// Cheap checks on a frontend message's length and first body bytes, so
+/// that garbage is refused at once instead of being read as a message.
+fn plausible_client_start(ty: u8, len: u32, body: &[u8]) -> bool {
+    match ty {
+        b'Q' => len > 4 && text_start(body),
+        b'S' | b'H' | b'X' | b'c' => len == 4,
+        b'E' => len >= 9,
+        b'D' | b'C' => len >= 6 && body.first().is_none_or(|k| matches!(k, b'S' | b'P')),
+        b'P' => len >= 8,
+        b'B' => len >= 12,
+        b'F' => len >= 14,
+        _ => true,
+    }
+}
+
+/// Cheap checks on a backend message's length and first body bytes.
+fn plausible_server_start(ty: u8, len: u32, body: &[u8]) -> bool {
+    match ty {
+        b'Z' => len == 5 && body.first().is_none_or(|s| matches!(s, b'I' | b'T' | b'E')),
+        b'1' | b'2' | b'3' | b'n' | b'I' | b's' | b'c' => len == 4,
+        b'K' => len == 12,
+        b'R' => len >= 8,
+        b'D' | b'T' | b't' => len >= 6,
+        b'C' => len > 5 && body.first().is_none_or(u8::is_ascii_uppercase) && text_start(body),
+        b'E' | b'N' => len > 5 && body.first().is_none_or(u8::is_ascii_alphabetic),
+        b'S' => len > 5 && text_start(body),
+        _ => true,
     }
 }
 

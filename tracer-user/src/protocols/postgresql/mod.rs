@@ -67,9 +67,7 @@ impl Parser for PostgresParser {
         match side {
             Side::Client => {
                 while !self.session.encrypted {
-                    let format = ClientFormat {
-                        startup_allowed: self.session.startup_allowed,
-                    };
+                    let format = self.session.client_format();
                     match self.client.next(&mut input, &format, ts_ns) {
                         Step::Frame(frame) => self.session.on_client_message(&frame),
                         Step::NeedMore => break,
@@ -98,9 +96,7 @@ impl Parser for PostgresParser {
         }
         match side {
             Side::Client => {
-                let format = ClientFormat {
-                    startup_allowed: self.session.startup_allowed,
-                };
+                let format = self.session.client_format();
                 match self.client.gap(len, &format) {
                     GapStep::Absorbed => {}
                     GapStep::Truncated(frame) => self.session.on_client_message(&frame),
@@ -203,6 +199,10 @@ struct Session {
     execute_start_ns: Option<u64>,
     /// An ErrorResponse came; the server skips to the next Sync.
     skipping_to_sync: bool,
+    /// ReadyForQuery was seen: authentication is over.
+    ready_seen: bool,
+    /// The server is taking COPY data from the client.
+    copy_in: bool,
 }
 
 impl Session {
@@ -219,6 +219,17 @@ impl Session {
             pending: VecDeque::new(),
             execute_start_ns: None,
             skipping_to_sync: false,
+            ready_seen: false,
+            copy_in: false,
+        }
+    }
+
+    /// How the client's next message may look, given the conversation.
+    fn client_format(&self) -> ClientFormat {
+        ClientFormat {
+            startup_allowed: self.startup_allowed,
+            password_allowed: !self.ready_seen,
+            copy_in: self.copy_in,
         }
     }
 
@@ -352,6 +363,12 @@ impl Session {
         let Some(&ty) = frame.header.first() else {
             return;
         };
+        match ty {
+            b'G' => self.copy_in = true,
+            b'C' | b'E' | b'Z' => self.copy_in = false,
+            _ => {}
+        }
+        self.ready_seen |= ty == b'Z';
         // A response that started before the request it would answer
         // belongs to a request that was never seen (lost or before capture).
         if self

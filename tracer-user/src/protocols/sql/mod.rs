@@ -53,14 +53,6 @@ impl Statement {
             text,
         }
     }
-
-    /// A statement known only by its verb (a command without SQL text).
-    pub fn operation_only(operation: &str) -> Statement {
-        Statement {
-            operation: Some(operation.to_owned()),
-            text: String::new(),
-        }
-    }
 }
 
 fn truncate_at_char_boundary(text: &mut String, max: usize) {
