@@ -48,7 +48,9 @@ fn long_statement_start(available: &[u8]) -> bool {
     text.is_some_and(|text| {
         text.len() >= MIN_TEXT
             && printable(text)
-            && text.first().is_some_and(|b| b.is_ascii_alphabetic() || b.is_ascii_whitespace() || *b == b'(' || *b == b'/')
+            && text.first().is_some_and(|b| {
+                b.is_ascii_alphabetic() || b.is_ascii_whitespace() || *b == b'(' || *b == b'/'
+            })
     })
 }
 
@@ -56,8 +58,8 @@ fn long_statement_start(available: &[u8]) -> bool {
 fn result_set_start(count_payload: &[u8], next: &[u8]) -> bool {
     let mut count = Reader::new(count_payload);
     // MariaDB's metadata cache adds a "metadata follows" flag.
-    let columns_ok = count.lenenc().is_some_and(|n| (1..=4096).contains(&n))
-        && matches!(count.rest(), [] | [1]);
+    let columns_ok =
+        count.lenenc().is_some_and(|n| (1..=4096).contains(&n)) && matches!(count.rest(), [] | [1]);
     let Some((_, next_seq)) = header(next) else {
         return false;
     };

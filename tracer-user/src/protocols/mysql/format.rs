@@ -35,7 +35,9 @@ impl Format for ClientFormat {
             return false;
         };
         !self.expect_command
-            || (seq == 0 && len > 0 && valid_command_start(start.get(HEADER_LEN..).unwrap_or_default()))
+            || (seq == 0
+                && len > 0
+                && valid_command_start(start.get(HEADER_LEN..).unwrap_or_default()))
     }
 
     /// A command (sequence 0) or a handshake response (sequence 1).

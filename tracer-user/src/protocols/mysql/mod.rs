@@ -34,11 +34,11 @@ use std::sync::Arc;
 use self::format::{ClientFormat, ServerFormat};
 use self::packets::{
     client_capabilities, greeting_is_mariadb, header, query_text, valid_command,
-    valid_command_prefix, valid_greeting, valid_handshake_response, Reader, CLIENT_COMPRESS, CLIENT_DEPRECATE_EOF,
-    CLIENT_QUERY_ATTRIBUTES, CLIENT_SSL, COM_BINLOG_DUMP, COM_BINLOG_DUMP_GTID, COM_CHANGE_USER,
-    COM_FIELD_LIST, COM_PROCESS_INFO, COM_QUERY, COM_QUIT, COM_REGISTER_SLAVE,
-    COM_RESET_CONNECTION, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_PREPARE,
-    COM_STMT_SEND_LONG_DATA, MAX_PACKET_PAYLOAD,
+    valid_command_prefix, valid_greeting, valid_handshake_response, Reader, CLIENT_COMPRESS,
+    CLIENT_DEPRECATE_EOF, CLIENT_QUERY_ATTRIBUTES, CLIENT_SSL, COM_BINLOG_DUMP,
+    COM_BINLOG_DUMP_GTID, COM_CHANGE_USER, COM_FIELD_LIST, COM_PROCESS_INFO, COM_QUERY, COM_QUIT,
+    COM_REGISTER_SLAVE, COM_RESET_CONNECTION, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH,
+    COM_STMT_PREPARE, COM_STMT_SEND_LONG_DATA, MAX_PACKET_PAYLOAD,
 };
 use self::response::{Expect, Progress, Response};
 use super::sql::framing::{Frame, Framer, GapStep, Step};
@@ -70,7 +70,9 @@ impl Parser for MysqlParser {
         let mut input = data;
         while self.session.phase != Phase::Stopped {
             let step = match side {
-                Side::Client => self.client.next(&mut input, &self.session.client_format(), ts_ns),
+                Side::Client => self
+                    .client
+                    .next(&mut input, &self.session.client_format(), ts_ns),
                 Side::Server => self.server.next(&mut input, &ServerFormat, ts_ns),
             };
             let lost_sync = match step {
@@ -198,7 +200,10 @@ impl Session {
 
     fn client_format(&self) -> ClientFormat {
         let data_expected = self.client_continuation
-            || self.pending.front().is_some_and(|c| c.response.awaits_client_data());
+            || self
+                .pending
+                .front()
+                .is_some_and(|c| c.response.awaits_client_data());
         ClientFormat {
             expect_command: self.phase == Phase::Commands && !data_expected,
         }
@@ -242,7 +247,7 @@ impl Session {
                 }
                 true
             }
-            // Authentication data, LOCAL INFILE contents: not commands.
+            // Authentication data, or packets before anything is known.
             _ => true,
         }
     }
@@ -262,7 +267,11 @@ impl Session {
     }
 
     fn statement(&self, sql: &[u8]) -> Arc<Statement> {
-        Arc::new(Statement::new(sql, Dialect::Mysql, self.options.raw_statements))
+        Arc::new(Statement::new(
+            sql,
+            Dialect::Mysql,
+            self.options.raw_statements,
+        ))
     }
 
     fn on_command(&mut self, frame: &Frame<'_>) {
@@ -271,7 +280,8 @@ impl Session {
         };
         let (kind, expect, statement) = match command {
             COM_QUERY => {
-                let statement = query_text(args, self.query_attributes).map(|sql| self.statement(sql));
+                let statement =
+                    query_text(args, self.query_attributes).map(|sql| self.statement(sql));
                 (Kind::Query, Expect::ResultSets, statement)
             }
             COM_STMT_PREPARE => (Kind::Prepare, Expect::Prepared, Some(self.statement(args))),
@@ -390,7 +400,8 @@ impl Session {
             {
                 // Remembered at once: an execution may be sent before the
                 // end of the preparation's answer is recognised.
-                self.statements.insert(prepared.statement_id, Arc::clone(statement));
+                self.statements
+                    .insert(prepared.statement_id, Arc::clone(statement));
             }
             match progress {
                 Progress::Continues => return true,
@@ -420,9 +431,15 @@ impl Session {
         let rows_known = command.rows_exact && error.is_none() && !incomplete;
         let (statement, rows) = match command.kind {
             Kind::Silent => return,
-            Kind::Query | Kind::Execute => (command.statement, rows_known.then_some(command.response.rows)),
+            Kind::Query | Kind::Execute => (
+                command.statement,
+                rows_known.then_some(command.response.rows),
+            ),
             Kind::Prepare => {
-                let text = command.statement.map(|s| s.text.clone()).unwrap_or_default();
+                let text = command
+                    .statement
+                    .map(|s| s.text.clone())
+                    .unwrap_or_default();
                 let prepare = Statement {
                     operation: Some("PREPARE".to_owned()),
                     text,
@@ -459,7 +476,11 @@ impl Session {
     }
 
     fn on_close(&mut self, ts_ns: u64, out: &mut ParseOutput) {
-        if let Some(end_ns) = self.pending.front().and_then(|c| c.response.ended_at_close()) {
+        if let Some(end_ns) = self
+            .pending
+            .front()
+            .and_then(|c| c.response.ended_at_close())
+        {
             self.finish_front(end_ns, None, out);
         }
         while let Some(command) = self.pending.pop_front() {

@@ -92,7 +92,12 @@ impl<'a> Reader<'a> {
             0xfc => self.u16().map(u64::from),
             0xfd => {
                 let bytes = self.bytes(3)?;
-                Some(bytes.iter().rev().fold(0, |acc, &b| (acc << 8) | u64::from(b)))
+                Some(
+                    bytes
+                        .iter()
+                        .rev()
+                        .fold(0, |acc, &b| (acc << 8) | u64::from(b)),
+                )
             }
             0xfe => Some(u64::from_le_bytes(self.bytes(8)?.try_into().ok()?)),
             _ => None,
@@ -212,8 +217,11 @@ pub fn valid_greeting(payload: &[u8]) -> bool {
 pub fn greeting_is_mariadb(payload: &[u8]) -> bool {
     let mut r = Reader::new(payload);
     r.u8();
-    r.cstr()
-        .is_some_and(|version| version.windows(7).any(|w| w.eq_ignore_ascii_case(b"mariadb")))
+    r.cstr().is_some_and(|version| {
+        version
+            .windows(7)
+            .any(|w| w.eq_ignore_ascii_case(b"mariadb"))
+    })
 }
 
 /// A HandshakeResponse41 (or the SSLRequest that starts like one).
@@ -244,7 +252,8 @@ pub fn valid_command(payload: &[u8]) -> bool {
         COM_STMT_PREPARE | COM_INIT_DB => !args.is_empty() && printable(args),
         COM_STMT_EXECUTE => {
             let mut r = Reader::new(args);
-            r.u32().is_some() && r.u8().is_some_and(|flags| flags < 0x10 || flags == 0x80)
+            r.u32().is_some()
+                && r.u8().is_some_and(|flags| flags < 0x10 || flags == 0x80)
                 && r.u32() == Some(1)
         }
         COM_STMT_CLOSE | COM_STMT_RESET => args.len() == 4,
@@ -273,8 +282,13 @@ pub fn valid_command_start(payload_start: &[u8]) -> bool {
     match command {
         COM_QUERY => query_text(args, None).is_none_or(printable),
         COM_STMT_PREPARE | COM_INIT_DB => printable(args),
-        COM_QUIT | COM_INIT_DB..=COM_REFRESH | COM_STATISTICS..=COM_PING | COM_CHANGE_USER
-        | COM_BINLOG_DUMP | COM_REGISTER_SLAVE..=COM_STMT_FETCH | COM_BINLOG_DUMP_GTID
+        COM_QUIT
+        | COM_INIT_DB..=COM_REFRESH
+        | COM_STATISTICS..=COM_PING
+        | COM_CHANGE_USER
+        | COM_BINLOG_DUMP
+        | COM_REGISTER_SLAVE..=COM_STMT_FETCH
+        | COM_BINLOG_DUMP_GTID
         | COM_RESET_CONNECTION => true,
         _ => false,
     }

@@ -189,7 +189,10 @@ impl Response {
                 if *deprecate_eof == Some(true) {
                     return self.next_definition_block(then, ts_ns);
                 }
-                self.stage = Stage::AfterDefinitions { then, end_ns: ts_ns };
+                self.stage = Stage::AfterDefinitions {
+                    then,
+                    end_ns: ts_ns,
+                };
                 Progress::Continues
             }
             Stage::AfterDefinitions { then, end_ns } => {

@@ -2,8 +2,8 @@
 
 use super::{detect, MysqlParser};
 use crate::protocols::sql::testing::{
-    attr_str, everything, feed_bytewise, feed_damaged, feed_random, feed_whole, feed_with_gap, garbage,
-    summary, transcript, Chunk,
+    attr_str, everything, feed_bytewise, feed_damaged, feed_random, feed_whole, feed_with_gap,
+    garbage, summary, transcript, Chunk,
 };
 use crate::protocols::{Fault, ParseOutput, Parser, ParserOptions, Protocol, Side};
 
@@ -42,7 +42,10 @@ fn parse_whole(chunks: &[Chunk], system: &str) -> ParseOutput {
         assert!(!exchange.incomplete, "{exchange:?}");
         assert!(exchange.start_ns <= exchange.end_ns);
         assert_eq!(attr_str(exchange, "db.system.name"), Some(system));
-        assert_eq!(attr_str(exchange, "db.operation.name"), Some(exchange.name.as_str()));
+        assert_eq!(
+            attr_str(exchange, "db.operation.name"),
+            Some(exchange.name.as_str())
+        );
         let failed = attr_str(exchange, "db.response.status_code").is_some();
         assert_eq!(exchange.fault == Fault::Server, failed);
     }
@@ -127,7 +130,12 @@ fn prepared_statements_from_connector_python() {
             row("PREPARE", insert, None, None),
             row("INSERT", insert, Some(0), None),
             row("COMMIT", "COMMIT", Some(0), None),
-            row("PREPARE", "SELECT * FROM missing_table WHERE id = ?", None, Some("1146")),
+            row(
+                "PREPARE",
+                "SELECT * FROM missing_table WHERE id = ?",
+                None,
+                Some("1146")
+            ),
         ]
     );
     assert_split_invariant(&chunks);
@@ -157,14 +165,20 @@ fn expected_raw_client() -> Vec<Summary> {
 #[test]
 fn multi_results_prepared_and_big_rows_with_classic_eof() {
     let chunks = capture!("raw_classic_eof");
-    assert_eq!(summaries(&parse_whole(&chunks, "mariadb")), expected_raw_client());
+    assert_eq!(
+        summaries(&parse_whole(&chunks, "mariadb")),
+        expected_raw_client()
+    );
     assert_split_invariant(&chunks);
 }
 
 #[test]
 fn multi_results_prepared_and_big_rows_with_deprecated_eof() {
     let chunks = capture!("raw_deprecate_eof");
-    assert_eq!(summaries(&parse_whole(&chunks, "mariadb")), expected_raw_client());
+    assert_eq!(
+        summaries(&parse_whole(&chunks, "mariadb")),
+        expected_raw_client()
+    );
     assert_split_invariant(&chunks);
 }
 
@@ -173,9 +187,16 @@ fn multi_results_prepared_and_big_rows_with_deprecated_eof() {
 fn response_chunk(chunks: &[Chunk], text: &str) -> usize {
     let request = chunks
         .iter()
-        .position(|c| c.side == Side::Client && c.data.windows(text.len()).any(|w| w == text.as_bytes()))
+        .position(|c| {
+            c.side == Side::Client && c.data.windows(text.len()).any(|w| w == text.as_bytes())
+        })
         .unwrap();
-    request + 1 + chunks[request + 1..].iter().position(|c| c.side == Side::Server).unwrap()
+    request
+        + 1
+        + chunks[request + 1..]
+            .iter()
+            .position(|c| c.side == Side::Server)
+            .unwrap()
 }
 
 #[test]
@@ -183,7 +204,13 @@ fn gap_inside_a_huge_row_is_skipped_by_length() {
     for chunks in [capture!("raw_classic_eof"), capture!("raw_deprecate_eof")] {
         let index = response_chunk(&chunks, "REPEAT('y'");
         assert!(chunks[index].data.len() > 1000);
-        let out = feed_with_gap(&mut parser(), &chunks, index, 500, chunks[index].data.len() - 600);
+        let out = feed_with_gap(
+            &mut parser(),
+            &chunks,
+            index,
+            500,
+            chunks[index].data.len() - 600,
+        );
         assert_eq!(out.desyncs, 0);
         assert_eq!(summaries(&out), expected_raw_client());
     }
@@ -222,12 +249,17 @@ fn caught_mid_stream() {
     for chunks in [capture!("raw_classic_eof"), capture!("raw_deprecate_eof")] {
         let first = chunks
             .iter()
-            .position(|c| c.side == Side::Client && c.data.windows(12).any(|w| w == b"CALL two_res"))
+            .position(|c| {
+                c.side == Side::Client && c.data.windows(12).any(|w| w == b"CALL two_res")
+            })
             .unwrap();
         let out = feed_whole(&mut parser(), &chunks[first..]);
         assert_eq!(out.desyncs, 0);
         assert_eq!(summaries(&out), expected_raw_client()[1..].to_vec());
-        assert!(out.exchanges.iter().all(|e| attr_str(e, "db.system.name") == Some("mysql")));
+        assert!(out
+            .exchanges
+            .iter()
+            .all(|e| attr_str(e, "db.system.name") == Some("mysql")));
         let bytewise = feed_bytewise(&mut parser(), &chunks[first..]);
         assert_eq!(bytewise.exchanges, out.exchanges);
     }
@@ -239,7 +271,10 @@ fn caught_mid_stream() {
         .unwrap();
     let out = feed_whole(&mut parser(), &chunks[first..]);
     let names: Vec<&str> = out.exchanges.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["mysql", "mysql", "mysql", "PREPARE", "INSERT", "COMMIT", "PREPARE"]);
+    assert_eq!(
+        names,
+        ["mysql", "mysql", "mysql", "PREPARE", "INSERT", "COMMIT", "PREPARE"]
+    );
     assert_eq!(summaries(&out)[0].2, Some(1));
 }
 
@@ -277,7 +312,12 @@ fn payloads_over_16_mib_span_several_packets() {
     let mut out = ParseOutput::default();
     // A ping first: a hunting parser cannot validate packets that large.
     p.on_data(Side::Client, 1, &packet(0, b"\x0e"), &mut out);
-    p.on_data(Side::Server, 2, &packet(1, b"\x00\x00\x00\x02\x00\x00\x00"), &mut out);
+    p.on_data(
+        Side::Server,
+        2,
+        &packet(1, b"\x00\x00\x00\x02\x00\x00\x00"),
+        &mut out,
+    );
     // A 16 MiB INSERT: two packets, the first exactly the maximum.
     let mut statement = b"\x03INSERT INTO t VALUES ('".to_vec();
     statement.resize(MAX + 100, b'a');
@@ -285,12 +325,25 @@ fn payloads_over_16_mib_span_several_packets() {
     let mut request = packet(0, &statement[..MAX]);
     request.extend(packet(1, &statement[MAX..]));
     p.on_data(Side::Client, 10, &request, &mut out);
-    p.on_data(Side::Server, 20, &packet(2, b"\x00\x01\x00\x02\x00\x00\x00"), &mut out);
+    p.on_data(
+        Side::Server,
+        20,
+        &packet(2, b"\x00\x01\x00\x02\x00\x00\x00"),
+        &mut out,
+    );
     // A SELECT whose one row is over 16 MiB; its continuation packet looks
     // like an EOF and must not be taken for one.
-    p.on_data(Side::Client, 30, &packet(0, b"\x03SELECT big FROM t"), &mut out);
+    p.on_data(
+        Side::Client,
+        30,
+        &packet(0, b"\x03SELECT big FROM t"),
+        &mut out,
+    );
     let mut response = packet(1, b"\x01");
-    response.extend(packet(2, b"\x03def\x00\x00\x00\x03big\x00\x0c\x21\x00\xff\xff\xff\xff\xfc\x00\x00\x00\x00\x00"));
+    response.extend(packet(
+        2,
+        b"\x03def\x00\x00\x00\x03big\x00\x0c\x21\x00\xff\xff\xff\xff\xfc\x00\x00\x00\x00\x00",
+    ));
     response.extend(packet(3, b"\xfe\x00\x00\x02\x00"));
     let mut big_row = vec![0xfe];
     big_row.extend((MAX as u64 + 20).to_le_bytes());
@@ -312,13 +365,23 @@ fn payloads_over_16_mib_span_several_packets() {
             row("SELECT", "SELECT big FROM t", Some(1), None),
         ]
     );
-    assert_eq!((out.exchanges[0].start_ns, out.exchanges[0].end_ns), (10, 20));
-    assert_eq!((out.exchanges[1].start_ns, out.exchanges[1].end_ns), (30, 40));
+    assert_eq!(
+        (out.exchanges[0].start_ns, out.exchanges[0].end_ns),
+        (10, 20)
+    );
+    assert_eq!(
+        (out.exchanges[1].start_ns, out.exchanges[1].end_ns),
+        (30, 40)
+    );
 }
 
 #[test]
 fn truncated_captures_never_invent_exchanges() {
-    for chunks in [capture!("prepared"), capture!("multi"), capture!("raw_deprecate_eof")] {
+    for chunks in [
+        capture!("prepared"),
+        capture!("multi"),
+        capture!("raw_deprecate_eof"),
+    ] {
         let complete = feed_whole(&mut parser(), &chunks).exchanges;
         let total: usize = chunks.iter().map(|c| c.data.len()).sum();
         for cut in (0..total).step_by(89) {
@@ -351,7 +414,11 @@ fn garbage_produces_nothing() {
         let mut p = parser();
         let mut out = ParseOutput::default();
         for round in 0..40u64 {
-            let side = if round % 2 == 0 { Side::Client } else { Side::Server };
+            let side = if round % 2 == 0 {
+                Side::Client
+            } else {
+                Side::Server
+            };
             let data = garbage(seed * 1000 + round, 1 + (round as usize * 37) % 700);
             p.on_data(side, round, &data, &mut out);
             if round % 7 == 3 {
@@ -363,8 +430,18 @@ fn garbage_produces_nothing() {
     }
     let mut p = parser();
     let mut out = ParseOutput::default();
-    p.on_data(Side::Client, 1, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &mut out);
-    p.on_data(Side::Server, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &mut out);
+    p.on_data(
+        Side::Client,
+        1,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut out,
+    );
+    p.on_data(
+        Side::Server,
+        2,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        &mut out,
+    );
     p.on_data(Side::Client, 3, b"*1\r\n$4\r\nPING\r\n", &mut out);
     p.on_data(Side::Server, 4, b"+PONG\r\n", &mut out);
     p.on_close(5, &mut out);
@@ -396,9 +473,18 @@ fn garbage_inside_a_real_conversation_is_survived() {
 fn literals_and_credentials_stay_secret() {
     let chunks = capture!("select");
     assert!(!everything(&feed_whole(&mut parser(), &chunks).exchanges).contains("secret-literal"));
-    assert!(everything(&feed_whole(&mut raw_parser(), &chunks).exchanges).contains("'secret-literal'"));
-    for chunks in [capture!("select"), capture!("prepared"), capture!("raw_classic_eof")] {
-        for out in [feed_whole(&mut raw_parser(), &chunks), feed_bytewise(&mut raw_parser(), &chunks)] {
+    assert!(
+        everything(&feed_whole(&mut raw_parser(), &chunks).exchanges).contains("'secret-literal'")
+    );
+    for chunks in [
+        capture!("select"),
+        capture!("prepared"),
+        capture!("raw_classic_eof"),
+    ] {
+        for out in [
+            feed_whole(&mut raw_parser(), &chunks),
+            feed_bytewise(&mut raw_parser(), &chunks),
+        ] {
             let text = everything(&out.exchanges);
             // Bound parameters travel in COM_STMT_EXECUTE, never exported.
             assert!(!text.contains("secret-param"));
@@ -413,19 +499,34 @@ fn literals_and_credentials_stay_secret() {
 fn detects_clients_and_servers() {
     let select = capture!("select");
     assert_eq!(detect(select[0].data), Some(Side::Server), "greeting");
-    assert_eq!(detect(select[1].data), Some(Side::Client), "handshake response");
+    assert_eq!(
+        detect(select[1].data),
+        Some(Side::Client),
+        "handshake response"
+    );
     let prepared = capture!("prepared");
     for command in [0x03, 0x16, 0x17] {
         let chunk = prepared
             .iter()
             .find(|c| c.side == Side::Client && c.data.get(4) == Some(&command) && c.data[3] == 0)
             .unwrap();
-        assert_eq!(detect(chunk.data), Some(Side::Client), "command {command:#x}");
+        assert_eq!(
+            detect(chunk.data),
+            Some(Side::Client),
+            "command {command:#x}"
+        );
     }
     let error = capture!("error");
-    let err_packet = error.iter().find(|c| c.side == Side::Server && c.data.get(4) == Some(&0xff)).unwrap();
+    let err_packet = error
+        .iter()
+        .find(|c| c.side == Side::Server && c.data.get(4) == Some(&0xff))
+        .unwrap();
     assert_eq!(detect(err_packet.data), Some(Side::Server));
-    let result_set = select.iter().rev().find(|c| c.side == Side::Server && c.data.len() > 50).unwrap();
+    let result_set = select
+        .iter()
+        .rev()
+        .find(|c| c.side == Side::Server && c.data.len() > 50)
+        .unwrap();
     assert_eq!(detect(result_set.data), Some(Side::Server));
 }
 
@@ -455,11 +556,23 @@ fn detect_refuses_other_protocols_and_garbage() {
 
 #[test]
 fn damaged_captures_never_panic_nor_multiply_exchanges() {
-    for chunks in [capture!("select"), capture!("insert"), capture!("error"), capture!("multi"), capture!("prepared"), capture!("raw_classic_eof"), capture!("raw_deprecate_eof")] {
+    for chunks in [
+        capture!("select"),
+        capture!("insert"),
+        capture!("error"),
+        capture!("multi"),
+        capture!("prepared"),
+        capture!("raw_classic_eof"),
+        capture!("raw_deprecate_eof"),
+    ] {
         let undamaged = feed_whole(&mut parser(), &chunks).exchanges.len();
         for seed in 0..40 {
             let out = feed_damaged(&mut parser(), &chunks, seed);
-            assert!(out.exchanges.len() <= undamaged + 2, "seed {seed}: {}", out.exchanges.len());
+            assert!(
+                out.exchanges.len() <= undamaged + 2,
+                "seed {seed}: {}",
+                out.exchanges.len()
+            );
         }
     }
 }
@@ -491,30 +604,65 @@ fn execution_opening_a_cursor_ends_at_its_column_definitions() {
     // rows come later through COM_STMT_FETCH, which makes no exchange.
     let mut p = parser();
     let mut out = ParseOutput::default();
-    p.on_data(Side::Client, 1, &packet(0, b"\x16SELECT a FROM t WHERE b = ?"), &mut out);
+    p.on_data(
+        Side::Client,
+        1,
+        &packet(0, b"\x16SELECT a FROM t WHERE b = ?"),
+        &mut out,
+    );
     let mut prepared = packet(1, b"\x00\x05\x00\x00\x00\x01\x00\x01\x00\x00\x00\x00");
-    prepared.extend(packet(2, b"\x03def\x00\x00\x00\x01?\x00\x0c\x3f\x00\x00\x00\x00\x00\x06\x80\x00\x00\x00\x00"));
+    prepared.extend(packet(
+        2,
+        b"\x03def\x00\x00\x00\x01?\x00\x0c\x3f\x00\x00\x00\x00\x00\x06\x80\x00\x00\x00\x00",
+    ));
     prepared.extend(packet(3, b"\xfe\x00\x00\x02\x00"));
-    prepared.extend(packet(4, b"\x03def\x01s\x01t\x01t\x01a\x01a\x0c\x3f\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00"));
+    prepared.extend(packet(
+        4,
+        b"\x03def\x01s\x01t\x01t\x01a\x01a\x0c\x3f\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00",
+    ));
     prepared.extend(packet(5, b"\xfe\x00\x00\x02\x00"));
     p.on_data(Side::Server, 2, &prepared, &mut out);
-    p.on_data(Side::Client, 3, &packet(0, b"\x17\x05\x00\x00\x00\x01\x01\x00\x00\x00\x01\x08\x00\x07\x00\x00\x00\x00\x00\x00\x00"), &mut out);
+    p.on_data(
+        Side::Client,
+        3,
+        &packet(
+            0,
+            b"\x17\x05\x00\x00\x00\x01\x01\x00\x00\x00\x01\x08\x00\x07\x00\x00\x00\x00\x00\x00\x00",
+        ),
+        &mut out,
+    );
     let mut opened = packet(1, b"\x01");
-    opened.extend(packet(2, b"\x03def\x01s\x01t\x01t\x01a\x01a\x0c\x3f\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00"));
+    opened.extend(packet(
+        2,
+        b"\x03def\x01s\x01t\x01t\x01a\x01a\x0c\x3f\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00",
+    ));
     opened.extend(packet(3, b"\xfe\x00\x00\x42\x00"));
     p.on_data(Side::Server, 4, &opened, &mut out);
-    p.on_data(Side::Client, 5, &packet(0, b"\x1c\x05\x00\x00\x00\x0a\x00\x00\x00"), &mut out);
+    p.on_data(
+        Side::Client,
+        5,
+        &packet(0, b"\x1c\x05\x00\x00\x00\x0a\x00\x00\x00"),
+        &mut out,
+    );
     let mut fetched = packet(1, b"\x00\x00\x2a\x00\x00\x00");
     fetched.extend(packet(2, b"\xfe\x00\x00\x82\x00"));
     p.on_data(Side::Server, 6, &fetched, &mut out);
     p.on_data(Side::Client, 7, &packet(0, b"\x0e"), &mut out);
-    p.on_data(Side::Server, 8, &packet(1, b"\x00\x00\x00\x02\x00\x00\x00"), &mut out);
+    p.on_data(
+        Side::Server,
+        8,
+        &packet(1, b"\x00\x00\x00\x02\x00\x00\x00"),
+        &mut out,
+    );
     p.on_close(9, &mut out);
     assert_eq!(out.desyncs, 0);
     let text = "SELECT a FROM t WHERE b = ?";
     assert_eq!(
         summaries(&out),
-        vec![row("PREPARE", text, None, None), row("SELECT", text, Some(0), None)]
+        vec![
+            row("PREPARE", text, None, None),
+            row("SELECT", text, Some(0), None)
+        ]
     );
     assert_eq!((out.exchanges[1].start_ns, out.exchanges[1].end_ns), (3, 4));
 }

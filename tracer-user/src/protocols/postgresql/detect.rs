@@ -69,7 +69,9 @@ fn chain_looks_right(
     };
     let rest = data.get(first_len..).unwrap_or_default();
     if rest.is_empty() {
-        return data.first().is_some_and(|ty| distinctive_alone.contains(ty));
+        return data
+            .first()
+            .is_some_and(|ty| distinctive_alone.contains(ty));
     }
     probe_typed(rest, types, validate) != Probe::Invalid
 }
@@ -90,5 +92,11 @@ fn query_prefix(data: &[u8]) -> bool {
         && text
             .iter()
             .all(|&b| (b >= 0x20 && b != 0x7f) || matches!(b, b'\t' | b'\n' | b'\r'))
-        && text.first().is_some_and(|b| b.is_ascii_alphabetic() || b.is_ascii_whitespace() || *b == b'(' || *b == b'/' || *b == b'-')
+        && text.first().is_some_and(|b| {
+            b.is_ascii_alphabetic()
+                || b.is_ascii_whitespace()
+                || *b == b'('
+                || *b == b'/'
+                || *b == b'-'
+        })
 }

@@ -180,7 +180,11 @@ fn probe_startup(data: &[u8]) -> Probe {
         return Probe::Invalid;
     }
     let Some(body) = data.get(UNTYPED_HEADER_LEN..len as usize) else {
-        return if len < 8 { Probe::Invalid } else { Probe::Incomplete };
+        return if len < 8 {
+            Probe::Invalid
+        } else {
+            Probe::Incomplete
+        };
     };
     if valid_startup(len, body) {
         Probe::Valid

@@ -176,9 +176,16 @@ pub fn valid_server_message(ty: u8, body: &[u8]) -> bool {
             .map(drop),
         b'E' | b'N' => notice_fields(&mut r),
         b'1' | b'2' | b'3' | b'n' | b'I' | b's' | b'c' => Some(()),
-        b't' => r.count().and_then(|count| r.bytes(count.checked_mul(4)?)).map(drop),
+        b't' => r
+            .count()
+            .and_then(|count| r.bytes(count.checked_mul(4)?))
+            .map(drop),
         b'G' | b'H' | b'W' => r.u8().and_then(|_| r.skip_i16s()),
-        b'A' => r.i32().and_then(|_| r.cstr()).and_then(|_| r.cstr()).map(drop),
+        b'A' => r
+            .i32()
+            .and_then(|_| r.cstr())
+            .and_then(|_| r.cstr())
+            .map(drop),
         b'V' => function_result_body(&mut r),
         b'v' => negotiate_version_body(&mut r),
         _ => None,

@@ -103,15 +103,13 @@ impl Parser for PostgresParser {
                     GapStep::Desync => self.session.on_desync(Side::Client, out),
                 }
             }
-            Side::Server => {
-                match self.server.gap(len, &ServerFormat) {
-                    GapStep::Absorbed => {}
-                    GapStep::Truncated(frame) => {
-                        self.session.on_server_message(&frame, ts_ns, out);
-                    }
-                    GapStep::Desync => self.session.on_desync(Side::Server, out),
+            Side::Server => match self.server.gap(len, &ServerFormat) {
+                GapStep::Absorbed => {}
+                GapStep::Truncated(frame) => {
+                    self.session.on_server_message(&frame, ts_ns, out);
                 }
-            }
+                GapStep::Desync => self.session.on_desync(Side::Server, out),
+            },
         }
     }
 
@@ -126,7 +124,9 @@ enum Pending {
     Query(Request),
     Execute(Request),
     /// A Sync or FunctionCall: the server answers it with ReadyForQuery.
-    SyncPoint { start_ns: u64 },
+    SyncPoint {
+        start_ns: u64,
+    },
 }
 
 impl Pending {
@@ -272,7 +272,10 @@ impl Session {
             b'Q' => {
                 let statement = self.statement(cstr_or_prefix(&mut body));
                 self.execute_start_ns = None;
-                self.enqueue(Pending::Query(Request::new(frame.start_ns, Some(statement))));
+                self.enqueue(Pending::Query(Request::new(
+                    frame.start_ns,
+                    Some(statement),
+                )));
             }
             b'P' => {
                 self.execute_start_ns.get_or_insert(frame.start_ns);

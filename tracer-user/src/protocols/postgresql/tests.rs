@@ -9,7 +9,11 @@ use crate::protocols::{Exchange, Fault, ParseOutput, Parser, ParserOptions, Prot
 
 macro_rules! capture {
     ($name:literal) => {
-        transcript(include_bytes!(concat!("../testdata/postgresql/", $name, ".bin")))
+        transcript(include_bytes!(concat!(
+            "../testdata/postgresql/",
+            $name,
+            ".bin"
+        )))
     };
 }
 
@@ -45,7 +49,10 @@ fn parse_whole(chunks: &[Chunk]) -> ParseOutput {
         assert!(!exchange.incomplete, "{exchange:?}");
         assert!(exchange.start_ns <= exchange.end_ns);
         assert_eq!(attr_str(exchange, "db.system.name"), Some("postgresql"));
-        assert_eq!(attr_str(exchange, "db.operation.name"), Some(exchange.name.as_str()));
+        assert_eq!(
+            attr_str(exchange, "db.operation.name"),
+            Some(exchange.name.as_str())
+        );
     }
     out
 }
@@ -105,7 +112,11 @@ fn simple_queries() {
     for (name, chunks, expected) in cases {
         let out = parse_whole(&chunks);
         assert_eq!(summaries(&out), vec![expected], "{name}");
-        let fault = if name == "error" { Fault::Server } else { Fault::None };
+        let fault = if name == "error" {
+            Fault::Server
+        } else {
+            Fault::None
+        };
         assert_eq!(out.exchanges[0].fault, fault, "{name}");
         assert_split_invariant(&chunks);
     }
@@ -120,7 +131,9 @@ fn timestamps_come_from_the_first_request_byte_and_last_response_byte() {
         .unwrap();
     let ready = chunks
         .iter()
-        .find(|c| c.side == Side::Server && c.data.ends_with(b"Z\0\0\0\x05I") && c.ts_ns > query.ts_ns)
+        .find(|c| {
+            c.side == Side::Server && c.data.ends_with(b"Z\0\0\0\x05I") && c.ts_ns > query.ts_ns
+        })
         .unwrap();
     let out = parse_whole(&chunks);
     assert_eq!(out.exchanges[0].start_ns, query.ts_ns);
@@ -135,8 +148,18 @@ fn timestamps_come_from_the_first_request_byte_and_last_response_byte() {
             p.on_data(Side::Client, 7, &chunk.data[..1], &mut out);
             p.on_data(Side::Client, chunk.ts_ns, &chunk.data[1..], &mut out);
         } else if std::ptr::eq(chunk, ready) {
-            p.on_data(Side::Server, chunk.ts_ns, &chunk.data[..chunk.data.len() - 1], &mut out);
-            p.on_data(Side::Server, chunk.ts_ns + 5, &chunk.data[chunk.data.len() - 1..], &mut out);
+            p.on_data(
+                Side::Server,
+                chunk.ts_ns,
+                &chunk.data[..chunk.data.len() - 1],
+                &mut out,
+            );
+            p.on_data(
+                Side::Server,
+                chunk.ts_ns + 5,
+                &chunk.data[chunk.data.len() - 1..],
+                &mut out,
+            );
         } else {
             p.on_data(chunk.side, chunk.ts_ns, chunk.data, &mut out);
         }
@@ -191,8 +214,8 @@ fn pgbench_setup_connections() {
         names,
         [
             "DROP", "CREATE", "CREATE", "CREATE", "CREATE", "BEGIN", "TRUNCATE", "INSERT",
-            "INSERT", "INSERT", "COMMIT", "VACUUM", "VACUUM", "VACUUM", "VACUUM", "ALTER",
-            "ALTER", "ALTER"
+            "INSERT", "INSERT", "COMMIT", "VACUUM", "VACUUM", "VACUUM", "VACUUM", "ALTER", "ALTER",
+            "ALTER"
         ]
     );
     assert_eq!(
@@ -201,7 +224,10 @@ fn pgbench_setup_connections() {
             "insert into pgbench_accounts(aid,bid,abalance,filler) select aid, (aid - ?) / ? + ?, ?, ? from generate_series(?, ?) as aid"
         )
     );
-    for main in [capture!("pgbench_prepared_main"), capture!("pgbench_extended_main")] {
+    for main in [
+        capture!("pgbench_prepared_main"),
+        capture!("pgbench_extended_main"),
+    ] {
         let out = parse_whole(&main);
         let names: Vec<&str> = out.exchanges.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["SELECT", "SELECT", "VACUUM", "VACUUM", "TRUNCATE"]);
@@ -217,15 +243,31 @@ fn pipelined_batch_with_an_error_fails_the_rest_of_the_batch() {
         summaries(&out),
         vec![
             row("SELECT", "SELECT ? AS one;", Some(1), None),
-            row("SELECT", "SELECT name FROM items WHERE id = ?;", Some(1), None),
-            row("SELECT", "SELECT * FROM missing_table;", None, Some("42P01")),
+            row(
+                "SELECT",
+                "SELECT name FROM items WHERE id = ?;",
+                Some(1),
+                None
+            ),
+            row(
+                "SELECT",
+                "SELECT * FROM missing_table;",
+                None,
+                Some("42P01")
+            ),
             row("SELECT", "SELECT ?;", None, None),
         ]
     );
     let faults: Vec<Fault> = out.exchanges.iter().map(|e| e.fault).collect();
-    assert_eq!(faults, [Fault::None, Fault::None, Fault::Server, Fault::Server]);
+    assert_eq!(
+        faults,
+        [Fault::None, Fault::None, Fault::Server, Fault::Server]
+    );
     // All four were sent in one write; the first two ended before the error.
-    assert!(out.exchanges.iter().all(|e| e.start_ns == out.exchanges[0].start_ns));
+    assert!(out
+        .exchanges
+        .iter()
+        .all(|e| e.start_ns == out.exchanges[0].start_ns));
     assert_split_invariant(&chunks);
 }
 
@@ -242,7 +284,10 @@ fn authentication_exchanges_make_no_spans() {
 #[test]
 fn accepted_ssl_stops_parsing() {
     let chunks = capture!("sslrequest_tls");
-    for out in [feed_whole(&mut parser(), &chunks), feed_bytewise(&mut parser(), &chunks)] {
+    for out in [
+        feed_whole(&mut parser(), &chunks),
+        feed_bytewise(&mut parser(), &chunks),
+    ] {
         assert!(out.exchanges.is_empty());
         assert_eq!(out.desyncs, 0);
     }
@@ -255,7 +300,12 @@ fn big_results_and_copy() {
     assert_eq!(
         summaries(&out),
         vec![
-            row("SELECT", "SELECT g, repeat(?, ?) AS pad FROM generate_series(?, ?) g", Some(300), None),
+            row(
+                "SELECT",
+                "SELECT g, repeat(?, ?) AS pad FROM generate_series(?, ?) g",
+                Some(300),
+                None
+            ),
             row("SELECT", "SELECT repeat(?, ?) AS big", Some(1), None),
             row("COPY", "COPY items TO STDOUT", Some(0), None),
         ]
@@ -303,7 +353,10 @@ fn gap_across_many_rows_resynchronises() {
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].0, "SELECT");
     assert_eq!(got[0].2, None, "rows were lost, so no count");
-    assert_eq!(got[1], row("SELECT", "SELECT repeat(?, ?) AS big", Some(1), None));
+    assert_eq!(
+        got[1],
+        row("SELECT", "SELECT repeat(?, ?) AS big", Some(1), None)
+    );
     assert_eq!(got[2].0, "COPY");
     assert!(out.exchanges.iter().all(|e| !e.incomplete));
 }
@@ -384,7 +437,11 @@ fn close_reports_unanswered_requests() {
 
 #[test]
 fn truncated_captures_never_invent_exchanges() {
-    for chunks in [capture!("pipeline_error"), capture!("multi"), capture!("big_result")] {
+    for chunks in [
+        capture!("pipeline_error"),
+        capture!("multi"),
+        capture!("big_result"),
+    ] {
         let complete = feed_whole(&mut parser(), &chunks).exchanges;
         let total: usize = chunks.iter().map(|c| c.data.len()).sum();
         for cut in (0..total).step_by(97) {
@@ -414,7 +471,11 @@ fn truncated_captures_never_invent_exchanges() {
 fn feed_garbage(p: &mut impl Parser, seed: u64) -> ParseOutput {
     let mut out = ParseOutput::default();
     for round in 0..40u64 {
-        let side = if round % 2 == 0 { Side::Client } else { Side::Server };
+        let side = if round % 2 == 0 {
+            Side::Client
+        } else {
+            Side::Server
+        };
         let data = garbage(seed * 1000 + round, 1 + (round as usize * 37) % 700);
         p.on_data(side, round, &data, &mut out);
         if round % 7 == 3 {
@@ -428,12 +489,25 @@ fn feed_garbage(p: &mut impl Parser, seed: u64) -> ParseOutput {
 #[test]
 fn garbage_produces_nothing() {
     for seed in 0..50 {
-        assert!(feed_garbage(&mut parser(), seed).exchanges.is_empty(), "seed {seed}");
+        assert!(
+            feed_garbage(&mut parser(), seed).exchanges.is_empty(),
+            "seed {seed}"
+        );
     }
     let mut out = ParseOutput::default();
     let mut p = parser();
-    p.on_data(Side::Client, 1, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &mut out);
-    p.on_data(Side::Server, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &mut out);
+    p.on_data(
+        Side::Client,
+        1,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        &mut out,
+    );
+    p.on_data(
+        Side::Server,
+        2,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        &mut out,
+    );
     p.on_data(Side::Client, 3, b"*1\r\n$4\r\nPING\r\n", &mut out);
     p.on_data(Side::Server, 4, b"+PONG\r\n", &mut out);
     p.on_close(5, &mut out);
@@ -477,51 +551,79 @@ fn literals_and_passwords_stay_secret() {
     let sanitised = everything(&feed_whole(&mut parser(), &chunks).exchanges);
     assert!(!sanitised.contains("secret-literal"));
     let raw = everything(&feed_whole(&mut raw_parser(), &chunks).exchanges);
-    assert!(raw.contains("'secret-literal'"), "raw statements keep literals");
+    assert!(
+        raw.contains("'secret-literal'"),
+        "raw statements keep literals"
+    );
 
     // The cleartext-password captures carry the password on the wire; no
     // exchange may, even with raw statements.
     let select = capture!("select");
-    assert!(select
-        .iter()
-        .any(|c| c.data.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes())));
+    assert!(select.iter().any(|c| c
+        .data
+        .windows(PASSWORD.len())
+        .any(|w| w == PASSWORD.as_bytes())));
     for chunks in [select, capture!("pgbench_prepared"), capture!("scram_auth")] {
-        for out in [feed_whole(&mut raw_parser(), &chunks), feed_bytewise(&mut raw_parser(), &chunks)] {
+        for out in [
+            feed_whole(&mut raw_parser(), &chunks),
+            feed_bytewise(&mut raw_parser(), &chunks),
+        ] {
             let text = everything(&out.exchanges);
             assert!(!text.contains(PASSWORD));
             assert!(!text.contains("SCRAM"));
             assert!(!text.contains("r="));
-            assert!(!text.contains("application_name"), "startup parameters stay out");
+            assert!(
+                !text.contains("application_name"),
+                "startup parameters stay out"
+            );
         }
     }
 }
 
 #[test]
 fn detects_clients_and_servers() {
-    for chunks in [capture!("select"), capture!("scram_auth"), capture!("sslrequest_tls")] {
+    for chunks in [
+        capture!("select"),
+        capture!("scram_auth"),
+        capture!("sslrequest_tls"),
+    ] {
         assert_eq!(detect(chunks[0].data), Some(Side::Client));
     }
     let select = capture!("select");
-    assert_eq!(detect(select[1].data), Some(Side::Server), "authentication request");
+    assert_eq!(
+        detect(select[1].data),
+        Some(Side::Server),
+        "authentication request"
+    );
     let prepared = capture!("pgbench_prepared");
     let mid_client = prepared
         .iter()
         .find(|c| c.side == Side::Client && c.data.starts_with(b"B"))
         .unwrap();
-    assert_eq!(detect(mid_client.data), Some(Side::Client), "Bind/Describe/Execute/Sync");
+    assert_eq!(
+        detect(mid_client.data),
+        Some(Side::Client),
+        "Bind/Describe/Execute/Sync"
+    );
     let parse_sync = prepared
         .iter()
         .find(|c| c.side == Side::Client && c.data.starts_with(b"P"))
         .unwrap();
     assert_eq!(detect(parse_sync.data), Some(Side::Client));
-    let query = select.iter().find(|c| c.side == Side::Client && c.data.starts_with(b"Q")).unwrap();
+    let query = select
+        .iter()
+        .find(|c| c.side == Side::Client && c.data.starts_with(b"Q"))
+        .unwrap();
     assert_eq!(detect(query.data), Some(Side::Client));
     let mid_server = prepared
         .iter()
         .find(|c| c.side == Side::Server && c.data.starts_with(b"2"))
         .unwrap();
     assert_eq!(detect(mid_server.data), Some(Side::Server));
-    let rows = select.iter().find(|c| c.side == Side::Server && c.data.starts_with(b"T")).unwrap();
+    let rows = select
+        .iter()
+        .find(|c| c.side == Side::Server && c.data.starts_with(b"T"))
+        .unwrap();
     assert_eq!(detect(rows.data), Some(Side::Server));
 }
 
@@ -542,9 +644,9 @@ fn detect_refuses_other_protocols_and_garbage() {
     for data in others {
         assert_eq!(detect(data), None, "{:?}", String::from_utf8_lossy(data));
     }
-    let mysql_greeting = &crate::protocols::sql::testing::transcript(include_bytes!(
-        "../testdata/mysql/select.bin"
-    ))[0];
+    let mysql_greeting =
+        &crate::protocols::sql::testing::transcript(include_bytes!("../testdata/mysql/select.bin"))
+            [0];
     assert_eq!(detect(mysql_greeting.data), None);
     for seed in 0..500 {
         assert_eq!(detect(&garbage(seed, 64)), None, "seed {seed}");
@@ -564,17 +666,35 @@ fn many_statements_in_flight_are_bounded() {
         p.on_data(Side::Client, ts, &query, &mut out);
     }
     p.on_close(9999, &mut out);
-    assert_eq!(out.exchanges.len(), crate::protocols::sql::MAX_PENDING_REQUESTS);
+    assert_eq!(
+        out.exchanges.len(),
+        crate::protocols::sql::MAX_PENDING_REQUESTS
+    );
     assert!(out.exchanges.iter().all(|e: &Exchange| e.incomplete));
 }
 
 #[test]
 fn damaged_captures_never_panic_nor_multiply_exchanges() {
-    for chunks in [capture!("select"), capture!("error"), capture!("multi"), capture!("pgbench_prepared"), capture!("pgbench_extended"), capture!("pipeline_error"), capture!("scram_auth"), capture!("sslrequest_refused"), capture!("big_result"), capture!("pgbench_init")] {
+    for chunks in [
+        capture!("select"),
+        capture!("error"),
+        capture!("multi"),
+        capture!("pgbench_prepared"),
+        capture!("pgbench_extended"),
+        capture!("pipeline_error"),
+        capture!("scram_auth"),
+        capture!("sslrequest_refused"),
+        capture!("big_result"),
+        capture!("pgbench_init"),
+    ] {
         let undamaged = feed_whole(&mut parser(), &chunks).exchanges.len();
         for seed in 0..40 {
             let out = feed_damaged(&mut parser(), &chunks, seed);
-            assert!(out.exchanges.len() <= undamaged + 2, "seed {seed}: {}", out.exchanges.len());
+            assert!(
+                out.exchanges.len() <= undamaged + 2,
+                "seed {seed}: {}",
+                out.exchanges.len()
+            );
         }
     }
 }
@@ -586,7 +706,12 @@ fn copy_from_stdin_is_one_exchange() {
     assert_eq!(
         summaries(&out),
         vec![
-            row("CREATE", "CREATE TABLE items2 (id int, name text, price numeric)", Some(0), None),
+            row(
+                "CREATE",
+                "CREATE TABLE items2 (id int, name text, price numeric)",
+                Some(0),
+                None
+            ),
             row("COPY", "COPY items2 FROM STDIN csv", Some(0), None),
             row("SELECT", "SELECT count(*) FROM items2", Some(1), None),
         ]

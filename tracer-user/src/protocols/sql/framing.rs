@@ -220,7 +220,8 @@ impl Framer {
             let from_this_call = self.buf.len();
             let room = MAX_HUNT_WINDOW.saturating_sub(self.buf.len());
             let taken = room.min(input.len());
-            self.buf.extend_from_slice(input.get(..taken).unwrap_or_default());
+            self.buf
+                .extend_from_slice(input.get(..taken).unwrap_or_default());
             *input = input.get(taken..).unwrap_or_default();
 
             let window_full = self.buf.len() >= MAX_HUNT_WINDOW;
@@ -372,14 +373,13 @@ impl Framer {
     fn fill_to(&mut self, len: usize, input: &mut &[u8]) -> bool {
         let missing = len.saturating_sub(self.buf.len());
         let taken = missing.min(input.len());
-        self.buf.extend_from_slice(input.get(..taken).unwrap_or_default());
+        self.buf
+            .extend_from_slice(input.get(..taken).unwrap_or_default());
         *input = input.get(taken..).unwrap_or_default();
         self.buf.len() >= len
     }
 }
 
 fn prefix_len(format: &impl Format, header: &[u8], header_len: usize) -> usize {
-    format
-        .prefix_wanted(header)
-        .clamp(header_len, MAX_BUFFERED)
+    format.prefix_wanted(header).clamp(header_len, MAX_BUFFERED)
 }

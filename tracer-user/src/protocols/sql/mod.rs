@@ -9,8 +9,8 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use sanitize::{operation_name, sanitize, Dialect};
 pub(crate) use bounded_map::BoundedMap;
+pub use sanitize::{operation_name, sanitize, Dialect};
 
 use super::{Attributes, Exchange, Fault, Protocol};
 

@@ -197,9 +197,7 @@ fn word(sql: &str, pos: usize, dialect: Dialect, out: &mut Sanitized) -> usize {
             out.literal();
             return end_of_quoted(bytes, end + 1, b'\'', escapes);
         }
-        Some(b'&')
-            if word.eq_ignore_ascii_case("u") && bytes.get(end + 1) == Some(&b'\'') =>
-        {
+        Some(b'&') if word.eq_ignore_ascii_case("u") && bytes.get(end + 1) == Some(&b'\'') => {
             out.literal();
             return end_of_quoted(bytes, end + 2, b'\'', false);
         }
@@ -210,7 +208,9 @@ fn word(sql: &str, pos: usize, dialect: Dialect, out: &mut Sanitized) -> usize {
 }
 
 fn is_string_prefix(word: &str) -> bool {
-    ["e", "x", "b", "n"].iter().any(|p| word.eq_ignore_ascii_case(p))
+    ["e", "x", "b", "n"]
+        .iter()
+        .any(|p| word.eq_ignore_ascii_case(p))
         || (word.starts_with('_') && word.len() > 1)
 }
 
@@ -288,7 +288,10 @@ fn end_of_block_comment(bytes: &[u8], pos: usize) -> usize {
 fn end_of_number(bytes: &[u8], pos: usize) -> usize {
     let mut end = pos;
     let radix_prefix = bytes.get(pos) == Some(&b'0')
-        && matches!(bytes.get(pos + 1), Some(b'x' | b'X' | b'b' | b'B' | b'o' | b'O'));
+        && matches!(
+            bytes.get(pos + 1),
+            Some(b'x' | b'X' | b'b' | b'B' | b'o' | b'O')
+        );
     if radix_prefix {
         end += 2;
         while bytes
@@ -388,8 +391,8 @@ impl Sanitized {
     fn close_paren(&mut self) {
         if let Some(open) = self.in_list_open.take() {
             let inside = self.text.get(open + 1..).unwrap_or_default();
-            let only_literals = inside.contains('?')
-                && inside.bytes().all(|b| matches!(b, b'?' | b',' | b' '));
+            let only_literals =
+                inside.contains('?') && inside.bytes().all(|b| matches!(b, b'?' | b',' | b' '));
             if only_literals {
                 self.text.truncate(open);
                 self.text.push_str("(?");

@@ -17,7 +17,10 @@ fn replaces_string_and_numeric_literals() {
         "SELECT * FROM t WHERE name = ? AND age > ? AND score < ?"
     );
     assert_eq!(pg("SELECT 'it''s', .5, 3."), "SELECT ?, ?, ?");
-    assert_eq!(pg("UPDATE t SET a = -7 WHERE id=1"), "UPDATE t SET a = -? WHERE id=?");
+    assert_eq!(
+        pg("UPDATE t SET a = -7 WHERE id=1"),
+        "UPDATE t SET a = -? WHERE id=?"
+    );
 }
 
 #[test]
@@ -37,21 +40,33 @@ fn replaces_postgres_special_strings() {
     assert_eq!(pg("SELECT E'a\\'b', e'x'"), "SELECT ?, ?");
     assert_eq!(pg("SELECT $$ it's $ body $$, 1"), "SELECT ?, ?");
     assert_eq!(pg("SELECT $fn$ a $$ b $fn$ FROM t"), "SELECT ? FROM t");
-    assert_eq!(pg("SELECT X'1F', B'0101', N'nat', U&'d\\0061t'"), "SELECT ?, ?, ?, ?");
+    assert_eq!(
+        pg("SELECT X'1F', B'0101', N'nat', U&'d\\0061t'"),
+        "SELECT ?, ?, ?, ?"
+    );
     // Standard strings: a backslash does not escape the quote.
     assert_eq!(pg("SELECT 'a\\' , 'b'"), "SELECT ? , ?");
 }
 
 #[test]
 fn replaces_mysql_special_literals() {
-    assert_eq!(my("SELECT \"double\", 'a\\'b', 0x1F, 0b101, x'AB', _utf8mb4'z'"), "SELECT ?, ?, ?, ?, ?, ?");
+    assert_eq!(
+        my("SELECT \"double\", 'a\\'b', 0x1F, 0b101, x'AB', _utf8mb4'z'"),
+        "SELECT ?, ?, ?, ?, ?, ?"
+    );
     assert_eq!(my("SELECT 1 # comment 'x'\nFROM t"), "SELECT ? FROM t");
 }
 
 #[test]
 fn collapses_in_lists_of_literals() {
-    assert_eq!(pg("SELECT * FROM t WHERE id IN (1, 2, 3)"), "SELECT * FROM t WHERE id IN (?)");
-    assert_eq!(pg("SELECT * FROM t WHERE id in ('a','b')"), "SELECT * FROM t WHERE id in (?)");
+    assert_eq!(
+        pg("SELECT * FROM t WHERE id IN (1, 2, 3)"),
+        "SELECT * FROM t WHERE id IN (?)"
+    );
+    assert_eq!(
+        pg("SELECT * FROM t WHERE id in ('a','b')"),
+        "SELECT * FROM t WHERE id in (?)"
+    );
     assert_eq!(pg("WHERE id IN ($1, $2)"), "WHERE id IN ($1, $2)");
     assert_eq!(
         pg("WHERE id IN (SELECT id FROM u WHERE x = 1)"),
@@ -78,7 +93,22 @@ fn unterminated_literals_swallow_the_rest() {
 
 #[test]
 fn sanitizing_never_panics_on_odd_text() {
-    for text in ["", "'", "$", "$$", "E'\\", "U&", "0x", "1e", "1e+", "é'ü\\é'", "\\é", "( ) ) (", "IN (", "in )"] {
+    for text in [
+        "",
+        "'",
+        "$",
+        "$$",
+        "E'\\",
+        "U&",
+        "0x",
+        "1e",
+        "1e+",
+        "é'ü\\é'",
+        "\\é",
+        "( ) ) (",
+        "IN (",
+        "in )",
+    ] {
         pg(text);
         my(text);
     }
@@ -94,9 +124,15 @@ fn sanitizing_never_panics_on_odd_text() {
 #[test]
 fn operation_is_the_first_keyword() {
     assert_eq!(operation_name("select 1").as_deref(), Some("SELECT"));
-    assert_eq!(operation_name("  -- c\n /* d */ Insert INTO t").as_deref(), Some("INSERT"));
+    assert_eq!(
+        operation_name("  -- c\n /* d */ Insert INTO t").as_deref(),
+        Some("INSERT")
+    );
     assert_eq!(operation_name("BEGIN;").as_deref(), Some("BEGIN"));
-    assert_eq!(operation_name("(SELECT 1) UNION (SELECT 2)").as_deref(), Some("SELECT"));
+    assert_eq!(
+        operation_name("(SELECT 1) UNION (SELECT 2)").as_deref(),
+        Some("SELECT")
+    );
     assert_eq!(operation_name("COMMIT").as_deref(), Some("COMMIT"));
     assert_eq!(operation_name(""), None);
     assert_eq!(operation_name("  ;"), None);
@@ -106,7 +142,10 @@ fn operation_is_the_first_keyword() {
 #[test]
 fn operation_of_with_is_the_main_verb() {
     assert_eq!(
-        operation_name("WITH a AS (SELECT 1), b AS (DELETE FROM t RETURNING *) INSERT INTO u SELECT * FROM a").as_deref(),
+        operation_name(
+            "WITH a AS (SELECT 1), b AS (DELETE FROM t RETURNING *) INSERT INTO u SELECT * FROM a"
+        )
+        .as_deref(),
         Some("INSERT")
     );
     assert_eq!(
@@ -223,9 +262,14 @@ fn framer_survives_a_gap_inside_a_message_but_not_across_messages() {
     assert_eq!(found, vec![(1024, true)]);
     let (found, _) = frames(&mut framer, &message[..100]);
     assert!(found.is_empty());
-    assert!(matches!(framer.gap(500, &Toy), GapStep::Truncated(f) if !f.complete && f.body.len() == 98));
+    assert!(
+        matches!(framer.gap(500, &Toy), GapStep::Truncated(f) if !f.complete && f.body.len() == 98)
+    );
     let (found, _) = frames(&mut framer, &message[600..]);
-    assert!(found.is_empty(), "the rest of the damaged message is skipped");
+    assert!(
+        found.is_empty(),
+        "the rest of the damaged message is skipped"
+    );
     let (found, _) = frames(&mut framer, &toy_message(1, b'z'));
     assert_eq!(found, vec![(1024, true)]);
     assert!(matches!(framer.gap(10, &Toy), GapStep::Desync));
