@@ -8,8 +8,11 @@
 pub mod dns;
 pub mod http1;
 pub mod memcached;
+pub mod mysql;
+pub mod postgresql;
 pub mod redis;
 mod registry;
+pub mod sql;
 
 pub use registry::{default_enabled, detect, new_parser, Transport};
 
