@@ -12,7 +12,7 @@ use tracer_common::maps::Counter;
 use crate::{
     cli::Args,
     clock,
-    kernel::{preflight, AttachedKernel, KernelOptions},
+    kernel::{openssl::{self, OpensslHooks}, preflight, AttachedKernel, KernelOptions},
     pipeline::{Pipeline, PipelineConfig},
     process,
     protocols::{self, ParserOptions},
@@ -40,11 +40,18 @@ pub struct Summary {
     pub spans_dropped: u64,
     pub desyncs: u64,
     pub connections_table_full: u64,
+    pub tls_undecrypted: u64,
 }
 
 impl Summary {
     pub fn events_lost(&self) -> u64 {
-        [Counter::RingBufFull, Counter::InFlightFull, Counter::SocketTableFull, Counter::PayloadReadFailed]
+        [
+            Counter::RingBufFull,
+            Counter::InFlightFull,
+            Counter::SocketTableFull,
+            Counter::PayloadReadFailed,
+            Counter::TlsSocketUnknown,
+        ]
             .iter()
             .map(|c| self.kernel.get(c).copied().unwrap_or(0))
             .sum()
@@ -53,7 +60,7 @@ impl Summary {
     pub fn line(&self) -> String {
         let get = |c: Counter| self.kernel.get(&c).copied().unwrap_or(0);
         format!(
-            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit",
+            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted",
             self.spans,
             self.records,
             self.events_lost(),
@@ -61,9 +68,11 @@ impl Summary {
             get(Counter::InFlightFull),
             get(Counter::SocketTableFull),
             get(Counter::PayloadReadFailed),
+            get(Counter::TlsSocketUnknown),
             self.spans_dropped,
             self.desyncs,
             self.connections_table_full,
+            self.tls_undecrypted,
         )
     }
 }
@@ -98,6 +107,16 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     for &pid in pids.iter().chain(&by_comm) {
         kernel.trace_pid(pid)?;
     }
+    let mut tls_hooks = OpensslHooks::default();
+    if !args.comms.is_empty() {
+        for lib in openssl::system_libssl() {
+            tls_hooks.hook(&mut kernel, &lib)?;
+        }
+    }
+    for &pid in pids.iter().chain(&by_comm) {
+        tls_hooks.hook_process(&mut kernel, pid)?;
+    }
+    let mut traced_now: Vec<u32> = pids.iter().chain(&by_comm).copied().collect();
     eprintln!(
         "tracer: attached; tracing {} process(es){}; Ctrl-C to stop",
         pids.len() + by_comm.len(),
@@ -131,8 +150,17 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
             () = sleep_until(deadline) => break,
         }
         drain(&mut ring, &mut pipeline, &sinks);
+        for pid in pipeline.take_new_processes() {
+            tls_hooks.hook_process(&mut kernel, pid)?;
+            traced_now.push(pid);
+        }
         if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
             last_housekeeping = Instant::now();
+            // Libraries loaded later (dlopen, e.g. Python's `import ssl`).
+            traced_now.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            for &pid in &traced_now {
+                tls_hooks.hook_process(&mut kernel, pid)?;
+            }
             kernel.flush_kernel_logs();
             pipeline.evict_idle(clock::monotonic_ns().saturating_sub(IDLE_CONNECTION_TIMEOUT_NS));
             let lost = kernel.counters().get(&Counter::RingBufFull).copied().unwrap_or(0);
@@ -162,6 +190,7 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         spans_dropped,
         desyncs: conn_stats.desyncs,
         connections_table_full: conn_stats.table_full,
+        tls_undecrypted: conn_stats.tls_undecrypted,
     })
 }
 

@@ -36,6 +36,8 @@ pub struct Pipeline {
     parsed: ParseOutput,
     ready: Vec<Span>,
     stats: PipelineStats,
+    /// Processes that started being traced (fork, exec) since last asked.
+    new_processes: Vec<u32>,
 }
 
 impl Pipeline {
@@ -47,6 +49,7 @@ impl Pipeline {
             parsed: ParseOutput::default(),
             ready: Vec::new(),
             stats: PipelineStats::default(),
+            new_processes: Vec::new(),
         }
     }
 
@@ -96,10 +99,12 @@ impl Pipeline {
             Some(EventKind::ProcessFork) => {
                 log::debug!("tracing process {} ({comm}), forked by {}", event.pid, event.parent_pid);
                 self.names.set(event.pid, &comm);
+                self.new_processes.push(event.pid);
             }
             Some(EventKind::ProcessExec) => {
                 log::debug!("tracing process {} ({comm}) after exec", event.pid);
                 self.names.set(event.pid, &comm);
+                self.new_processes.push(event.pid);
             }
             Some(EventKind::ProcessExit) => {
                 log::debug!("process {} ({comm}) exited", event.pid);
@@ -126,6 +131,7 @@ impl Pipeline {
             kind: origin.kind,
             local: origin.local,
             remote: origin.remote,
+            tls: origin.tls,
         }
     }
 
@@ -151,6 +157,11 @@ impl Pipeline {
         self.stats.spans += self.ready.len() as u64;
         let batch: Arc<[Span]> = self.ready.drain(..).collect();
         Some(batch)
+    }
+
+    /// Processes traced since the last call (their libraries may need hooks).
+    pub fn take_new_processes(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.new_processes)
     }
 
     /// Forgets connections idle since before `cutoff_ns` (monotonic).

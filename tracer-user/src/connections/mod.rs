@@ -11,7 +11,7 @@ mod addr;
 
 use std::{collections::HashMap, net::SocketAddr};
 
-use tracer_common::{ConnEvent, DataEvent, Direction, Role, DATA_FLAG_TRUNCATED, IPPROTO_UDP};
+use tracer_common::{ConnEvent, DataEvent, Direction, Role, DATA_FLAG_TLS, DATA_FLAG_TRUNCATED, IPPROTO_UDP};
 
 use crate::{
     protocols::{self, ParseOutput, Parser, ParserOptions, Protocol, Side, Transport},
@@ -50,6 +50,10 @@ struct Connection {
     role: Role,
     state: ProtocolState,
     last_seen_ns: u64,
+    /// Plaintext comes from a TLS library hook; socket bytes are ciphertext.
+    tls: bool,
+    /// Bytes that looked like a TLS record arrived on the socket itself.
+    saw_ciphertext: bool,
 }
 
 /// Where the exchanges appended by a call happened.
@@ -61,6 +65,8 @@ pub struct Origin {
     pub remote: Option<SocketAddr>,
     /// What the kernel saw: connect (client) or accept (server), if either.
     pub role: Role,
+    /// Decrypted at the TLS library.
+    pub tls: bool,
 }
 
 /// Counts the table keeps, for the run summary and metrics.
@@ -75,6 +81,8 @@ pub struct ConnectionStats {
     /// Connections refused because the table was full.
     pub table_full: u64,
     pub desyncs: u64,
+    /// TLS connections whose library was not hooked: seen, not decrypted.
+    pub tls_undecrypted: u64,
 }
 
 pub struct ConnectionTable {
@@ -128,6 +136,8 @@ impl ConnectionTable {
                 role: Role::from_u8(event.role),
                 state: ProtocolState::Detecting { attempts: 0 },
                 last_seen_ns: event.timestamp_ns,
+                tls: false,
+                saw_ciphertext: false,
             },
         );
         self.stats.opened += 1;
@@ -146,6 +156,9 @@ impl ConnectionTable {
     fn close(&mut self, key: ConnKey, ts_ns: u64, out: &mut ParseOutput) -> Option<Origin> {
         let mut conn = self.conns.remove(&key)?;
         self.stats.closed += 1;
+        if conn.saw_ciphertext && !conn.tls {
+            self.stats.tls_undecrypted += 1;
+        }
         let origin = conn.origin();
         if let ProtocolState::Active { parser, .. } = &mut conn.state {
             let before = out.desyncs;
@@ -192,12 +205,23 @@ impl ConnectionTable {
                     role: Role::Unknown,
                     state: ProtocolState::Detecting { attempts: 0 },
                     last_seen_ns: event.timestamp_ns,
+                    tls: false,
+                    saw_ciphertext: false,
                 },
             );
             self.stats.opened += 1;
         }
         let conn = self.conns.get_mut(&key)?;
         conn.last_seen_ns = event.timestamp_ns;
+        let plaintext_from_tls = event.flags & DATA_FLAG_TLS != 0;
+        if plaintext_from_tls && !conn.tls {
+            // The TLS hooks took over: what the socket carried so far was
+            // handshake ciphertext; start over on the plaintext.
+            conn.tls = true;
+            conn.state = ProtocolState::Detecting { attempts: 0 };
+        } else if conn.tls && !plaintext_from_tls {
+            return None; // ciphertext emitted before the kernel knew
+        }
         let direction = if event.direction == Direction::Ingress as u8 {
             Direction::Ingress
         } else {
@@ -205,6 +229,13 @@ impl ConnectionTable {
         };
         if let ProtocolState::Detecting { attempts } = &mut conn.state {
             if payload.is_empty() {
+                return None;
+            }
+            if !conn.tls && looks_like_tls_record(payload) {
+                // Shown as a connection, never parsed as plaintext; the TLS
+                // hooks, if the library is hooked, bring the plaintext.
+                conn.saw_ciphertext = true;
+                conn.state = ProtocolState::Ignored;
                 return None;
             }
             match protocols::detect(&self.enabled, conn.transport, payload) {
@@ -254,6 +285,12 @@ impl ConnectionTable {
     }
 }
 
+/// A TLS record header: handshake, alert, change-cipher-spec or
+/// application data, protocol version 3.x.
+fn looks_like_tls_record(data: &[u8]) -> bool {
+    matches!(data, [20..=23, 3, 0..=4, ..])
+}
+
 impl Connection {
     fn origin(&self) -> Option<Origin> {
         match &self.state {
@@ -263,6 +300,7 @@ impl Connection {
                 local: self.local,
                 remote: self.remote,
                 role: self.role,
+                tls: self.tls,
             }),
             _ => None,
         }

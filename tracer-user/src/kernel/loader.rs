@@ -4,7 +4,7 @@ use std::collections::HashMap as StdHashMap;
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{uprobe::UProbeScope, BtfTracePoint, TracePoint, UProbe},
     Btf, Ebpf, EbpfLoader,
 };
 use thiserror::Error;
@@ -98,6 +98,16 @@ const BTF_TRACEPOINTS: &[(&str, &str)] = &[
     ("tracer_process_fork", "sched_process_fork"),
 ];
 
+/// OpenSSL entry points and the uprobe program for each; every one also
+/// gets the shared return probe.
+const OPENSSL_FUNCTIONS: &[(&str, &str)] = &[
+    ("SSL_write", "tracer_ssl_write"),
+    ("SSL_write_ex", "tracer_ssl_write_ex"),
+    ("SSL_read", "tracer_ssl_read"),
+    ("SSL_read_ex", "tracer_ssl_read_ex"),
+];
+const OPENSSL_RETURN: &str = "tracer_ssl_ret";
+
 /// The loaded, attached programs. Dropping it detaches and unloads them all.
 pub struct AttachedKernel {
     ebpf: Ebpf,
@@ -153,6 +163,15 @@ impl AttachedKernel {
                     .map_err(|source| KernelError::Program { program, source })?;
             }
         }
+        // Uprobes are attached per library later, as traced processes reveal them.
+        for program in OPENSSL_FUNCTIONS.iter().map(|(_, p)| *p).chain([OPENSSL_RETURN]) {
+            let prog: &mut UProbe = ebpf
+                .program_mut(program)
+                .ok_or(KernelError::Missing(program))?
+                .try_into()
+                .map_err(|source| KernelError::Program { program, source })?;
+            prog.load().map_err(|source| KernelError::Program { program, source })?;
+        }
         let traced_pids = HashMap::try_from(take_map(&mut ebpf, "TRACED_PIDS")?)
             .map_err(|source| KernelError::Map { map: "TRACED_PIDS", source })?;
         let traced_comms = HashMap::try_from(take_map(&mut ebpf, "TRACED_COMMS")?)
@@ -184,6 +203,41 @@ impl AttachedKernel {
         self.traced_comms
             .insert(comm_key(comm), 1, 0)
             .map_err(|source| KernelError::Map { map: "TRACED_COMMS", source })
+    }
+
+    /// Hooks OpenSSL's read/write functions in `target` (a libssl or an
+    /// executable with OpenSSL linked in) for every process; the programs
+    /// themselves ignore untraced processes. Returns how many functions were
+    /// found; 0 means `target` has no OpenSSL.
+    pub fn attach_openssl(&mut self, target: &std::path::Path) -> Result<usize, KernelError> {
+        let mut attached = 0;
+        for &(function, program) in OPENSSL_FUNCTIONS {
+            let entry: &mut UProbe = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(KernelError::Missing(program))?
+                .try_into()
+                .map_err(|source| KernelError::Program { program, source })?;
+            match entry.attach(function, target, UProbeScope::AllProcesses) {
+                Ok(_) => {}
+                Err(err) => {
+                    // Missing symbols are normal (no `_ex` in OpenSSL 1.1.0,
+                    // no OpenSSL at all in most executables).
+                    log::debug!("no uprobe on {function} in {}: {err}", target.display());
+                    continue;
+                }
+            }
+            let ret: &mut UProbe = self
+                .ebpf
+                .program_mut(OPENSSL_RETURN)
+                .ok_or(KernelError::Missing(OPENSSL_RETURN))?
+                .try_into()
+                .map_err(|source| KernelError::Program { program: OPENSSL_RETURN, source })?;
+            ret.attach(function, target, UProbeScope::AllProcesses)
+                .map_err(|source| KernelError::Program { program: OPENSSL_RETURN, source })?;
+            attached += 1;
+        }
+        Ok(attached)
     }
 
     /// Kernel-side counters summed over CPUs.

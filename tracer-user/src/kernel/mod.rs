@@ -3,6 +3,7 @@
 
 pub mod btf;
 mod loader;
+pub mod openssl;
 pub mod preflight;
 
 pub use loader::{AttachedKernel, KernelError, KernelOptions};

@@ -1,7 +1,7 @@
 //! Which protocols exist, how a connection's first bytes select one, and
 //! making its parser.
 
-use super::{dns, http1, memcached, redis, Parser, ParserOptions, Protocol, Side};
+use super::{dns, http1, memcached, mysql, postgresql, redis, Parser, ParserOptions, Protocol, Side};
 
 /// The transport a connection runs on, as the kernel reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,7 +13,14 @@ pub enum Transport {
 /// Order of detection on a stream: the most specific first, so that a
 /// looser pattern (memcached's lowercase words) cannot claim another
 /// protocol's bytes.
-const STREAM_ORDER: [Protocol; 4] = [Protocol::Http, Protocol::Redis, Protocol::Memcached, Protocol::Dns];
+const STREAM_ORDER: [Protocol; 6] = [
+    Protocol::Http,
+    Protocol::Postgresql,
+    Protocol::Mysql,
+    Protocol::Redis,
+    Protocol::Memcached,
+    Protocol::Dns,
+];
 
 /// The protocol whose client or server bytes `data` starts with, among
 /// `enabled`, and which side sent them.
@@ -32,6 +39,8 @@ pub fn detect(enabled: &[Protocol], transport: Transport, data: &[u8]) -> Option
                 Protocol::Http => http1::detect(data),
                 Protocol::Redis => redis::detect(data),
                 Protocol::Memcached => memcached::detect(data),
+                Protocol::Postgresql => postgresql::detect(data),
+                Protocol::Mysql => mysql::detect(data),
                 Protocol::Dns => dns::detect_tcp(data),
                 _ => None,
             }?;
@@ -46,6 +55,8 @@ pub fn new_parser(protocol: Protocol, transport: Transport, options: ParserOptio
         (Protocol::Http, _) => Box::new(http1::Http1Parser::new(options)),
         (Protocol::Redis, _) => Box::new(redis::RedisParser::new(options)),
         (Protocol::Memcached, _) => Box::new(memcached::MemcachedParser::new(options)),
+        (Protocol::Postgresql, _) => Box::new(postgresql::PostgresParser::new(options)),
+        (Protocol::Mysql, _) => Box::new(mysql::MysqlParser::new(options)),
         (Protocol::Dns, Transport::Udp) => Box::new(dns::DnsParser::new(options)),
         (Protocol::Dns, Transport::Tcp) => Box::new(dns::DnsParser::new_tcp(options)),
         _ => return None,

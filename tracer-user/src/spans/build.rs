@@ -15,6 +15,8 @@ pub struct SpanContext {
     pub kind: SpanKind,
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
+    /// Plaintext read at the TLS library.
+    pub tls: bool,
 }
 
 /// Makes spans: ids, wall-clock times, status and network attributes.
@@ -62,6 +64,10 @@ impl SpanBuilder {
         if let Some(addr) = client {
             attributes.push(("client.address", AttrValue::Str(addr.ip().to_string())));
             attributes.push(("client.port", AttrValue::Int(i64::from(addr.port()))));
+        }
+        if ctx.tls {
+            attributes.push(("tls.protocol.name", AttrValue::Str("tls".to_owned())));
+            attributes.push(("tracer.tls.library", AttrValue::Str("openssl".to_owned())));
         }
         if exchange.incomplete {
             attributes.push(("tracer.response.missing", AttrValue::Bool(true)));

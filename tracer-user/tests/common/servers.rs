@@ -188,3 +188,80 @@ pub fn dnsmasq_on(port: u16) -> Service {
     wait_for_port(port, Duration::from_secs(10));
     Service { child, port, dir }
 }
+
+/// A self-signed certificate and key for `localhost`/127.0.0.1, made by the
+/// openssl command line tool in `dir`.
+pub fn self_signed_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
+}
+
+/// nginx serving HTTPS (and HTTP/2 over TLS when `http2` is set).
+pub fn nginx_tls(http2: bool) -> Service {
+    let dir = TempDir::new("nginx-tls");
+    let port = free_port();
+    let root = dir.path();
+    fs::create_dir_all(root.join("www")).expect("www dir");
+    fs::write(root.join("www/index.html"), "<html><body>tracer test</body></html>\n").expect("index");
+    let (cert, key) = self_signed_cert(root);
+    let conf = format!(
+        r#"daemon off;
+master_process on;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl{h2};
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {root}/www;
+        location = /hello {{ default_type text/plain; return 200 "hello\n"; }}
+        location = /fail {{ return 503; }}
+    }}
+}}
+"#,
+        root = root.display(),
+        cert = cert.display(),
+        key = key.display(),
+        h2 = if http2 { " http2" } else { "" },
+    );
+    let conf_path = root.join("nginx.conf");
+    fs::write(&conf_path, conf).expect("nginx.conf");
+    let child = spawn_in_own_group(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(root)
+            .arg("-e")
+            .arg(root.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    Service { child, port, dir }
+}
+
+impl Service {
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+}

@@ -1,0 +1,91 @@
+//! Finding the OpenSSL each traced process uses: a `libssl.so*` in its
+//! memory maps, or OpenSSL linked into its executable.
+
+use std::{
+    collections::HashSet,
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use super::{AttachedKernel, KernelError};
+
+/// Libraries and executables already hooked, by (device, inode) so a path
+/// seen through different names is hooked once.
+#[derive(Default)]
+pub struct OpensslHooks {
+    hooked: HashSet<(u64, u64)>,
+    /// Executables already checked for a linked-in OpenSSL.
+    checked: HashSet<(u64, u64)>,
+}
+
+/// `libssl.so*` files mapped by `pid`, as paths valid in our mount namespace.
+pub fn mapped_libssl(pid: u32) -> Vec<PathBuf> {
+    let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| {
+            Path::new(path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libssl.so"))
+        })
+        // Through /proc/PID/root the file is found even in another mount
+        // namespace (containers).
+        .map(|path| PathBuf::from(format!("/proc/{pid}/root{path}")))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// The system's default libssl (`ldconfig -p`), for processes that start
+/// later (`--comm`) and may connect before their maps can be read.
+pub fn system_libssl() -> Vec<PathBuf> {
+    let Ok(out) = std::process::Command::new("ldconfig").arg("-p").output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("libssl.so"))
+        .filter_map(|l| l.rsplit("=> ").next().map(|p| PathBuf::from(p.trim())))
+        .collect()
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    let meta = fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+impl OpensslHooks {
+    /// Hooks `path` unless it was hooked already; returns whether it is now.
+    pub fn hook(&mut self, kernel: &mut AttachedKernel, path: &Path) -> Result<bool, KernelError> {
+        let Some(id) = file_id(path) else { return Ok(false) };
+        if self.hooked.contains(&id) {
+            return Ok(true);
+        }
+        let functions = kernel.attach_openssl(path)?;
+        if functions > 0 {
+            log::info!("hooked {functions} OpenSSL functions in {}", path.display());
+            self.hooked.insert(id);
+        }
+        Ok(functions > 0)
+    }
+
+    /// Hooks whatever OpenSSL `pid` uses now.
+    pub fn hook_process(&mut self, kernel: &mut AttachedKernel, pid: u32) -> Result<(), KernelError> {
+        for lib in mapped_libssl(pid) {
+            self.hook(kernel, &lib)?;
+        }
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        if let Some(id) = file_id(&exe) {
+            if self.checked.insert(id) {
+                self.hook(kernel, &exe)?;
+            }
+        }
+        Ok(())
+    }
+}
