@@ -28,6 +28,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("postgresql", "/usr/bin/pgbench"),
     ("mariadb-server", "/usr/sbin/mariadbd"),
     ("mariadb-client", "/usr/bin/mariadb"),
+    ("libdbd-mariadb-perl", "/usr/lib/x86_64-linux-gnu/perl5/5.36/DBD/MariaDB.pm"),
+    ("openssl", "/usr/bin/openssl"),
     ("util-linux", "/usr/bin/setpriv"),
     ("procps", "/usr/bin/pgrep"),
 ];

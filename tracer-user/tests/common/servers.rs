@@ -265,3 +265,78 @@ impl Service {
         format!("https://127.0.0.1:{}{path}", self.port)
     }
 }
+
+/// A private PostgreSQL cluster on a loopback port, SSL off, trust auth.
+pub fn postgres() -> Service {
+    let dir = TempDir::new("pg");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let run_as_postgres = |args: &str| {
+        let status = Command::new("runuser")
+            .args(["-u", "postgres", "--", "sh", "-c", args])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("runuser");
+        assert!(status.success(), "as postgres: {args}");
+    };
+    let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
+    run_as_postgres(&format!("/usr/lib/postgresql/15/bin/initdb -D {} -A trust -U postgres", data.display()));
+    let child = spawn_in_own_group(Command::new("runuser").args([
+        "-u",
+        "postgres",
+        "--",
+        "/usr/lib/postgresql/15/bin/postgres",
+        "-D",
+        &data.display().to_string(),
+        "-p",
+        &port.to_string(),
+        "-k",
+        &dir.path().display().to_string(),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "ssl=off",
+        "-c",
+        "fsync=off",
+    ]));
+    wait_for_port(port, Duration::from_secs(30));
+    Service { child, port, dir }
+}
+
+/// The pid of the process listening on a loopback TCP port.
+pub fn listener_pid(port: u16) -> u32 {
+    let out = Command::new("ss").args(["-Htlnp", &format!("sport = :{port}")]).output().expect("ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no listener pid for port {port}: {text}"))
+}
+
+/// A private MariaDB server on a loopback port, without grant checks.
+pub fn mariadb() -> Service {
+    let dir = TempDir::new("mariadb");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let status = Command::new("mariadb-install-db")
+        .arg(format!("--datadir={}", data.display()))
+        .args(["--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("mariadb-install-db");
+    assert!(status.success(), "mariadb-install-db failed");
+    let child = spawn_in_own_group(
+        Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}/mysql.sock", dir.path().display()))
+            .arg(format!("--pid-file={}/mysql.pid", dir.path().display()))
+            .args(["--user=root", "--bind-address=127.0.0.1", "--skip-grant-tables", "--skip-log-bin"])
+            .arg(format!("--port={port}")),
+    );
+    wait_for_port(port, Duration::from_secs(60));
+    Service { child, port, dir }
+}
