@@ -157,3 +157,31 @@ fn dns_queries_from_dnsmasq_server_side() {
     let spans = by_kind(&run.spans, "server");
     assert_eq!(count_named(&spans, "A api.example.test"), 3, "{:#?}", run.spans);
 }
+
+#[test]
+fn memcached_client_side() {
+    let mc = servers::memcached();
+    let client = common::GatedClient::spawn(&format!(
+        r#"
+import socket
+s = socket.create_connection(("127.0.0.1", {port}))
+def ask(cmd, end):
+    s.sendall(cmd)
+    got = b""
+    while not got.endswith(end):
+        got += s.recv(4096)
+ask(b"set k 0 0 3\r\nabc\r\n", b"STORED\r\n")
+ask(b"get k\r\n", b"END\r\n")
+ask(b"delete k\r\n", b"DELETED\r\n")
+print("done")
+"#,
+        port = mc.port
+    ));
+    let tracer = Tracer::start(&["--pid", &client.pid().to_string()]);
+    assert_eq!(client.run().trim(), "done");
+    let run = tracer.stop();
+    let spans = by_kind(&run.spans, "client");
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["set", "get", "delete"], "{:#?}", run.spans);
+    assert!(spans.iter().all(|s| s["attributes"]["server.port"] == mc.port));
+}

@@ -117,3 +117,33 @@ print "ok\n";"#,
     let everything: String = run.spans.iter().map(Value::to_string).collect();
     assert!(!everything.contains("carol-secret"));
 }
+
+#[test]
+fn postgres_client_side_via_comm() {
+    let pg = servers::postgres();
+    let tracer = Tracer::start(&["--comm", "psql"]);
+    psql(pg.port, "SELECT 1");
+    psql(pg.port, "SELECT 2");
+    let run = tracer.stop();
+    let spans: Vec<&Value> = run.spans.iter().filter(|s| s["kind"] == "client").collect();
+    assert_eq!(spans.len(), 2, "{:#?}", run.spans);
+    for span in &spans {
+        assert_eq!(span["protocol"], "postgresql");
+        assert_eq!(span["process"], "psql");
+        assert_eq!(span["attributes"]["db.query.text"], "SELECT ?");
+        assert_eq!(span["attributes"]["server.port"], pg.port);
+    }
+}
+
+#[test]
+fn mariadb_client_side_via_comm() {
+    let db = servers::mariadb();
+    let tracer = Tracer::start(&["--comm", "mariadb"]);
+    assert!(mariadb(db.port, "SELECT 1").status.success());
+    assert!(mariadb(db.port, "SELECT 'x', 2").status.success());
+    let run = tracer.stop();
+    let spans: Vec<&Value> = run.spans.iter().filter(|s| s["kind"] == "client" && s["name"] == "SELECT").collect();
+    let texts: Vec<&str> = spans.iter().filter_map(|s| s["attributes"]["db.query.text"].as_str()).collect();
+    assert!(texts.contains(&"SELECT ?") && texts.contains(&"SELECT ?, ?"), "{:#?}", run.spans);
+    assert!(spans.iter().all(|s| s["process"] == "mariadb"));
+}

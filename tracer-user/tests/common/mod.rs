@@ -256,3 +256,43 @@ pub fn complete(spans: &[Value]) -> Vec<&Value> {
         .filter(|s| s["attributes"].get("tracer.response.missing").is_none())
         .collect()
 }
+
+/// A Python client that waits for a go signal before doing its work, so a
+/// test can attach the tracer to its pid first.
+pub struct GatedClient {
+    child: Child,
+    go: PathBuf,
+    _dir: TempDir,
+}
+
+impl GatedClient {
+    /// `body` runs after the gate opens; it should print "done" at the end.
+    pub fn spawn(body: &str) -> GatedClient {
+        let dir = TempDir::new("client");
+        let go = dir.path().join("go");
+        let script = format!(
+            "import os, time\nwhile not os.path.exists({go:?}):\n    time.sleep(0.02)\n{body}\n",
+            go = go.display().to_string()
+        );
+        let child = Command::new("/usr/bin/python3")
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start python client");
+        thread::sleep(Duration::from_millis(300));
+        GatedClient { child, go, _dir: dir }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Opens the gate and waits for the client; returns its stdout.
+    pub fn run(self) -> String {
+        std::fs::write(&self.go, "").expect("open the gate");
+        let out = self.child.wait_with_output().expect("client finished");
+        assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
