@@ -157,3 +157,47 @@ while True:
     assert!(run.spans.is_empty(), "ciphertext parsed: {:#?}", run.spans);
     assert!(run.summary_count("TLS connections not decrypted") >= 6, "{}", run.summary());
 }
+
+#[test]
+fn postgres_over_ssl_server_spans() {
+    let pg = servers::postgres_with_ssl(true);
+    let tracer = Tracer::start(&["--pid", &pg.pid().to_string()]);
+    for n in 1..=3 {
+        run_ok(Command::new("psql").args([
+            &format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require", pg.port),
+            "-X",
+            "-c",
+            &format!("SELECT {n}"),
+        ]));
+    }
+    let run = tracer.stop();
+    let spans: Vec<&Value> = run.spans.iter().filter(|s| s["protocol"] == "postgresql").collect();
+    assert_eq!(spans.len(), 3, "{:#?}\n{:?}", run.spans, run.stderr);
+    for span in &spans {
+        assert_eq!(span["kind"], "server");
+        assert_eq!(span["attributes"]["db.query.text"], "SELECT ?");
+        assert_eq!(span["attributes"]["tls.protocol.name"], "tls");
+    }
+}
+
+#[test]
+fn redis_over_tls_server_spans() {
+    let (redis, cert) = servers::redis_tls();
+    let tracer = Tracer::start(&["--pid", &redis.pid().to_string()]);
+    for args in [&["SET", "k", "v"][..], &["GET", "k"], &["INCR", "n"]] {
+        run_ok(
+            Command::new("redis-cli")
+                .args(["--tls", "-h", "127.0.0.1", "-p", &redis.port.to_string(), "--cacert"])
+                .arg(&cert)
+                .args(args),
+        );
+    }
+    let run = tracer.stop();
+    let spans: Vec<&Value> = run.spans.iter().filter(|s| s["protocol"] == "redis").collect();
+    for name in ["SET", "GET", "INCR"] {
+        let found: Vec<&&Value> = spans.iter().filter(|s| s["name"] == name).collect();
+        assert_eq!(found.len(), 1, "{name}: {:#?}\n{:?}", run.spans, run.stderr);
+        assert_eq!(found[0]["attributes"]["tls.protocol.name"], "tls");
+        assert_eq!(found[0]["kind"], "server");
+    }
+}

@@ -268,6 +268,11 @@ impl Service {
 
 /// A private PostgreSQL cluster on a loopback port, SSL off, trust auth.
 pub fn postgres() -> Service {
+    postgres_with_ssl(false)
+}
+
+/// A private PostgreSQL cluster, trust auth, SSL on or off.
+pub fn postgres_with_ssl(ssl: bool) -> Service {
     let dir = TempDir::new("pg");
     let port = free_port();
     let data = dir.path().join("data");
@@ -279,6 +284,13 @@ pub fn postgres() -> Service {
             .status()
             .expect("runuser");
         assert!(status.success(), "as postgres: {args}");
+    };
+    let ssl_settings = if ssl {
+        let (cert, key) = self_signed_cert(dir.path());
+        let _ = Command::new("chmod").arg("600").arg(&key).status();
+        format!("-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert.display(), key.display())
+    } else {
+        "-c ssl=off".to_owned()
     };
     let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
     run_as_postgres(&format!("/usr/lib/postgresql/15/bin/initdb -D {} -A trust -U postgres", data.display()));
@@ -296,10 +308,8 @@ pub fn postgres() -> Service {
         "-c",
         "listen_addresses=127.0.0.1",
         "-c",
-        "ssl=off",
-        "-c",
         "fsync=off",
-    ]));
+    ]).args(ssl_settings.split(' ')));
     wait_for_port(port, Duration::from_secs(30));
     Service { child, port, dir }
 }
@@ -339,4 +349,23 @@ pub fn mariadb() -> Service {
     );
     wait_for_port(port, Duration::from_secs(60));
     Service { child, port, dir }
+}
+
+/// redis-server speaking only TLS, with a self-signed certificate.
+pub fn redis_tls() -> (Service, std::path::PathBuf) {
+    let dir = TempDir::new("redis-tls");
+    let port = free_port();
+    let (cert, key) = self_signed_cert(dir.path());
+    let child = spawn_in_own_group(
+        Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--tls-auth-clients", "no"])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--dir")
+            .arg(dir.path()),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    (Service { child, port, dir }, cert)
 }
