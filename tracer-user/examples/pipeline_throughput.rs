@@ -1,0 +1,102 @@
+//! How many ring-buffer records per second the user-side pipeline handles
+//! on one core: decode → connections → HTTP/1 parser → spans (no sinks).
+//!
+//! The records are built exactly as the kernel writes them, carrying a curl
+//! request and an nginx response as they crossed the wire, on 64 keep-alive
+//! connections in turn.
+
+use std::time::Instant;
+
+use tracer::pipeline::{Pipeline, PipelineConfig};
+use tracer::protocols::{ParserOptions, Protocol};
+use tracer_common::{ConnEvent, DataEvent, Direction, EventKind, Role, Syscall, AF_INET, IPPROTO_TCP};
+
+const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 29 Nov 2026 15:19:18 GMT\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n";
+const CONNECTIONS: u32 = 64;
+
+fn as_bytes<T: Copy>(value: &T) -> Vec<u8> {
+    let mut out = vec![0u8; size_of::<T>()];
+    // SAFETY: T is a plain repr(C) event struct; the buffer is exactly its size.
+    unsafe { std::ptr::write_unaligned(out.as_mut_ptr().cast::<T>(), *value) };
+    out
+}
+
+fn data_record(fd: u32, ts: u64, direction: Direction, syscall: Syscall, payload: &[u8]) -> Vec<u8> {
+    let header = DataEvent {
+        kind: EventKind::Data as u8,
+        direction: direction as u8,
+        syscall: syscall as u8,
+        flags: 0,
+        pid: 4242,
+        tid: 4242,
+        fd,
+        timestamp_ns: ts,
+        sock: 0xffff_8880_0000_0000 + u64::from(fd),
+        total_len: payload.len() as u32,
+        captured_len: payload.len() as u32,
+    };
+    let mut record = as_bytes(&header);
+    record.extend_from_slice(payload);
+    record
+}
+
+fn main() {
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        enabled: vec![Protocol::Http, Protocol::Redis, Protocol::Postgresql],
+        options: ParserOptions::default(),
+        max_connections: 65536,
+        wall_offset_ns: 0,
+    });
+    for fd in 0..CONNECTIONS {
+        let mut local_addr = [0u8; 16];
+        local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let open = ConnEvent {
+            kind: EventKind::ConnOpen as u8,
+            role: Role::Server as u8,
+            family: AF_INET,
+            pid: 4242,
+            tid: 4242,
+            fd: 100 + fd,
+            timestamp_ns: 1,
+            sock: 0xffff_8880_0000_0000 + u64::from(100 + fd),
+            local_addr,
+            remote_addr: local_addr,
+            local_port: 8080,
+            remote_port: 40000 + fd as u16,
+            protocol: IPPROTO_TCP,
+            _pad: 0,
+        };
+        pipeline.handle_record(&as_bytes(&open));
+    }
+    // One round = a request and a response on every connection.
+    let round: Vec<Vec<u8>> = (0..CONNECTIONS)
+        .flat_map(|c| {
+            [
+                data_record(100 + c, 10, Direction::Ingress, Syscall::Recvfrom, REQUEST),
+                data_record(100 + c, 20, Direction::Egress, Syscall::Writev, RESPONSE),
+            ]
+        })
+        .collect();
+    let rounds = 20_000;
+    let started = Instant::now();
+    let mut spans = 0u64;
+    for _ in 0..rounds {
+        for record in &round {
+            pipeline.handle_record(record);
+        }
+        if let Some(batch) = pipeline.take_batch() {
+            spans += batch.len() as u64;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let records = (rounds * round.len()) as f64;
+    println!("| records | spans | seconds | records/s | spans/s |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {records:.0} | {spans} | {elapsed:.2} | {:.0} | {:.0} |",
+        records / elapsed,
+        spans as f64 / elapsed
+    );
+    assert_eq!(spans, u64::from(CONNECTIONS) * rounds as u64, "every request became a span");
+}
