@@ -41,6 +41,7 @@ pub struct Summary {
     pub desyncs: u64,
     pub connections_table_full: u64,
     pub tls_undecrypted: u64,
+    pub connections_open: usize,
 }
 
 impl Summary {
@@ -60,7 +61,7 @@ impl Summary {
     pub fn line(&self) -> String {
         let get = |c: Counter| self.kernel.get(&c).copied().unwrap_or(0);
         format!(
-            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted",
+            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted, {} connections still tracked",
             self.spans,
             self.records,
             self.events_lost(),
@@ -73,6 +74,7 @@ impl Summary {
             self.desyncs,
             self.connections_table_full,
             self.tls_undecrypted,
+            self.connections_open,
         )
     }
 }
@@ -191,6 +193,7 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         desyncs: conn_stats.desyncs,
         connections_table_full: conn_stats.table_full,
         tls_undecrypted: conn_stats.tls_undecrypted,
+        connections_open: pipeline.connections_open(),
     })
 }
 

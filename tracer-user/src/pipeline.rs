@@ -57,6 +57,10 @@ impl Pipeline {
         self.stats
     }
 
+    pub fn connections_open(&self) -> usize {
+        self.connections.len()
+    }
+
     pub fn connection_stats(&self) -> ConnectionStats {
         self.connections.stats()
     }

@@ -40,6 +40,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Runs every fuzz target (cargo fuzz, nightly) for a bounded time.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
     /// Overhead and capacity benchmarks; writes BENCHMARKS.md.
     Bench {
         /// Seconds per load run.
@@ -70,7 +76,16 @@ fn main() -> Result<()> {
         }
         Task::Test { args } => {
             setup::run(true)?;
-            test(&args)
+            test(&args)?;
+            if args.is_empty() {
+                // A bounded fuzz run: parsers meet inputs no capture has.
+                fuzz(FUZZ_SECONDS_IN_TEST)?;
+            }
+            Ok(())
+        }
+        Task::Fuzz { seconds } => {
+            setup::run(true)?;
+            fuzz(seconds)
         }
         Task::Bench { seconds, rounds } => {
             setup::run(true)?;
@@ -102,6 +117,25 @@ fn run_checked(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Per fuzz target, when `cargo xtask test` runs them.
+const FUZZ_SECONDS_IN_TEST: u32 = 20;
+const FUZZ_TARGETS: &[&str] = &["parsers", "decode"];
+
+fn fuzz(seconds: u32) -> Result<()> {
+    for target in FUZZ_TARGETS {
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        run_checked(
+            Command::new("rustup")
+                .current_dir(workspace_root().join("fuzz"))
+                // Parsers need no kernel object; skip its build.
+                .env("AYA_BUILD_SKIP", "1")
+                .args(["run", "nightly", "cargo", "fuzz", "run", "-O", target, "--"])
+                .args([format!("-max_total_time={seconds}"), "-rss_limit_mb=4096".to_owned()]),
+        )?;
     }
     Ok(())
 }

@@ -72,7 +72,19 @@ pub fn run(test_deps: bool) -> Result<()> {
             "LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features --features llvm-22",
         )?;
     }
+    if test_deps && !has_cargo_fuzz() {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["install", "cargo-fuzz", "--version", "0.13.2"]);
+        run_or_explain(&mut cmd, "cargo install cargo-fuzz --version 0.13.2")?;
+    }
     Ok(())
+}
+
+fn has_cargo_fuzz() -> bool {
+    Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 fn has_rust_src() -> bool {
