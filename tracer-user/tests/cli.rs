@@ -75,6 +75,7 @@ fn duration_ends_the_run_and_detaches_everything() {
     assert!(summary.starts_with("tracer: 0 spans emitted"), "{stderr}");
     assert!(summary.contains("0 events lost"), "{summary}");
     assert!(our_programs_loaded().is_empty(), "left attached: {:?}", our_programs_loaded());
+    assert!(common::our_maps_loaded().is_empty(), "maps left: {:?}", common::our_maps_loaded());
 }
 
 #[test]
@@ -82,6 +83,7 @@ fn sigterm_and_sigkill_leave_nothing_attached() {
     let nginx = servers::nginx(1);
     let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
     assert!(!our_programs_loaded().is_empty(), "programs should be loaded while tracing");
+    assert!(common::our_maps_loaded().len() >= 8, "maps should be loaded: {:?}", common::loaded_map_names());
     common::signal(tracer.pid(), "-TERM");
     wait_until_detached();
 
@@ -99,7 +101,7 @@ fn sigterm_and_sigkill_leave_nothing_attached() {
 
 fn wait_until_detached() {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !our_programs_loaded().is_empty() {
+    while !our_programs_loaded().is_empty() || !common::our_maps_loaded().is_empty() {
         assert!(Instant::now() < deadline, "still attached: {:?}", our_programs_loaded());
         thread::sleep(Duration::from_millis(100));
     }

@@ -185,3 +185,30 @@ print("done")
     assert_eq!(names, ["set", "get", "delete"], "{:#?}", run.spans);
     assert!(spans.iter().all(|s| s["attributes"]["server.port"] == mc.port));
 }
+
+/// glibc's resolver sends the A and AAAA queries together with one
+/// `sendmmsg`: both must become spans. The resolver only talks to port 53
+/// of /etc/resolv.conf, so the client runs in a private mount namespace
+/// whose resolv.conf points at a dnsmasq on 127.0.0.1:53.
+#[test]
+fn glibc_resolver_sendmmsg_queries_are_spans() {
+    let dns = servers::dnsmasq_on(53);
+    let dir = common::TempDir::new("resolv");
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.1\noptions attempts:1 timeout:2\n").expect("resolv.conf");
+    let tracer = Tracer::start(&["--comm", "getent"]);
+    let out = run_ok(Command::new("unshare").args([
+        "-m",
+        "sh",
+        "-c",
+        &format!("mount --bind {} /etc/resolv.conf && getent ahosts www.example.test", resolv.display()),
+    ]));
+    assert!(out.contains("10.1.2.3"), "{out}");
+    let run = tracer.stop();
+    drop(dns);
+    let spans = by_kind(&run.spans, "client");
+    let mut names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["A www.example.test", "AAAA www.example.test"], "{:#?}", run.spans);
+    assert!(spans.iter().all(|s| s["process"] == "getent" && s["protocol"] == "dns"));
+}

@@ -249,6 +249,24 @@ pub fn our_programs_loaded() -> Vec<String> {
         .collect()
 }
 
+/// Names of loaded eBPF maps (from `bpftool map show`).
+pub fn loaded_map_names() -> Vec<String> {
+    let out = Command::new("bpftool").args(["map", "show", "--json"]).output().expect("run bpftool");
+    let maps: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    maps.as_array()
+        .map(|a| a.iter().filter_map(|m| m["name"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// Maps the tracer creates (kernel names keep 15 bytes).
+pub fn our_maps_loaded() -> Vec<String> {
+    const OURS: &[&str] = &[
+        "EVENTS", "TRACED_PIDS", "TRACED_COMMS", "IN_FLIGHT", "SOCKETS", "SCRATCH", "COUNTERS", "SSL_IN_FLIGHT",
+        "SSL_SOCKETS", "AYA_LOGS",
+    ];
+    loaded_map_names().into_iter().filter(|n| OURS.contains(&n.as_str())).collect()
+}
+
 /// Server spans with a complete response.
 pub fn complete(spans: &[Value]) -> Vec<&Value> {
     spans
