@@ -78,7 +78,7 @@ fn main() {
             ]
         })
         .collect();
-    let rounds = 20_000;
+    let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
     let started = Instant::now();
     let mut spans = 0u64;
     for _ in 0..rounds {
