@@ -105,3 +105,34 @@ pub fn spawn(
     })?;
     Ok(sink.with_verbs(SinkVerbs { written: "exported", failed: "dropped after retries" }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TLS set-up (rustls, ring, webpki roots) works for both transports,
+    /// and a collector that is not there is a retryable error.
+    #[test]
+    fn https_endpoints_set_up_tls_and_refusal_is_retryable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
+            let config = OtlpConfig {
+                protocol,
+                endpoint: format!("https://127.0.0.1:{port}"),
+                headers: vec![("x-key".into(), "v".into())],
+                timeout: Duration::from_secs(2),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let exporter = {
+                let _inside = runtime.enter();
+                match protocol {
+                    OtlpProtocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(&config).unwrap()),
+                    OtlpProtocol::HttpProtobuf => Exporter::Http(http::HttpExporter::new(&config).unwrap()),
+                }
+            };
+            let mut transport = RuntimeTransport { runtime, exporter };
+            let err = transport.export(ExportTraceServiceRequest::default(), Duration::from_secs(2)).unwrap_err();
+            assert!(err.retryable, "{protocol}: {err:?}");
+        }
+    }
+}
