@@ -2,6 +2,7 @@
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -16,7 +17,7 @@ use crate::{
     pipeline::{Pipeline, PipelineConfig},
     process,
     protocols::{self, ParserOptions},
-    sinks::{self, Sinks},
+    sinks::{self, metrics::Health, SinkReport, Sinks},
     source::EventRing,
 };
 
@@ -42,6 +43,8 @@ pub struct Summary {
     pub connections_table_full: u64,
     pub tls_undecrypted: u64,
     pub connections_open: usize,
+    /// What each sink did.
+    pub sinks: Vec<SinkReport>,
 }
 
 impl Summary {
@@ -75,7 +78,7 @@ impl Summary {
             self.connections_table_full,
             self.tls_undecrypted,
             self.connections_open,
-        )
+        ) + &sink_reports(&self.sinks)
     }
 }
 
@@ -91,6 +94,9 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
             log::warn!("--comm {comm}: the kernel keeps 15 bytes of a name; matching {:?}", &comm[..15]);
         }
     }
+    // Sinks before the kernel: a bad export setting fails before attaching.
+    let health = Arc::new(Health::default());
+    let sinks = sinks::setup::start(&args, SINK_QUEUE_BATCHES, &health)?;
 
     let mut kernel = AttachedKernel::load(&KernelOptions {
         max_payload: args.max_payload,
@@ -124,9 +130,6 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         pids.len() + by_comm.len(),
         if args.comms.is_empty() { String::new() } else { format!(" and new ones named {}", args.comms.join(",")) }
     );
-
-    let mut sinks = Sinks::default();
-    sinks.add(sinks::stdout_sink(args.output, SINK_QUEUE_BATCHES).context("starting the stdout sink")?);
 
     let enabled = if args.protocols.is_empty() { protocols::default_enabled() } else { args.protocols.clone() };
     let mut pipeline = Pipeline::new(PipelineConfig {
@@ -165,7 +168,9 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
             }
             kernel.flush_kernel_logs();
             pipeline.evict_idle(clock::monotonic_ns().saturating_sub(IDLE_CONNECTION_TIMEOUT_NS));
-            let lost = kernel.counters().get(&Counter::RingBufFull).copied().unwrap_or(0);
+            let kernel_counters = kernel.counters();
+            health.publish(pipeline.stats(), pipeline.connection_stats(), &kernel_counters);
+            let lost = kernel_counters.get(&Counter::RingBufFull).copied().unwrap_or(0);
             if lost > lost_reported {
                 eprintln!(
                     "tracer: {} events lost: ring buffer full (raise --ring-buffer-mib or lower --max-payload)",
@@ -181,8 +186,8 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     drop(ring);
     drop(kernel);
 
-    let spans_dropped = sinks.dropped();
-    sinks.finish();
+    let sink_reports = sinks.finish();
+    let spans_dropped = sink_reports.iter().map(SinkReport::dropped).sum();
     let stats = pipeline.stats();
     let conn_stats = pipeline.connection_stats();
     Ok(Summary {
@@ -194,7 +199,23 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         connections_table_full: conn_stats.table_full,
         tls_undecrypted: conn_stats.tls_undecrypted,
         connections_open: pipeline.connections_open(),
+        sinks: sink_reports,
     })
+}
+
+/// `; otlp: 10 spans exported, 0 dropped after retries, 0 dropped on full queue`
+/// per exporting sink, and any other that lost spans.
+fn sink_reports(reports: &[SinkReport]) -> String {
+    reports
+        .iter()
+        .filter(|r| r.reported || r.dropped() > 0)
+        .map(|r| {
+            format!(
+                "; {}: {} spans {}, {} {}, {} dropped on full queue",
+                r.name, r.written, r.verbs.written, r.failed, r.verbs.failed, r.queue_full
+            )
+        })
+        .collect()
 }
 
 fn drain(ring: &mut EventRing, pipeline: &mut Pipeline, sinks: &Sinks) {

@@ -1,16 +1,22 @@
 //! Command-line interface.
 
-use std::time::Duration;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
-use crate::{protocols::Protocol, sinks::OutputFormat};
+use crate::{
+    protocols::Protocol,
+    sinks::{otlp::OtlpProtocol, OutputFormat},
+};
 
 /// Zero-instrumentation request tracing with eBPF: every request a process
 /// serves or makes, as spans, without touching the process.
 #[derive(Debug, Parser)]
-#[command(name = "tracer", version, about)]
+#[command(name = "tracer", version, about, args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Process to trace (with its children, current and future); repeat or
     /// separate with commas.
     #[arg(short, long = "pid", value_name = "PID", value_delimiter = ',')]
@@ -21,9 +27,12 @@ pub struct Args {
     #[arg(short, long = "comm", value_name = "NAME", value_delimiter = ',')]
     pub comms: Vec<String>,
 
-    /// Span output on stdout.
+    /// Span output on stdout (`none` when only exporting).
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub export: ExportArgs,
 
     /// Payload bytes captured per syscall (at most 16384); larger messages
     /// are still timed and paired, their bodies skipped.
@@ -62,6 +71,64 @@ pub struct Args {
     pub verbose: u8,
 }
 
+/// Subcommands; without one, `tracer` traces.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Latency table (count, errors, p50/p90/p99 per service and operation)
+    /// from stored OTLP-JSON span files, e.g. those `--output-file` wrote.
+    Report {
+        /// OTLP-JSON lines files (rotated ones too: `spans.jsonl.1` ...).
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Where spans go besides stdout, and what is computed from them.
+#[derive(Debug, Default, clap::Args)]
+pub struct ExportArgs {
+    /// Export spans over OTLP to this collector URL (default from
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`);
+    /// with http/protobuf, `/v1/traces` is appended.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport (default from `OTEL_EXPORTER_OTLP_PROTOCOL`, else
+    /// http/protobuf).
+    #[arg(long, value_name = "PROTOCOL", value_parser = parse_otlp_protocol)]
+    pub otlp_protocol: Option<OtlpProtocol>,
+
+    /// Extra OTLP request header `KEY=VALUE`; repeat for more. Added to
+    /// `OTEL_EXPORTER_OTLP_HEADERS`, winning on the same key.
+    #[arg(long = "otlp-header", value_name = "KEY=VALUE")]
+    pub otlp_headers: Vec<String>,
+
+    /// `service.name` of every traced process (default: `OTEL_SERVICE_NAME`,
+    /// else the executable name).
+    #[arg(long, value_name = "NAME")]
+    pub service_name: Option<String>,
+
+    /// Append spans as OTLP-JSON lines to this file (the OpenTelemetry
+    /// Collector file exporter's format), rotated by size.
+    #[arg(long, value_name = "PATH")]
+    pub output_file: Option<PathBuf>,
+
+    /// Size at which `--output-file` is rotated to PATH.1 (5 kept).
+    #[arg(long, value_name = "MIB", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub output_file_max_mib: u64,
+
+    /// Serve Prometheus metrics (request rate, errors, latency histograms
+    /// and the tracer's own health) at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Also print the latency table on stderr every SECS seconds (it is
+    /// always printed on exit).
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub summary_every: Option<u64>,
+}
+
 impl Args {
     pub fn duration(&self) -> Result<Option<Duration>, String> {
         match self.duration {
@@ -77,6 +144,10 @@ fn parse_protocol(name: &str) -> Result<Protocol, String> {
         let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
         format!("unknown protocol {name:?}; known: {}", known.join(","))
     })
+}
+
+fn parse_otlp_protocol(name: &str) -> Result<OtlpProtocol, String> {
+    name.parse().map_err(|err: crate::sinks::otlp::ConfigError| err.to_string())
 }
 
 fn parse_ring_mib(value: &str) -> Result<u32, String> {
@@ -105,5 +176,36 @@ mod tests {
         assert!(Args::try_parse_from(["tracer", "--ring-buffer-mib", "3"]).is_err());
         let args = Args::try_parse_from(["tracer", "--duration", "0"]).unwrap();
         assert!(args.duration().is_err());
+        assert!(Args::try_parse_from(["tracer", "--otlp-protocol", "http/json"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--metrics-addr", "localhost"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--summary-every", "0"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "report"]).is_err(), "report needs a file");
+    }
+
+    #[test]
+    fn report_is_a_subcommand_beside_tracing() {
+        let args = Args::try_parse_from(["tracer", "report", "a.jsonl", "a.jsonl.1"]).unwrap();
+        match args.command {
+            Some(Command::Report { files }) => assert_eq!(files, [PathBuf::from("a.jsonl"), PathBuf::from("a.jsonl.1")]),
+            other => panic!("{other:?}"),
+        }
+        let args = Args::try_parse_from(["tracer", "--pid", "7", "--output", "none"]).unwrap();
+        assert!(args.command.is_none());
+        assert_eq!(args.output, OutputFormat::None);
+        assert!(Args::try_parse_from(["tracer", "--pid", "7", "report", "x"]).is_err());
+    }
+
+    #[test]
+    fn export_flags() {
+        let args = Args::try_parse_from([
+            "tracer", "--pid", "1", "--otlp-endpoint", "http://c:4317", "--otlp-protocol", "grpc",
+            "--otlp-header", "a=b", "--otlp-header", "c=d", "--metrics-addr", "127.0.0.1:9464",
+            "--output-file", "/tmp/x", "--summary-every", "10",
+        ])
+        .unwrap();
+        assert_eq!(args.export.otlp_protocol, Some(OtlpProtocol::Grpc));
+        assert_eq!(args.export.otlp_headers, ["a=b", "c=d"]);
+        assert_eq!(args.export.output_file_max_mib, 100);
+        assert_eq!(args.export.metrics_addr.map(|a| a.port()), Some(9464));
     }
 }

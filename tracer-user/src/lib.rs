@@ -4,7 +4,8 @@
 //! [`source`] (ring buffer) → [`connections`] (per-connection byte streams) →
 //! [`protocols`] (pure parsers) → [`spans`] → [`sinks`].
 //! [`pipeline`] wires the in-process stages; [`app`] runs a whole session;
-//! [`kernel`] loads and steers the eBPF programs.
+//! [`kernel`] loads and steers the eBPF programs; [`report`] reads stored
+//! spans back (`tracer report`).
 
 pub mod app;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod kernel;
 pub mod pipeline;
 pub mod process;
 pub mod protocols;
+pub mod report;
 pub mod sinks;
 pub mod source;
 pub mod spans;

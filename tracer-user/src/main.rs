@@ -3,10 +3,24 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tracer::{app, cli::Args};
+use tracer::{
+    app,
+    cli::{Args, Command},
+    report,
+};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Report { files }) = &args.command {
+        let result = report::run(files, &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+        return match result {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("tracer: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let level = match args.verbose {
         0 => log::LevelFilter::Warn,
         1 => log::LevelFilter::Debug,

@@ -2,7 +2,13 @@
 //! behind a bounded queue of span batches, so a slow sink never stalls
 //! capture; a batch that finds a sink's queue full is dropped and counted.
 
-mod json;
+pub mod file;
+pub(crate) mod json;
+pub mod metrics;
+pub mod otlp;
+pub mod resource;
+pub mod setup;
+pub mod summary;
 mod text;
 
 use std::{
@@ -12,6 +18,7 @@ use std::{
         mpsc, Arc,
     },
     thread,
+    time::Duration,
 };
 
 use crate::spans::Span;
@@ -28,6 +35,67 @@ pub struct SinkCounters {
     pub queue_full: AtomicU64,
     pub failed: AtomicU64,
     pub written: AtomicU64,
+    /// Batches waiting in the queue.
+    pub queued: AtomicU64,
+}
+
+/// What one sink did over a run, for the summary line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkReport {
+    pub name: &'static str,
+    /// Spans delivered (written, exported).
+    pub written: u64,
+    /// Spans the sink took but could not deliver.
+    pub failed: u64,
+    /// Spans dropped because the sink's queue was full.
+    pub queue_full: u64,
+    /// How the summary line words `written` and `failed` for this sink.
+    pub verbs: SinkVerbs,
+    /// Whether the summary line lists it even when it lost nothing.
+    pub reported: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinkVerbs {
+    pub written: &'static str,
+    pub failed: &'static str,
+}
+
+impl SinkVerbs {
+    pub const WRITE: SinkVerbs = SinkVerbs { written: "written", failed: "failed" };
+}
+
+impl SinkReport {
+    pub fn dropped(&self) -> u64 {
+        self.failed + self.queue_full
+    }
+}
+
+/// The receiving end of a sink's queue, for sinks that run their own loop
+/// (to batch by time, print periodically, retry).
+pub struct SinkQueue {
+    batches: mpsc::Receiver<SpanBatch>,
+    counters: Arc<SinkCounters>,
+}
+
+impl SinkQueue {
+    /// The next batch; `None` once the queue is closed and empty.
+    pub fn recv(&self) -> Option<SpanBatch> {
+        let batch = self.batches.recv().ok()?;
+        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+        Some(batch)
+    }
+
+    /// The next batch within `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<SpanBatch, mpsc::RecvTimeoutError> {
+        let batch = self.batches.recv_timeout(timeout)?;
+        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+        Ok(batch)
+    }
+
+    pub fn counters(&self) -> &Arc<SinkCounters> {
+        &self.counters
+    }
 }
 
 /// One running sink: a queue and whoever drains it.
@@ -36,50 +104,77 @@ pub struct SinkHandle {
     queue: mpsc::SyncSender<SpanBatch>,
     counters: Arc<SinkCounters>,
     worker: thread::JoinHandle<()>,
+    verbs: SinkVerbs,
+    /// Whether the summary line lists this sink (stdout ones it does not:
+    /// the spans are right there).
+    reported: bool,
 }
 
 impl SinkHandle {
+    /// Runs `work` on its own thread; it drains the queue and updates the
+    /// counters itself.
+    pub fn spawn(
+        name: &'static str,
+        capacity: usize,
+        work: impl FnOnce(SinkQueue) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (queue, batches) = mpsc::sync_channel::<SpanBatch>(capacity);
+        let counters = Arc::new(SinkCounters::default());
+        let sink_queue = SinkQueue { batches, counters: counters.clone() };
+        let worker = thread::Builder::new()
+            .name(format!("sink-{name}"))
+            .spawn(move || work(sink_queue))?;
+        Ok(SinkHandle { name, queue, counters, worker, verbs: SinkVerbs::WRITE, reported: true })
+    }
+
     /// Runs `write` on its own thread for every batch queued.
     pub fn spawn_blocking(
         name: &'static str,
         capacity: usize,
         mut write: impl FnMut(&[Span]) -> std::io::Result<()> + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (queue, batches) = mpsc::sync_channel::<SpanBatch>(capacity);
-        let counters = Arc::new(SinkCounters::default());
-        let worker_counters = counters.clone();
-        let worker = thread::Builder::new()
-            .name(format!("sink-{name}"))
-            .spawn(move || {
-                for batch in batches {
-                    match write(&batch) {
-                        Ok(()) => {
-                            worker_counters
-                                .written
-                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Self::spawn(name, capacity, move |batches| {
+            let worker_counters = batches.counters().clone();
+            while let Some(batch) = batches.recv() {
+                match write(&batch) {
+                    Ok(()) => {
+                        worker_counters
+                            .written
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(err) => {
+                        worker_counters
+                            .failed
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        if err.kind() == std::io::ErrorKind::BrokenPipe {
+                            // The reader went away (e.g. `| head`): nothing
+                            // more can be written; keep draining to count.
+                            continue;
                         }
-                        Err(err) => {
-                            worker_counters
-                                .failed
-                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                            if err.kind() == std::io::ErrorKind::BrokenPipe {
-                                // The reader went away (e.g. `| head`): nothing
-                                // more can be written; keep draining to count.
-                                continue;
-                            }
-                            log::warn!("sink {name}: {err}");
-                        }
+                        log::warn!("sink {name}: {err}");
                     }
                 }
-            })?;
-        Ok(SinkHandle { name, queue, counters, worker })
+            }
+        })
+    }
+
+    /// Words for the summary line, e.g. "exported" / "dropped after retries".
+    pub fn with_verbs(mut self, verbs: SinkVerbs) -> Self {
+        self.verbs = verbs;
+        self
+    }
+
+    /// Leaves this sink out of the summary line.
+    pub fn unreported(mut self) -> Self {
+        self.reported = false;
+        self
     }
 
     pub fn name(&self) -> &'static str {
         self.name
     }
 
-    pub fn counters(&self) -> &SinkCounters {
+    pub fn counters(&self) -> &Arc<SinkCounters> {
         &self.counters
     }
 }
@@ -97,14 +192,22 @@ impl Sinks {
 
     pub fn send(&self, batch: SpanBatch) {
         for sink in &self.sinks {
+            // Counted before the send so the worker never sees it negative.
+            sink.counters.queued.fetch_add(1, Ordering::Relaxed);
             if let Err(mpsc::TrySendError::Full(batch) | mpsc::TrySendError::Disconnected(batch)) =
                 sink.queue.try_send(batch.clone())
             {
+                sink.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 sink.counters
                     .queue_full
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Every sink's name and counters, for the health metrics.
+    pub fn counters(&self) -> Vec<(&'static str, Arc<SinkCounters>)> {
+        self.sinks.iter().map(|s| (s.name, s.counters.clone())).collect()
     }
 
     /// Spans lost by any sink so far.
@@ -117,22 +220,41 @@ impl Sinks {
             .sum()
     }
 
-    /// Closes every queue and waits for the sinks to write what they hold.
-    pub fn finish(self) {
+    /// Closes every queue and waits for the sinks to write what they hold;
+    /// returns what each did. All queues close first so the sinks flush in
+    /// parallel (an OTLP flush may take seconds).
+    pub fn finish(self) -> Vec<SinkReport> {
+        let mut workers = Vec::with_capacity(self.sinks.len());
         for sink in self.sinks {
-            let SinkHandle { name, queue, worker, .. } = sink;
+            let SinkHandle { name, queue, worker, counters, verbs, reported } = sink;
             drop(queue);
+            workers.push((name, worker, counters, verbs, reported));
+        }
+        let mut reports = Vec::new();
+        for (name, worker, counters, verbs, reported) in workers {
             if worker.join().is_err() {
                 log::error!("sink {name} panicked");
             }
+            reports.push(SinkReport {
+                name,
+                written: counters.written.load(Ordering::Relaxed),
+                failed: counters.failed.load(Ordering::Relaxed),
+                queue_full: counters.queue_full.load(Ordering::Relaxed),
+                verbs,
+                reported,
+            });
         }
+        reports
     }
 }
 
-/// A sink writing one line per span to stdout.
-pub fn stdout_sink(format: OutputFormat, capacity: usize) -> std::io::Result<SinkHandle> {
+/// A sink writing one line per span to stdout; `None` for `--output none`.
+pub fn stdout_sink(format: OutputFormat, capacity: usize) -> std::io::Result<Option<SinkHandle>> {
+    if format == OutputFormat::None {
+        return Ok(None);
+    }
     let mut line = Vec::with_capacity(512);
-    SinkHandle::spawn_blocking(format.name(), capacity, move |spans| {
+    let sink = SinkHandle::spawn_blocking(format.name(), capacity, move |spans| {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         for span in spans {
@@ -140,11 +262,13 @@ pub fn stdout_sink(format: OutputFormat, capacity: usize) -> std::io::Result<Sin
             match format {
                 OutputFormat::Text => write_text_line(&mut line, span),
                 OutputFormat::Json => write_json_line(&mut line, span),
+                OutputFormat::None => {}
             }
             out.write_all(&line)?;
         }
         out.flush()
-    })
+    })?;
+    Ok(Some(sink.unreported()))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -153,6 +277,8 @@ pub enum OutputFormat {
     Text,
     /// One JSON object per line per span.
     Json,
+    /// No spans on stdout (when exporting only).
+    None,
 }
 
 impl OutputFormat {
@@ -160,6 +286,7 @@ impl OutputFormat {
         match self {
             OutputFormat::Text => "stdout-text",
             OutputFormat::Json => "stdout-json",
+            OutputFormat::None => "none",
         }
     }
 }

@@ -63,6 +63,8 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
 pub struct Tracer {
     child: Child,
     stdout: mpsc::Receiver<String>,
+    /// Lines already taken by `spans_so_far`, kept for `stop`.
+    early: Vec<String>,
     stderr_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -109,9 +111,15 @@ pub fn tracer_binary() -> &'static str {
 impl Tracer {
     /// Starts the tracer and waits until its programs are attached.
     pub fn start(args: &[&str]) -> Tracer {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts the tracer with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Tracer {
         let mut child = Command::new(tracer_binary())
             .args(["--output", "json"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -151,7 +159,23 @@ impl Tracer {
             }
             assert!(Instant::now() < deadline, "tracer did not attach within 60 s");
         }
-        Tracer { child, stdout: line_rx, stderr_lines }
+        Tracer { child, stdout: line_rx, early: Vec::new(), stderr_lines }
+    }
+
+    /// Spans printed so far (they are still returned by `stop`).
+    pub fn spans_so_far(&mut self) -> Vec<Value> {
+        while let Ok(line) = self.stdout.try_recv() {
+            self.early.push(line);
+        }
+        self.early
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}")))
+            .collect()
+    }
+
+    /// Stderr lines so far.
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr_lines.lock().expect("stderr lock").clone()
     }
 
     pub fn pid(&self) -> u32 {
@@ -164,7 +188,10 @@ impl Tracer {
         thread::sleep(Duration::from_millis(300));
         signal(self.child.id(), libc_sigint());
         let status = wait_with_timeout(&mut self.child, Duration::from_secs(30));
-        let mut spans = Vec::new();
+        let mut spans: Vec<Value> = std::mem::take(&mut self.early)
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}")))
+            .collect();
         while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(2)) {
             spans.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}")));
         }

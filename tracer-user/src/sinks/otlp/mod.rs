@@ -1,0 +1,138 @@
+//! The OTLP sink: spans to an OpenTelemetry collector over gRPC or
+//! HTTP/protobuf, from its own thread and runtime, batched by size and time,
+//! retried with backoff, and counted when they cannot be delivered.
+
+mod config;
+pub mod encode;
+mod grpc;
+mod http;
+pub mod json;
+mod worker;
+
+use std::{sync::Arc, time::Duration};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use thiserror::Error;
+
+pub use config::{ConfigError, OtlpConfig, OtlpFlags, OtlpProtocol};
+pub use worker::Timing;
+
+use crate::sinks::{resource::ResourceConfig, SinkHandle, SinkVerbs};
+
+/// The OTLP sink could not be set up.
+#[derive(Debug, Error)]
+pub enum OtlpError {
+    #[error("OTLP endpoint {0:?}: {1}")]
+    Endpoint(String, String),
+    #[error("OTLP TLS set-up: {0}")]
+    Tls(String),
+    #[error("OTLP header {0:?} is not valid in a request")]
+    Header(String),
+    #[error("starting the OTLP exporter: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One export attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportError {
+    /// Whether the same request may succeed later.
+    pub retryable: bool,
+    /// How long the collector asked us to wait (HTTP `Retry-After`).
+    pub retry_after: Option<Duration>,
+    pub message: String,
+}
+
+/// What the worker needs from a transport: send one request, block until
+/// answered or `timeout`; `Ok` holds the spans the collector rejected.
+pub(crate) trait Transport {
+    fn export(&mut self, request: ExportTraceServiceRequest, timeout: Duration) -> Result<u64, ExportError>;
+}
+
+#[expect(clippy::large_enum_variant, reason = "one per run, built once and never moved")]
+enum Exporter {
+    Grpc(grpc::GrpcExporter),
+    Http(http::HttpExporter),
+}
+
+/// A transport on its own single-threaded runtime, owned by the sink thread.
+struct RuntimeTransport {
+    runtime: tokio::runtime::Runtime,
+    exporter: Exporter,
+}
+
+impl Transport for RuntimeTransport {
+    fn export(&mut self, request: ExportTraceServiceRequest, timeout: Duration) -> Result<u64, ExportError> {
+        let exporter = &mut self.exporter;
+        self.runtime.block_on(async move {
+            let send = async {
+                match exporter {
+                    Exporter::Grpc(e) => e.export(request).await,
+                    Exporter::Http(e) => e.export(request).await,
+                }
+            };
+            match tokio::time::timeout(timeout, send).await {
+                Ok(result) => result,
+                Err(_) => Err(ExportError {
+                    retryable: true,
+                    retry_after: None,
+                    message: format!("no answer within {timeout:?}"),
+                }),
+            }
+        })
+    }
+}
+
+/// Starts the OTLP sink; it connects on the first export, so a collector
+/// that is down at start is retried like one that goes down later.
+pub fn spawn(
+    config: &OtlpConfig,
+    resource: Arc<ResourceConfig>,
+    capacity: usize,
+    timing: Timing,
+) -> Result<SinkHandle, OtlpError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let exporter = {
+        let _inside = runtime.enter();
+        match config.protocol {
+            OtlpProtocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(config)?),
+            OtlpProtocol::HttpProtobuf => Exporter::Http(http::HttpExporter::new(config)?),
+        }
+    };
+    let mut transport = RuntimeTransport { runtime, exporter };
+    let timing = Timing { request_timeout: config.timeout, ..timing };
+    let sink = SinkHandle::spawn("otlp", capacity, move |queue| {
+        worker::run(&queue, &mut transport, &resource, &timing);
+    })?;
+    Ok(sink.with_verbs(SinkVerbs { written: "exported", failed: "dropped after retries" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TLS set-up (rustls, ring, webpki roots) works for both transports,
+    /// and a collector that is not there is a retryable error.
+    #[test]
+    fn https_endpoints_set_up_tls_and_refusal_is_retryable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
+            let config = OtlpConfig {
+                protocol,
+                endpoint: format!("https://127.0.0.1:{port}"),
+                headers: vec![("x-key".into(), "v".into())],
+                timeout: Duration::from_secs(2),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let exporter = {
+                let _inside = runtime.enter();
+                match protocol {
+                    OtlpProtocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(&config).unwrap()),
+                    OtlpProtocol::HttpProtobuf => Exporter::Http(http::HttpExporter::new(&config).unwrap()),
+                }
+            };
+            let mut transport = RuntimeTransport { runtime, exporter };
+            let err = transport.export(ExportTraceServiceRequest::default(), Duration::from_secs(2)).unwrap_err();
+            assert!(err.retryable, "{protocol}: {err:?}");
+        }
+    }
+}
