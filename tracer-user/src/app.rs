@@ -13,6 +13,7 @@ use crate::{
     cli::Args,
     clock,
     kernel::{openssl::{self, OpensslHooks}, preflight, AttachedKernel, KernelOptions},
+    linking::{LinkConfig, LinkStats},
     pipeline::{Pipeline, PipelineConfig},
     process,
     protocols::{self, ParserOptions},
@@ -41,6 +42,7 @@ pub struct Summary {
     pub desyncs: u64,
     pub connections_table_full: u64,
     pub tls_undecrypted: u64,
+    pub linking: LinkStats,
 }
 
 impl Summary {
@@ -59,8 +61,9 @@ impl Summary {
 
     pub fn line(&self) -> String {
         let get = |c: Counter| self.kernel.get(&c).copied().unwrap_or(0);
+        let link = &self.linking;
         format!(
-            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted",
+            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted, {} spans held for linking (mean {:.3} ms, max {:.3} ms), {} spans linked to a parent, {} traces expired unlinked ({} over --link-max-spans)",
             self.spans,
             self.records,
             self.events_lost(),
@@ -73,6 +76,12 @@ impl Summary {
             self.desyncs,
             self.connections_table_full,
             self.tls_undecrypted,
+            link.held,
+            link.hold_ms_mean(),
+            link.hold_ms_max(),
+            link.linked,
+            link.expired,
+            link.over_limit,
         )
     }
 }
@@ -135,6 +144,10 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         },
         max_connections: args.max_connections,
         wall_offset_ns: clock::wall_offset_ns(),
+        link: LinkConfig {
+            window_ns: args.link_window_ms * 1_000_000,
+            max_spans: usize::try_from(args.link_max_spans).unwrap_or(usize::MAX),
+        },
     });
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -174,6 +187,11 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         }
     }
     drain(&mut ring, &mut pipeline, &sinks);
+    // What still waits for a parent goes out as it stands.
+    pipeline.flush_linking();
+    if let Some(batch) = pipeline.take_batch() {
+        sinks.send(batch);
+    }
     let kernel_counters = kernel.counters();
     // Detaches and unloads every program and map.
     drop(ring);
@@ -191,6 +209,7 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         desyncs: conn_stats.desyncs,
         connections_table_full: conn_stats.table_full,
         tls_undecrypted: conn_stats.tls_undecrypted,
+        linking: pipeline.link_stats(),
     })
 }
 

@@ -1,0 +1,564 @@
+//! Linking: the spans of one request, across threads and processes, become
+//! one trace. Between span building and the sinks.
+//!
+//! - A client span's parent is the server span its process was serving when
+//!   it made the call (same process, time containment, the thread's clue).
+//! - A server span's parent is the client span at the other end of its
+//!   connection, when that end is traced too (addresses and the n-th
+//!   exchange on the connection).
+//! - A span is held until its trace id is final: a tree is emitted when its
+//!   root can get no parent any more; late children of an emitted span are
+//!   emitted at once with its trace id. Nothing waits longer than the
+//!   window; nothing is re-written after it is emitted.
+//!
+//! The rules and their limits: docs/linking.md.
+
+mod index;
+mod observed;
+mod rules;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+pub use observed::Observed;
+
+use crate::{
+    connections::{Cause, ConnRef},
+    spans::{Span, SpanKind, TraceId},
+};
+use index::MultiIndex;
+use store::{Facts, Node, NodeId, State, Store, Tuple, Waiting};
+
+/// Longest chain of parents followed; real chains are a few links long.
+const MAX_DEPTH: usize = 64;
+
+#[derive(Clone, Copy, Debug)]
+pub struct LinkConfig {
+    /// How long a span may wait for a parent (ns); 0 turns linking off.
+    pub window_ns: u64,
+    /// Most spans known at once: held ones and emitted ones whose facts are
+    /// kept for late children.
+    pub max_spans: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkStats {
+    /// Spans not emitted the moment they were built.
+    pub held: u64,
+    /// Spans given a parent.
+    pub linked: u64,
+    /// Trees emitted unlinked because their root's parent could still have
+    /// come when the window ran out (or the span limit was reached).
+    pub expired: u64,
+    /// Of those, emitted early for `max_spans`.
+    pub over_limit: u64,
+    pub hold_ns_total: u64,
+    pub hold_ns_max: u64,
+}
+
+impl LinkStats {
+    /// Mean time a held span waited, in ms.
+    pub fn hold_ms_mean(&self) -> f64 {
+        if self.held == 0 {
+            0.0
+        } else {
+            self.hold_ns_total as f64 / self.held as f64 / 1e6
+        }
+    }
+
+    pub fn hold_ms_max(&self) -> f64 {
+        self.hold_ns_max as f64 / 1e6
+    }
+}
+
+pub struct Linker {
+    config: LinkConfig,
+    store: Store,
+    /// Every node once, in the order it arrived or was last kept on, for
+    /// expiry; entries of removed nodes are skipped.
+    queue: VecDeque<(u64, NodeId)>,
+    servers_by_conn: MultiIndex<ConnRef>,
+    servers_by_pid: MultiIndex<u32>,
+    servers_by_tuple: MultiIndex<Tuple>,
+    clients_by_tuple: MultiIndex<Tuple>,
+    /// Client spans waiting for the server span of the request their
+    /// thread read last, by that request's connection.
+    waiting_on_conn: MultiIndex<ConnRef>,
+    /// Client spans waiting for their process to finish the server requests
+    /// that might contain them.
+    waiting_unhinted: Vec<NodeId>,
+    stats: LinkStats,
+    // Reused buffers: no allocation per span.
+    scratch: Vec<NodeId>,
+    stack: Vec<NodeId>,
+    conns: Vec<ConnRef>,
+}
+
+impl Linker {
+    pub fn new(config: LinkConfig) -> Self {
+        Linker {
+            config,
+            store: Store::default(),
+            queue: VecDeque::new(),
+            servers_by_conn: MultiIndex::default(),
+            servers_by_pid: MultiIndex::default(),
+            servers_by_tuple: MultiIndex::default(),
+            clients_by_tuple: MultiIndex::default(),
+            waiting_on_conn: MultiIndex::default(),
+            waiting_unhinted: Vec::new(),
+            stats: LinkStats::default(),
+            scratch: Vec::new(),
+            stack: Vec::new(),
+            conns: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> LinkStats {
+        self.stats
+    }
+
+    /// Spans held now.
+    pub fn held(&self) -> usize {
+        self.store.held().count()
+    }
+
+    /// A span was built at `now_ns`; spans whose trace is now final go to `out`.
+    pub fn push(&mut self, span: Span, now_ns: u64, observed: &impl Observed, out: &mut Vec<Span>) {
+        if self.config.window_ns == 0 {
+            out.push(span);
+            return;
+        }
+        let node = Node::new(span, now_ns);
+        let facts = node.facts;
+        let id = self.store.insert(node);
+        self.queue.push_back((now_ns, id));
+        self.file(id, &facts);
+        match facts.kind {
+            SpanKind::Server => self.server_arrived(id, &facts, now_ns, out),
+            SpanKind::Client => self.client_arrived(id, &facts, now_ns, observed, out),
+        }
+        if self.store.get(id).is_some_and(Node::is_held) {
+            self.stats.held += 1;
+        }
+        while self.store.len() > self.config.max_spans {
+            let Some((_, oldest)) = self.queue.pop_front() else {
+                break;
+            };
+            self.expire(oldest, now_ns, true, out);
+        }
+    }
+
+    /// Decides what the passing of time decided: client spans whose possible
+    /// parents have all come, and spans whose window ran out.
+    pub fn release(&mut self, now_ns: u64, observed: &impl Observed, out: &mut Vec<Span>) {
+        if self.config.window_ns == 0 {
+            return;
+        }
+        // The request a client span's thread read last ended without a
+        // span (lost response, desync): look for a parent on time alone.
+        let mut conns = std::mem::take(&mut self.conns);
+        self.waiting_on_conn.keys_into(&mut conns);
+        for &conn in &conns {
+            let mut ids = std::mem::take(&mut self.scratch);
+            self.waiting_on_conn.copy_into(conn, &mut ids);
+            for &id in &ids {
+                let Some(cause) = self.store.get(id).and_then(|n| n.facts.cause()) else {
+                    self.waiting_on_conn.remove(conn, id);
+                    continue;
+                };
+                if observed
+                    .open_request_since(conn)
+                    .is_none_or(|since| since > cause.at_ns)
+                {
+                    self.waiting_on_conn.remove(conn, id);
+                    if let Some(node) = self.store.get_mut(id) {
+                        node.waiting = Waiting::No;
+                    }
+                    self.decide_unhinted(id, now_ns, observed, out);
+                }
+            }
+            self.scratch = ids;
+        }
+        self.conns = conns;
+
+        let waiting = std::mem::take(&mut self.waiting_unhinted);
+        for &id in &waiting {
+            let Some(node) = self.store.get_mut(id) else {
+                continue;
+            };
+            if node.state != State::Open || node.waiting != Waiting::Unhinted {
+                continue;
+            }
+            node.waiting = Waiting::No;
+            self.decide_unhinted(id, now_ns, observed, out);
+        }
+        // decide_unhinted refiled the undecided ones; reuse the buffer.
+        let mut waiting = waiting;
+        waiting.clear();
+        waiting.append(&mut self.waiting_unhinted);
+        self.waiting_unhinted = waiting;
+
+        while let Some(&(since, id)) = self.queue.front() {
+            if since.saturating_add(self.config.window_ns) > now_ns {
+                break;
+            }
+            self.queue.pop_front();
+            self.expire(id, now_ns, false, out);
+        }
+    }
+
+    /// Emits everything held (at exit), each tree as it stands.
+    pub fn flush(&mut self, now_ns: u64, out: &mut Vec<Span>) {
+        let held: Vec<NodeId> = self.store.held().collect();
+        for id in held {
+            if self.store.get(id).is_some_and(Node::is_held) {
+                let top = self.top(id);
+                self.settle(top, now_ns, out);
+            }
+        }
+    }
+
+    fn file(&mut self, id: NodeId, facts: &Facts) {
+        match facts.kind {
+            SpanKind::Server => {
+                self.servers_by_conn.insert(facts.keys.conn, id);
+                self.servers_by_pid.insert(facts.pid, id);
+                if let Some(tuple) = facts.tuple {
+                    self.servers_by_tuple.insert(tuple, id);
+                }
+            }
+            SpanKind::Client => {
+                if let Some(tuple) = facts.tuple {
+                    self.clients_by_tuple.insert(tuple, id);
+                }
+            }
+        }
+    }
+
+    fn remove_node(&mut self, id: NodeId) {
+        let Some(node) = self.store.remove(id) else {
+            return;
+        };
+        let facts = node.facts;
+        match facts.kind {
+            SpanKind::Server => {
+                self.servers_by_conn.remove(facts.keys.conn, id);
+                self.servers_by_pid.remove(facts.pid, id);
+                if let Some(tuple) = facts.tuple {
+                    self.servers_by_tuple.remove(tuple, id);
+                }
+            }
+            SpanKind::Client => {
+                if let Some(tuple) = facts.tuple {
+                    self.clients_by_tuple.remove(tuple, id);
+                }
+            }
+        }
+        self.unwait(id, node.waiting, &facts);
+    }
+
+    fn unwait(&mut self, id: NodeId, waiting: Waiting, facts: &Facts) {
+        if waiting == Waiting::OnConn {
+            if let Some(cause) = facts.cause() {
+                self.waiting_on_conn.remove(cause.conn, id);
+            }
+        }
+        // `waiting_unhinted` is cleaned lazily by `release`.
+    }
+
+    fn server_arrived(&mut self, id: NodeId, facts: &Facts, now_ns: u64, out: &mut Vec<Span>) {
+        // Client spans whose thread read this very request.
+        let mut ids = std::mem::take(&mut self.scratch);
+        self.waiting_on_conn.copy_into(facts.keys.conn, &mut ids);
+        for &client in &ids {
+            let Some(node) = self.store.get_mut(client) else {
+                continue;
+            };
+            let Some(cause) = node.facts.cause() else {
+                continue;
+            };
+            if !rules::covers(facts, cause.at_ns) {
+                continue;
+            }
+            let client_facts = node.facts;
+            node.waiting = Waiting::No;
+            self.waiting_on_conn.remove(facts.keys.conn, client);
+            if !(rules::contains(facts, &client_facts) && self.attach(client, id, now_ns, out)) {
+                // A stale clue: the thread has served this request already.
+                self.wait_unhinted(client);
+            }
+        }
+        // Its own parent: the client span at the other end of the connection.
+        if let Some(tuple) = facts.tuple {
+            self.clients_by_tuple.copy_into(tuple, &mut ids);
+            let store = &self.store;
+            let parent = rules::best_fit(ids.iter().filter_map(|&client| {
+                let node = store.get(client).filter(|n| !n.paired)?;
+                Some((client, rules::fit(&node.facts, facts)))
+            }));
+            if let Some(parent) = parent {
+                self.pair(id, parent, now_ns, out);
+            }
+        }
+        self.scratch = ids;
+        let open = self.store.get(id).is_some_and(|n| n.state == State::Open);
+        if open && !facts.keys.peer_traced {
+            // The caller is not traced: no parent can come.
+            self.settle(id, now_ns, out);
+        }
+    }
+
+    fn client_arrived(
+        &mut self,
+        id: NodeId,
+        facts: &Facts,
+        now_ns: u64,
+        observed: &impl Observed,
+        out: &mut Vec<Span>,
+    ) {
+        // Its child at the other end, if that came first.
+        if let Some(tuple) = facts.tuple {
+            let mut ids = std::mem::take(&mut self.scratch);
+            self.servers_by_tuple.copy_into(tuple, &mut ids);
+            let store = &self.store;
+            let child = rules::best_fit(ids.iter().filter_map(|&server| {
+                let node = store
+                    .get(server)
+                    .filter(|n| n.state == State::Open && !n.paired)?;
+                Some((server, rules::fit(facts, &node.facts)))
+            }));
+            self.scratch = ids;
+            if let Some(child) = child {
+                self.pair(child, id, now_ns, out);
+            }
+        }
+        // Its parent in its own process.
+        match facts.cause() {
+            Some(cause) => self.follow_cause(id, facts, cause, now_ns, observed, out),
+            None => self.decide_unhinted(id, now_ns, observed, out),
+        }
+    }
+
+    /// A cross-process link: `server`'s request came from `client`.
+    fn pair(&mut self, server: NodeId, client: NodeId, now_ns: u64, out: &mut Vec<Span>) {
+        if self.attach(server, client, now_ns, out) {
+            for id in [server, client] {
+                if let Some(node) = self.store.get_mut(id) {
+                    node.paired = true;
+                }
+            }
+        }
+    }
+
+    /// The client span's thread last read a request on `cause.conn`: its
+    /// server span is the parent if it contains the client span.
+    fn follow_cause(
+        &mut self,
+        id: NodeId,
+        facts: &Facts,
+        cause: Cause,
+        now_ns: u64,
+        observed: &impl Observed,
+        out: &mut Vec<Span>,
+    ) {
+        let mut ids = std::mem::take(&mut self.scratch);
+        self.servers_by_conn.copy_into(cause.conn, &mut ids);
+        let served = ids.iter().copied().find(|&s| {
+            self.store
+                .get(s)
+                .is_some_and(|n| rules::covers(&n.facts, cause.at_ns))
+        });
+        self.scratch = ids;
+        match served {
+            Some(server) => {
+                let contains = self
+                    .store
+                    .get(server)
+                    .is_some_and(|n| rules::contains(&n.facts, facts));
+                if !(contains && self.attach(id, server, now_ns, out)) {
+                    self.decide_unhinted(id, now_ns, observed, out);
+                }
+            }
+            None if observed
+                .open_request_since(cause.conn)
+                .is_some_and(|since| since <= cause.at_ns) =>
+            {
+                self.waiting_on_conn.insert(cause.conn, id);
+                if let Some(node) = self.store.get_mut(id) {
+                    node.waiting = Waiting::OnConn;
+                }
+            }
+            None => self.decide_unhinted(id, now_ns, observed, out),
+        }
+    }
+
+    fn wait_unhinted(&mut self, id: NodeId) {
+        if let Some(node) = self.store.get_mut(id) {
+            if node.state == State::Open && node.waiting != Waiting::Unhinted {
+                node.waiting = Waiting::Unhinted;
+                self.waiting_unhinted.push(id);
+            }
+        }
+    }
+
+    /// A client span without a usable clue: once every server request of
+    /// its process that could contain it has ended, pick among their spans.
+    fn decide_unhinted(
+        &mut self,
+        id: NodeId,
+        now_ns: u64,
+        observed: &impl Observed,
+        out: &mut Vec<Span>,
+    ) {
+        let Some(node) = self.store.get(id) else {
+            return;
+        };
+        if node.state != State::Open {
+            return;
+        }
+        let facts = node.facts;
+        if observed
+            .serving_since(facts.pid)
+            .is_some_and(|since| since <= facts.keys.start_ns)
+        {
+            self.wait_unhinted(id);
+            return;
+        }
+        let mut ids = std::mem::take(&mut self.scratch);
+        self.servers_by_pid.copy_into(facts.pid, &mut ids);
+        let store = &self.store;
+        let parent = rules::pick_server(
+            &facts,
+            ids.iter()
+                .filter_map(|&s| store.get(s).map(|n| (s, &n.facts))),
+        );
+        self.scratch = ids;
+        let linked = parent.is_some_and(|parent| self.attach(id, parent, now_ns, out));
+        if !linked {
+            self.settle(id, now_ns, out);
+        }
+    }
+
+    /// Makes open `child` a child of `parent`; false if that cannot be.
+    fn attach(&mut self, child: NodeId, parent: NodeId, now_ns: u64, out: &mut Vec<Span>) -> bool {
+        if !self
+            .store
+            .get(child)
+            .is_some_and(|n| n.state == State::Open)
+        {
+            return false;
+        }
+        // No cycles: the parent's ancestors must not include the child.
+        let mut at = Some(parent);
+        for _ in 0..MAX_DEPTH {
+            match at {
+                Some(a) if a == child => return false,
+                Some(a) => at = self.store.get(a).and_then(|n| n.parent),
+                None => break,
+            }
+        }
+        let Some(parent_node) = self.store.get_mut(parent) else {
+            return false;
+        };
+        let parent_span_id = parent_node.facts.span_id;
+        let parent_state = parent_node.state;
+        let sibling = parent_node.first_child;
+        if !matches!(parent_state, State::Final(_)) {
+            parent_node.first_child = Some(child);
+        }
+        let Some(node) = self.store.get_mut(child) else {
+            return false;
+        };
+        node.parent = Some(parent);
+        node.state = State::Attached;
+        if !matches!(parent_state, State::Final(_)) {
+            node.next_sibling = sibling;
+        }
+        let waiting = std::mem::replace(&mut node.waiting, Waiting::No);
+        let facts = node.facts;
+        if let Some(span) = node.span.as_mut() {
+            span.parent_span_id = Some(parent_span_id);
+        }
+        self.unwait(child, waiting, &facts);
+        self.stats.linked += 1;
+        if let State::Final(trace_id) = parent_state {
+            self.finalize(child, trace_id, now_ns, out);
+        }
+        true
+    }
+
+    /// Open `id` gets no parent: it is a root, its trace id is its own.
+    fn settle(&mut self, id: NodeId, now_ns: u64, out: &mut Vec<Span>) {
+        let Some(node) = self.store.get_mut(id) else {
+            return;
+        };
+        if node.state != State::Open {
+            return;
+        }
+        let Some(trace_id) = node.span.as_ref().map(|s| s.trace_id) else {
+            return;
+        };
+        let waiting = std::mem::replace(&mut node.waiting, Waiting::No);
+        let facts = node.facts;
+        self.unwait(id, waiting, &facts);
+        self.finalize(id, trace_id, now_ns, out);
+    }
+
+    /// Emits `root` and its held subtree with `trace_id`.
+    fn finalize(&mut self, root: NodeId, trace_id: TraceId, now_ns: u64, out: &mut Vec<Span>) {
+        self.stack.clear();
+        self.stack.push(root);
+        while let Some(id) = self.stack.pop() {
+            let Some(node) = self.store.get_mut(id) else {
+                continue;
+            };
+            node.state = State::Final(trace_id);
+            if let Some(mut span) = node.span.take() {
+                let held_ns = now_ns.saturating_sub(node.arrived_ns);
+                self.stats.hold_ns_total += held_ns;
+                self.stats.hold_ns_max = self.stats.hold_ns_max.max(held_ns);
+                span.trace_id = trace_id;
+                out.push(span);
+            }
+            let mut child = node.first_child;
+            while let Some(c) = child {
+                self.stack.push(c);
+                child = self.store.get(c).and_then(|n| n.next_sibling);
+            }
+        }
+    }
+
+    fn top(&self, id: NodeId) -> NodeId {
+        let mut top = id;
+        for _ in 0..MAX_DEPTH {
+            match self.store.get(top).and_then(|n| n.parent) {
+                Some(parent) => top = parent,
+                None => break,
+            }
+        }
+        top
+    }
+
+    /// `id`'s time is up: a held node's tree is emitted as it stands (its
+    /// facts kept one window more for late children, unless over the
+    /// limit); an emitted node is forgotten.
+    fn expire(&mut self, id: NodeId, now_ns: u64, over_limit: bool, out: &mut Vec<Span>) {
+        let Some(node) = self.store.get(id) else {
+            return;
+        };
+        if node.is_held() {
+            let top = self.top(id);
+            self.settle(top, now_ns, out);
+            self.stats.expired += 1;
+            if over_limit {
+                self.stats.over_limit += 1;
+            } else {
+                self.queue.push_back((now_ns, id));
+                return;
+            }
+        }
+        self.remove_node(id);
+    }
+}
