@@ -396,3 +396,66 @@ fn linking_can_be_turned_off() {
     assert!(run.spans.iter().all(|s| s["parent_span_id"].is_null()));
     assert_eq!(run.summary_count("spans linked to a parent"), 0);
 }
+
+/// Both ends of pipelined Redis connections traced: every server span is
+/// paired with the client span that sent that very command (the n-th on
+/// the connection), at the rate redis-benchmark drives.
+#[test]
+fn pipelined_commands_pair_across_processes() {
+    let redis = servers::redis();
+    let tracer = Tracer::start(&[
+        "--pid",
+        &redis.pid().to_string(),
+        "--comm",
+        "redis-benchmark",
+    ]);
+    let n = 5000;
+    run_ok(Command::new("redis-benchmark").args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &redis.port.to_string(),
+        "-n",
+        &n.to_string(),
+        "-P",
+        "16",
+        "-c",
+        "4",
+        "-t",
+        "set,get",
+        "-q",
+    ]));
+    let run = tracer.stop();
+    let clients: HashMap<&str, &Value> = run
+        .spans
+        .iter()
+        .filter(|s| s["kind"] == "client" && s["process"] == "redis-benchmark")
+        .filter_map(|s| Some((s["span_id"].as_str()?, s)))
+        .collect();
+    let servers: Vec<&Value> = run
+        .spans
+        .iter()
+        .filter(|s| s["kind"] == "server" && (s["name"] == "SET" || s["name"] == "GET"))
+        .collect();
+    let right = servers
+        .iter()
+        .filter(|s| {
+            s["parent_span_id"]
+                .as_str()
+                .and_then(|p| clients.get(p))
+                .is_some_and(|c| {
+                    c["name"] == s["name"]
+                        && c["trace_id"] == s["trace_id"]
+                        && c["attributes"]["client.port"] == s["attributes"]["client.port"]
+                })
+        })
+        .count();
+    eprintln!(
+        "pipelined redis: {right}/{} server spans paired with their command; {}",
+        servers.len(),
+        run.summary()
+    );
+    // redis-benchmark adds a few commands of its own (e.g. CONFIG GET).
+    assert!(servers.len() >= 2 * n, "{}", run.summary());
+    assert_eq!(right, servers.len(), "{}", run.summary());
+}

@@ -49,6 +49,19 @@ impl<K: Hash + Eq + Copy> MultiIndex<K> {
         }
     }
 
+    /// Copies the newest `limit` ids under `key` into `out` (cleared
+    /// first, oldest first); true when older ones were left out. Keeps the
+    /// work per span bounded on a busy connection or process.
+    pub fn copy_recent_into(&self, key: K, limit: usize, out: &mut Vec<NodeId>) -> bool {
+        out.clear();
+        let Some(ids) = self.map.get(&key) else {
+            return false;
+        };
+        let skip = ids.len().saturating_sub(limit);
+        out.extend(ids.iter().skip(skip).copied());
+        skip > 0
+    }
+
     pub fn keys_into(&self, out: &mut Vec<K>) {
         out.clear();
         out.extend(self.map.keys().copied());

@@ -33,6 +33,13 @@ use store::{Facts, Node, NodeId, State, Store, Tuple, Waiting};
 
 /// Longest chain of parents followed; real chains are a few links long.
 const MAX_DEPTH: usize = 64;
+/// Spans of one connection looked at when pairing or following a clue:
+/// the counterpart is among the newest unless more than this many
+/// (pipelined) exchanges completed on the connection in between.
+const RECENT_ON_CONN: usize = 64;
+/// Server spans of one process looked at for a client span without a clue;
+/// when there are more, no parent is chosen (one might be left out).
+const RECENT_IN_PROCESS: usize = 4096;
 
 #[derive(Clone, Copy, Debug)]
 pub struct LinkConfig {
@@ -292,11 +299,13 @@ impl Linker {
         }
         // Its own parent: the client span at the other end of the connection.
         if let Some(tuple) = facts.tuple {
-            self.clients_by_tuple.copy_into(tuple, &mut ids);
+            let partial = self
+                .clients_by_tuple
+                .copy_recent_into(tuple, RECENT_ON_CONN, &mut ids);
             let store = &self.store;
             let parent = rules::best_fit(ids.iter().filter_map(|&client| {
                 let node = store.get(client).filter(|n| !n.paired)?;
-                Some((client, rules::fit(&node.facts, facts)))
+                Some((client, rules::fit(&node.facts, facts).trusted(partial)))
             }));
             if let Some(parent) = parent {
                 self.pair(id, parent, now_ns, out);
@@ -321,13 +330,15 @@ impl Linker {
         // Its child at the other end, if that came first.
         if let Some(tuple) = facts.tuple {
             let mut ids = std::mem::take(&mut self.scratch);
-            self.servers_by_tuple.copy_into(tuple, &mut ids);
+            let partial = self
+                .servers_by_tuple
+                .copy_recent_into(tuple, RECENT_ON_CONN, &mut ids);
             let store = &self.store;
             let child = rules::best_fit(ids.iter().filter_map(|&server| {
                 let node = store
                     .get(server)
                     .filter(|n| n.state == State::Open && !n.paired)?;
-                Some((server, rules::fit(facts, &node.facts)))
+                Some((server, rules::fit(facts, &node.facts).trusted(partial)))
             }));
             self.scratch = ids;
             if let Some(child) = child {
@@ -364,8 +375,9 @@ impl Linker {
         out: &mut Vec<Span>,
     ) {
         let mut ids = std::mem::take(&mut self.scratch);
-        self.servers_by_conn.copy_into(cause.conn, &mut ids);
-        let served = ids.iter().copied().find(|&s| {
+        self.servers_by_conn
+            .copy_recent_into(cause.conn, RECENT_ON_CONN, &mut ids);
+        let served = ids.iter().rev().copied().find(|&s| {
             self.store
                 .get(s)
                 .is_some_and(|n| rules::covers(&n.facts, cause.at_ns))
@@ -427,13 +439,19 @@ impl Linker {
             return;
         }
         let mut ids = std::mem::take(&mut self.scratch);
-        self.servers_by_pid.copy_into(facts.pid, &mut ids);
+        let partial = self
+            .servers_by_pid
+            .copy_recent_into(facts.pid, RECENT_IN_PROCESS, &mut ids);
         let store = &self.store;
-        let parent = rules::pick_server(
-            &facts,
-            ids.iter()
-                .filter_map(|&s| store.get(s).map(|n| (s, &n.facts))),
-        );
+        let parent = if partial {
+            None
+        } else {
+            rules::pick_server(
+                &facts,
+                ids.iter()
+                    .filter_map(|&s| store.get(s).map(|n| (s, &n.facts))),
+            )
+        };
         self.scratch = ids;
         let linked = parent.is_some_and(|parent| self.attach(id, parent, now_ns, out));
         if !linked {

@@ -500,3 +500,56 @@ fn window_zero_passes_spans_through() {
     assert_eq!(out.len(), 1);
     assert_eq!(l.stats().held, 0);
 }
+
+#[test]
+fn a_busy_connection_costs_the_same_per_span() {
+    // Both ends of one keep-alive connection traced, 20000 exchanges
+    // within the window: pairing looks at the newest spans only.
+    let mut l = Linker::new(LinkConfig {
+        window_ns: WINDOW,
+        max_spans: 1 << 20,
+    });
+    let mut out = Vec::new();
+    let wire = |s: Span, seq| on_wire(s, "127.0.0.1:40000", "127.0.0.1:80", seq);
+    let started = std::time::Instant::now();
+    for seq in 0..20_000u64 {
+        let t = seq * 100;
+        let s = wire(server(2, 20, conn(2, 5), t + 10, t + 20), seq);
+        let c = wire(client(1, 10, conn(1, 6), t, t + 30, None), seq);
+        let (s_id, c_id) = (s.span_id, c.span_id);
+        l.push(s, 0, &Idle, &mut out);
+        l.push(c, 0, &Idle, &mut out);
+        let child = out.iter().rev().find(|x| x.span_id == s_id).unwrap();
+        assert_eq!(child.parent_span_id, Some(c_id));
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_timed_fit_among_partly_seen_spans_is_no_fit() {
+    let mut l = linker();
+    let mut out = Vec::new();
+    let wire = |s: Span, seq| on_wire(s, "127.0.0.1:40000", "127.0.0.1:80", seq);
+    // 100 client spans on the connection; the server span's count is off
+    // (seq 500) so only time could pair it, but older spans went unseen.
+    for seq in 0..100u64 {
+        l.push(
+            wire(
+                client(1, 10, conn(1, 6), seq * 100, seq * 100 + 50, None),
+                seq,
+            ),
+            0,
+            &Idle,
+            &mut out,
+        );
+    }
+    let s = wire(server(2, 20, conn(2, 5), 9910, 9920), 500);
+    let s_id = s.span_id;
+    l.push(s, 0, &Idle, &mut out);
+    l.flush(1, &mut out);
+    assert_eq!(find(&out, s_id).parent_span_id, None);
+}
