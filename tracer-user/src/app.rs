@@ -14,6 +14,7 @@ use crate::{
     cli::Args,
     clock,
     kernel::{openssl::{self, OpensslHooks}, preflight, AttachedKernel, KernelOptions},
+    linking::{LinkConfig, LinkStats},
     pipeline::{Pipeline, PipelineConfig},
     process,
     protocols::{self, ParserOptions},
@@ -45,6 +46,7 @@ pub struct Summary {
     pub connections_open: usize,
     /// What each sink did.
     pub sinks: Vec<SinkReport>,
+    pub linking: LinkStats,
 }
 
 impl Summary {
@@ -63,8 +65,9 @@ impl Summary {
 
     pub fn line(&self) -> String {
         let get = |c: Counter| self.kernel.get(&c).copied().unwrap_or(0);
+        let link = &self.linking;
         format!(
-            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted, {} connections still tracked",
+            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted, {} connections still tracked, {} spans held for linking (mean {:.3} ms, max {:.3} ms), {} spans linked to a parent, {} traces expired unlinked ({} over --link-max-spans)",
             self.spans,
             self.records,
             self.events_lost(),
@@ -78,6 +81,12 @@ impl Summary {
             self.connections_table_full,
             self.tls_undecrypted,
             self.connections_open,
+            link.held,
+            link.hold_ms_mean(),
+            link.hold_ms_max(),
+            link.linked,
+            link.expired,
+            link.over_limit,
         ) + &sink_reports(&self.sinks)
     }
 }
@@ -140,6 +149,10 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         },
         max_connections: args.max_connections,
         wall_offset_ns: clock::wall_offset_ns(),
+        link: LinkConfig {
+            window_ns: args.link_window_ms * 1_000_000,
+            max_spans: usize::try_from(args.link_max_spans).unwrap_or(usize::MAX),
+        },
     });
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -181,6 +194,11 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         }
     }
     drain(&mut ring, &mut pipeline, &sinks);
+    // What still waits for a parent goes out as it stands.
+    pipeline.flush_linking();
+    if let Some(batch) = pipeline.take_batch() {
+        sinks.send(batch);
+    }
     let kernel_counters = kernel.counters();
     // Detaches and unloads every program and map.
     drop(ring);
@@ -200,6 +218,7 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         tls_undecrypted: conn_stats.tls_undecrypted,
         connections_open: pipeline.connections_open(),
         sinks: sink_reports,
+        linking: pipeline.link_stats(),
     })
 }
 

@@ -66,6 +66,19 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub max_connections: usize,
 
+    /// Longest a span is held back waiting for its parent (a caller in
+    /// another traced process, or the request its process was serving);
+    /// 0 turns linking off. Requests longer than this are split into traces.
+    #[arg(long, value_name = "MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub link_window_ms: u64,
+
+    /// Most spans the linking stage keeps at once (held ones, and emitted
+    /// ones kept for late children); past it the oldest are emitted unlinked.
+    #[arg(long, value_name = "N", default_value_t = 65536,
+          value_parser = clap::value_parser!(u64).range(16..=16_777_216))]
+    pub link_max_spans: u64,
+
     /// More logging on stderr (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -174,6 +187,8 @@ mod tests {
         assert!(Args::try_parse_from(["tracer", "--max-payload", "1000000"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--protocols", "smtp"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--ring-buffer-mib", "3"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--link-window-ms", "-1"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--link-max-spans", "0"]).is_err());
         let args = Args::try_parse_from(["tracer", "--duration", "0"]).unwrap();
         assert!(args.duration().is_err());
         assert!(Args::try_parse_from(["tracer", "--otlp-protocol", "http/json"]).is_err());

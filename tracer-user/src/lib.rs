@@ -2,7 +2,8 @@
 //!
 //! The pipeline, one module per stage:
 //! [`source`] (ring buffer) → [`connections`] (per-connection byte streams) →
-//! [`protocols`] (pure parsers) → [`spans`] → [`sinks`].
+//! [`protocols`] (pure parsers) → [`spans`] → [`linking`] (traces across
+//! threads and processes) → [`sinks`].
 //! [`pipeline`] wires the in-process stages; [`app`] runs a whole session;
 //! [`kernel`] loads and steers the eBPF programs; [`report`] reads stored
 //! spans back (`tracer report`).
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod connections;
 pub mod kernel;
+pub mod linking;
 pub mod pipeline;
 pub mod process;
 pub mod protocols;

@@ -1,17 +1,19 @@
 //! The in-process pipeline stage: decoded records → connections →
-//! protocol parsers → spans, handed on in batches.
+//! protocol parsers → spans → linking, handed on in batches.
 
 use std::sync::Arc;
 
 use tracer_common::{EventKind, ProcessEvent};
 
 use crate::{
+    clock,
     connections::{ConnectionTable, ConnectionStats, Origin},
-    protocols::{ParseOutput, ParserOptions, Protocol},
+    linking::{LinkConfig, LinkStats, Linker},
+    protocols::{Exchange, ParseOutput, ParserOptions, Protocol},
     process::ProcessNames,
     sinks::SpanBatch,
     source::{decode, Event},
-    spans::{Span, SpanBuilder, SpanContext},
+    spans::{Span, SpanBuilder, SpanContext, SpanKind},
 };
 
 pub struct PipelineConfig {
@@ -20,6 +22,7 @@ pub struct PipelineConfig {
     pub max_connections: usize,
     /// CLOCK_REALTIME - CLOCK_MONOTONIC.
     pub wall_offset_ns: i128,
+    pub link: LinkConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -34,6 +37,7 @@ pub struct Pipeline {
     builder: SpanBuilder,
     names: ProcessNames,
     parsed: ParseOutput,
+    linker: Linker,
     ready: Vec<Span>,
     stats: PipelineStats,
     /// Processes that started being traced (fork, exec) since last asked.
@@ -47,6 +51,7 @@ impl Pipeline {
             builder: SpanBuilder::new(config.wall_offset_ns),
             names: ProcessNames::default(),
             parsed: ParseOutput::default(),
+            linker: Linker::new(config.link),
             ready: Vec::new(),
             stats: PipelineStats::default(),
             new_processes: Vec::new(),
@@ -63,6 +68,10 @@ impl Pipeline {
 
     pub fn connection_stats(&self) -> ConnectionStats {
         self.connections.stats()
+    }
+
+    pub fn link_stats(&self) -> LinkStats {
+        self.linker.stats()
     }
 
     /// One ring-buffer record.
@@ -116,10 +125,11 @@ impl Pipeline {
                     .connections
                     .on_process_exit(event.pid, event.timestamp_ns, &mut self.parsed);
                 let exchanges: Vec<_> = self.parsed.exchanges.drain(..).collect();
+                let now_ns = clock::monotonic_ns();
                 for (exchange, origin) in exchanges.into_iter().zip(origins) {
                     let ctx = self.context(&origin, event.pid, event.pid);
-                    let span = self.builder.build(exchange, &ctx);
-                    self.ready.push(span);
+                    let span = self.span(exchange, &ctx, &origin, 0);
+                    self.linker.push(span, now_ns, &self.connections, &mut self.ready);
                 }
                 self.names.remove(event.pid);
             }
@@ -148,13 +158,38 @@ impl Pipeline {
             return;
         };
         let ctx = self.context(&origin, pid, tid);
-        for exchange in self.parsed.exchanges.drain(..) {
-            self.ready.push(self.builder.build(exchange, &ctx));
+        let now_ns = clock::monotonic_ns();
+        let exchanges = std::mem::take(&mut self.parsed.exchanges);
+        for (i, exchange) in exchanges.into_iter().enumerate() {
+            let span = self.span(exchange, &ctx, &origin, i as u64);
+            self.linker.push(span, now_ns, &self.connections, &mut self.ready);
         }
+    }
+
+    /// The `nth` exchange completed by one call on `origin`'s connection.
+    fn span(&mut self, exchange: Exchange, ctx: &SpanContext, origin: &Origin, nth: u64) -> Span {
+        let sender = origin.requests.at(exchange.start_ns);
+        let mut span = self.builder.build(exchange, ctx);
+        span.link.conn = origin.conn;
+        span.link.seq = origin.seq + nth;
+        span.link.sender = sender;
+        span.link.peer_traced = origin.kind == SpanKind::Server
+            && match (origin.local, origin.remote) {
+                (Some(local), Some(remote)) => self.connections.peer_is_traced(local, remote),
+                _ => false,
+            };
+        span
+    }
+
+    /// Emits every span still held for linking (at exit).
+    pub fn flush_linking(&mut self) {
+        self.linker.release(clock::monotonic_ns(), &self.connections, &mut self.ready);
+        self.linker.flush(clock::monotonic_ns(), &mut self.ready);
     }
 
     /// Spans finished since the last call, as one batch.
     pub fn take_batch(&mut self) -> Option<SpanBatch> {
+        self.linker.release(clock::monotonic_ns(), &self.connections, &mut self.ready);
         if self.ready.is_empty() {
             return None;
         }

@@ -7,7 +7,10 @@
 //! protocol parser expects, once the first bytes have told which protocol
 //! it speaks and which end the traced process is.
 
+mod activity;
 mod addr;
+mod peers;
+mod requests;
 
 use std::{collections::HashMap, net::SocketAddr};
 
@@ -19,6 +22,10 @@ use crate::{
 };
 
 pub use addr::socket_addrs;
+pub use requests::{Cause, RequestLog, Sender};
+
+use activity::Activity;
+use peers::PeerIndex;
 
 /// Data events with payload a connection may show before it is given up
 /// as speaking no known protocol.
@@ -28,6 +35,14 @@ const DETECTION_ATTEMPTS: u8 = 8;
 pub struct ConnKey {
     pub pid: u32,
     pub fd: u32,
+}
+
+/// One connection over its whole life: a reused fd comes with another sock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub pid: u32,
+    pub fd: u32,
+    pub sock: u64,
 }
 
 enum ProtocolState {
@@ -54,6 +69,46 @@ struct Connection {
     tls: bool,
     /// Bytes that looked like a TLS record arrived on the socket itself.
     saw_ciphertext: bool,
+    /// Exchanges completed so far: both ends of a connection count the
+    /// same, which lets the linking stage pair their spans.
+    exchanges: u64,
+    /// Who sent the requests.
+    requests: RequestLog,
+    /// The unanswered request: when its first byte moved.
+    open_since: Option<u64>,
+    /// Which side sent the last bytes: request bytes after response bytes
+    /// start a new request even if the parser never paired the last one.
+    last_side: Option<Side>,
+    /// The thread that last read a request here (server connections).
+    reader: Option<u32>,
+}
+
+impl Connection {
+    fn new(
+        sock: u64,
+        transport: Transport,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+        role: Role,
+        ts_ns: u64,
+    ) -> Self {
+        Connection {
+            sock,
+            transport,
+            local,
+            remote,
+            role,
+            state: ProtocolState::Detecting { attempts: 0 },
+            last_seen_ns: ts_ns,
+            tls: false,
+            saw_ciphertext: false,
+            exchanges: 0,
+            requests: RequestLog::default(),
+            open_since: None,
+            last_side: None,
+            reader: None,
+        }
+    }
 }
 
 /// Where the exchanges appended by a call happened.
@@ -67,6 +122,11 @@ pub struct Origin {
     pub role: Role,
     /// Decrypted at the TLS library.
     pub tls: bool,
+    pub conn: ConnRef,
+    /// Exchanges the connection completed before the first one of this call.
+    pub seq: u64,
+    /// Who sent the requests; look an exchange's up by its `start_ns`.
+    pub requests: RequestLog,
 }
 
 /// Counts the table keeps, for the run summary and metrics.
@@ -91,6 +151,8 @@ pub struct ConnectionTable {
     options: ParserOptions,
     max_connections: usize,
     stats: ConnectionStats,
+    activity: Activity,
+    peers: PeerIndex,
 }
 
 impl ConnectionTable {
@@ -101,7 +163,31 @@ impl ConnectionTable {
             options,
             max_connections,
             stats: ConnectionStats::default(),
+            activity: Activity::default(),
+            peers: PeerIndex::default(),
         }
+    }
+
+    /// When the oldest request `pid` is serving now started, if any.
+    pub fn serving_since(&self, pid: u32) -> Option<u64> {
+        self.activity.serving_since(pid)
+    }
+
+    /// When the unanswered request on server connection `conn` started.
+    pub fn open_request_since(&self, conn: ConnRef) -> Option<u64> {
+        self.conns
+            .get(&ConnKey { pid: conn.pid, fd: conn.fd })
+            .filter(|c| c.sock == conn.sock)
+            .and_then(|c| c.open_since)
+    }
+
+    /// Whether the other end of a connection from `local` to `remote` is a
+    /// traced socket whose protocol is being parsed (so spans may come from it).
+    pub fn peer_is_traced(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.peers
+            .get(remote, local)
+            .and_then(|key| self.conns.get(&key))
+            .is_some_and(|conn| matches!(conn.state, ProtocolState::Active { .. }))
     }
 
     pub fn stats(&self) -> ConnectionStats {
@@ -126,20 +212,12 @@ impl ConnectionTable {
             return origin;
         }
         let (local, remote) = socket_addrs(event);
+        let transport = if event.protocol == IPPROTO_UDP { Transport::Udp } else { Transport::Tcp };
         self.conns.insert(
             key,
-            Connection {
-                sock: event.sock,
-                transport: if event.protocol == IPPROTO_UDP { Transport::Udp } else { Transport::Tcp },
-                local,
-                remote,
-                role: Role::from_u8(event.role),
-                state: ProtocolState::Detecting { attempts: 0 },
-                last_seen_ns: event.timestamp_ns,
-                tls: false,
-                saw_ciphertext: false,
-            },
+            Connection::new(event.sock, transport, local, remote, Role::from_u8(event.role), event.timestamp_ns),
         );
+        self.peers.insert(local, remote, key);
         self.stats.opened += 1;
         origin
     }
@@ -156,16 +234,24 @@ impl ConnectionTable {
     fn close(&mut self, key: ConnKey, ts_ns: u64, out: &mut ParseOutput) -> Option<Origin> {
         let mut conn = self.conns.remove(&key)?;
         self.stats.closed += 1;
+        self.forget(key, &conn);
         if conn.saw_ciphertext && !conn.tls {
             self.stats.tls_undecrypted += 1;
         }
-        let origin = conn.origin();
+        let origin = conn.origin(key);
         if let ProtocolState::Active { parser, .. } = &mut conn.state {
             let before = out.desyncs;
             parser.on_close(ts_ns, out);
             self.stats.desyncs += out.desyncs - before;
         }
         origin
+    }
+
+    /// Drops what the side indexes know of a connection that ended.
+    fn forget(&mut self, key: ConnKey, conn: &Connection) {
+        self.peers.remove(conn.local, conn.remote, key);
+        let conn_ref = ConnRef { pid: key.pid, fd: key.fd, sock: conn.sock };
+        self.activity.connection_closed(conn_ref, conn.reader);
     }
 
     /// All connections of an exited process end.
@@ -175,10 +261,12 @@ impl ConnectionTable {
         for key in keys {
             let before = out.exchanges.len();
             if let Some(origin) = self.close(key, ts_ns, out) {
-                // Keep one origin per exchange so the caller can pair them.
-                origins.extend(std::iter::repeat_n(origin, out.exchanges.len() - before));
+                // One origin per exchange so the caller can pair them.
+                let added = (out.exchanges.len() - before) as u64;
+                origins.extend((0..added).map(|i| Origin { seq: origin.seq + i, ..origin }));
             }
         }
+        self.activity.process_exited(pid);
         origins
     }
 
@@ -197,17 +285,7 @@ impl ConnectionTable {
             }
             self.conns.insert(
                 key,
-                Connection {
-                    sock: event.sock,
-                    transport: Transport::Tcp,
-                    local: None,
-                    remote: None,
-                    role: Role::Unknown,
-                    state: ProtocolState::Detecting { attempts: 0 },
-                    last_seen_ns: event.timestamp_ns,
-                    tls: false,
-                    saw_ciphertext: false,
-                },
+                Connection::new(event.sock, Transport::Tcp, None, None, Role::Unknown, event.timestamp_ns),
             );
             self.stats.opened += 1;
         }
@@ -264,7 +342,9 @@ impl ConnectionTable {
             (SpanKind::Server, Direction::Ingress) | (SpanKind::Client, Direction::Egress) => Side::Client,
             _ => Side::Server,
         };
+        let we_are = *we_are;
         let before = out.desyncs;
+        let exchanges_before = out.exchanges.len();
         if !payload.is_empty() {
             parser.on_data(side, event.timestamp_ns, payload, out);
         }
@@ -273,15 +353,55 @@ impl ConnectionTable {
             parser.on_gap(side, event.timestamp_ns, missing, out);
         }
         self.stats.desyncs += out.desyncs - before;
-        conn.origin()
+        let completed = (out.exchanges.len() - exchanges_before) as u64;
+        let conn_ref = ConnRef { pid: key.pid, fd: key.fd, sock: conn.sock };
+        let (tid, ts) = (event.tid, event.timestamp_ns);
+        if completed > 0 && conn.open_since.take().is_some() && we_are == SpanKind::Server {
+            self.activity.request_closed(conn_ref, conn.reader);
+        }
+        if side == Side::Client && !payload.is_empty() {
+            if we_are == SpanKind::Server {
+                self.activity.read_request(tid, conn_ref, ts);
+                conn.reader = Some(tid);
+            }
+            let new_request = conn.open_since.is_none() || conn.last_side == Some(Side::Server);
+            if new_request {
+                // Who sent it, and on a server connection that this
+                // thread serves it; on a client one, what it is for.
+                let cause = match we_are {
+                    SpanKind::Server => {
+                        self.activity.request_opened(tid, conn_ref, ts, conn.open_since.is_none());
+                        None
+                    }
+                    SpanKind::Client => self.activity.claim(tid),
+                };
+                conn.open_since.get_or_insert(ts);
+                conn.requests.record(ts, Sender { tid, cause });
+            }
+        }
+        if !payload.is_empty() {
+            conn.last_side = Some(side);
+        }
+        let origin = conn.origin(key);
+        conn.exchanges += completed;
+        origin
     }
 
     /// Drops connections idle since before `cutoff_ns` (their pending
     /// requests are lost and counted as evictions).
     pub fn evict_idle(&mut self, cutoff_ns: u64) {
-        let before = self.conns.len();
-        self.conns.retain(|_, conn| conn.last_seen_ns >= cutoff_ns);
-        self.stats.evicted += (before - self.conns.len()) as u64;
+        let idle: Vec<ConnKey> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.last_seen_ns < cutoff_ns)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in idle {
+            if let Some(conn) = self.conns.remove(&key) {
+                self.forget(key, &conn);
+                self.stats.evicted += 1;
+            }
+        }
     }
 }
 
@@ -292,7 +412,7 @@ fn looks_like_tls_record(data: &[u8]) -> bool {
 }
 
 impl Connection {
-    fn origin(&self) -> Option<Origin> {
+    fn origin(&self, key: ConnKey) -> Option<Origin> {
         match &self.state {
             ProtocolState::Active { protocol, we_are, .. } => Some(Origin {
                 kind: *we_are,
@@ -301,6 +421,9 @@ impl Connection {
                 remote: self.remote,
                 role: self.role,
                 tls: self.tls,
+                conn: ConnRef { pid: key.pid, fd: key.fd, sock: self.sock },
+                seq: self.exchanges,
+                requests: self.requests,
             }),
             _ => None,
         }

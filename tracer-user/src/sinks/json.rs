@@ -62,7 +62,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::{
         protocols::Protocol,
-        spans::{SpanId, SpanKind, SpanStatus, TraceId},
+        spans::{LinkKeys, SpanId, SpanKind, SpanStatus, TraceId},
     };
 
     pub(crate) fn sample_span() -> Span {
@@ -89,6 +89,7 @@ pub(crate) mod tests {
                 ("client.address", AttrValue::Str("127.0.0.1".into())),
                 ("client.port", AttrValue::Int(54321)),
             ],
+            link: LinkKeys::default(),
         }
     }
 

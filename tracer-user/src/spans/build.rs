@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{Span, SpanId, SpanKind, SpanStatus, TraceId};
+use super::{LinkKeys, Span, SpanId, SpanKind, SpanStatus, TraceId};
 use crate::protocols::{AttrValue, Exchange, Fault};
 
 /// Where an exchange happened: what the connection layer knows about it.
@@ -87,6 +87,13 @@ impl SpanBuilder {
             process: ctx.process.clone(),
             protocol: exchange.protocol,
             attributes,
+            link: LinkKeys {
+                start_ns: exchange.start_ns,
+                end_ns: exchange.end_ns.max(exchange.start_ns),
+                local: ctx.local,
+                remote: ctx.remote,
+                ..LinkKeys::default()
+            },
         }
     }
 }

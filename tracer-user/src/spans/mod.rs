@@ -7,9 +7,11 @@ use crate::protocols::{AttrValue, Attributes, Protocol};
 
 mod build;
 mod ids;
+mod link;
 
 pub use build::{SpanBuilder, SpanContext};
 pub use ids::{hex_lower, SpanId, TraceId};
+pub use link::LinkKeys;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SpanKind {
@@ -62,6 +64,8 @@ pub struct Span {
     pub process: Arc<str>,
     pub protocol: Protocol,
     pub attributes: Attributes,
+    /// For the linking stage only; sinks ignore it.
+    pub link: LinkKeys,
 }
 
 impl Span {

@@ -369,3 +369,145 @@ pub fn redis_tls() -> (Service, std::path::PathBuf) {
     wait_for_port(port, Duration::from_secs(10));
     (Service { child, port, dir }, cert)
 }
+
+/// nginx (one worker: one event loop) as a reverse proxy in front of
+/// `127.0.0.1:upstream`, over HTTP/1.1 with a keep-alive upstream pool, or
+/// over HTTP/1.0 with a fresh connection per request.
+pub fn nginx_proxy(upstream: u16, keepalive: bool) -> Service {
+    let dir = TempDir::new("nginx-proxy");
+    let port = free_port();
+    let root = dir.path();
+    let (pool, proxy) = if keepalive {
+        (
+            format!("upstream app {{ server 127.0.0.1:{upstream}; keepalive 32; }}"),
+            "proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\";".to_owned(),
+        )
+    } else {
+        (String::new(), format!("proxy_pass http://127.0.0.1:{upstream};"))
+    };
+    let conf = format!(
+        r#"daemon off;
+master_process on;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    keepalive_requests 1000000;
+    {pool}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ {proxy} }}
+    }}
+}}
+"#,
+        root = root.display(),
+    );
+    let conf_path = root.join("nginx.conf");
+    fs::write(&conf_path, conf).expect("nginx.conf");
+    let child = spawn_in_own_group(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(root)
+            .arg("-e")
+            .arg(root.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    Service { child, port, dir }
+}
+
+/// A thread-per-connection Python HTTP/1.1 app (ThreadingHTTPServer): `GET
+/// /chain/ID` does `SET k:ID v` and `GET k:ID` on a fresh Redis connection
+/// and `SELECT ID` on a fresh PostgreSQL one, over raw sockets from the
+/// handler's thread (no client library), then answers 200.
+///
+/// With `pool`, the handler hands the Redis and PostgreSQL work to a pool of
+/// worker threads and waits for it (a hand-off the tracer cannot see).
+pub fn python_chain_app(redis_port: u16, pg_port: u16, pool: bool) -> Service {
+    let script = r#"
+import concurrent.futures, http.server, socket, socketserver, struct
+
+REDIS_PORT = {redis_port}
+PG_PORT = {pg_port}
+POOL = concurrent.futures.ThreadPoolExecutor(4) if {pool} else None
+
+def redis_call(sock, reader, *args):
+    msg = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode()
+        msg += b"$%d\r\n%s\r\n" % (len(a), a)
+    sock.sendall(msg)
+    line = reader.readline()
+    if line[:1] == b"$" and int(line[1:]) >= 0:
+        reader.read(int(line[1:]) + 2)
+    return line
+
+def pg_query(sql):
+    s = socket.create_connection(("127.0.0.1", PG_PORT))
+    reader = s.makefile("rb")
+    params = b"user\0postgres\0database\0postgres\0\0"
+    body = struct.pack("!i", 196608) + params
+    s.sendall(struct.pack("!i", len(body) + 4) + body)
+    def message():
+        kind = reader.read(1)
+        size = struct.unpack("!i", reader.read(4))[0]
+        return kind, reader.read(size - 4)
+    while True:
+        kind, payload = message()
+        if kind == b"E":
+            raise RuntimeError(payload)
+        if kind == b"Z":
+            break
+    q = sql.encode() + b"\0"
+    s.sendall(b"Q" + struct.pack("!i", len(q) + 4) + q)
+    while message()[0] != b"Z":
+        pass
+    s.sendall(b"X" + struct.pack("!i", 4))
+    reader.close()
+    s.close()
+
+def work(key):
+    r = socket.create_connection(("127.0.0.1", REDIS_PORT))
+    reader = r.makefile("rb")
+    redis_call(r, reader, "SET", "k:" + key, "v")
+    redis_call(r, reader, "GET", "k:" + key)
+    reader.close()
+    r.close()
+    pg_query("SELECT " + key)
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        key = self.path.rsplit("/", 1)[-1]
+        if POOL:
+            POOL.submit(work, key).result()
+        else:
+            work(key)
+        body = b"ok " + key.encode() + b"\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+Server(("127.0.0.1", {port}), Handler).serve_forever()
+"#
+    .replace("{redis_port}", &redis_port.to_string())
+    .replace("{pg_port}", &pg_port.to_string())
+    .replace("{pool}", if pool { "True" } else { "False" });
+    python_script(if pool { "chain-pool" } else { "chain" }, &script)
+}
