@@ -30,6 +30,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("mariadb-client", "/usr/bin/mariadb"),
     ("util-linux", "/usr/bin/setpriv"),
     ("procps", "/usr/bin/pgrep"),
+    // gRPC for /usr/bin/python3, the interpreter the tests run: Debian's
+    // package, as its Python refuses pip installs into the system.
+    ("python3-grpcio", "/usr/lib/python3/dist-packages/grpc/__init__.py"),
 ];
 
 pub fn run(test_deps: bool) -> Result<()> {
