@@ -239,8 +239,14 @@ pub const MAX_PAYLOAD: usize = 16384;
 /// twice the payload cap, so a masked offset plus a masked length always fits.
 pub const SCRATCH_SIZE: usize = size_of::<DataEvent>() + 2 * MAX_PAYLOAD;
 
-/// Most iovec entries copied from one readv/writev/recvmsg/sendmsg.
-pub const MAX_IOVECS: u32 = 8;
+/// Most iovec entries copied from one readv/writev/recvmsg/sendmsg. gRPC's
+/// C core sends a response's first header block as one iovec per header
+/// name and value: 8 cut its first response short (the rest a gap), and
+/// with it the HPACK context of the whole connection.
+pub const MAX_IOVECS: u32 = 32;
+/// Most iovec entries copied per message of recvmmsg/sendmmsg (datagrams,
+/// seldom scattered): the verifier walks MAX_MMSG times this many copies.
+pub const MAX_MMSG_IOVECS: u32 = 8;
 /// Most messages reported from one recvmmsg/sendmmsg.
 pub const MAX_MMSG: u32 = 4;
 

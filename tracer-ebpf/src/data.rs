@@ -10,7 +10,9 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_common::{maps::Counter, DataEvent, Direction, EventKind, Syscall, MAX_IOVECS, MAX_MMSG};
+use tracer_common::{
+    maps::Counter, DataEvent, Direction, EventKind, Syscall, MAX_IOVECS, MAX_MMSG, MAX_MMSG_IOVECS,
+};
 
 use crate::{
     emit::DataBuilder,
@@ -110,7 +112,7 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
             emit_flat(header, in_flight.buf, ret as u64)
         }
         Syscall::Readv | Syscall::Writev => {
-            emit_iovecs(header, in_flight.buf, in_flight.count, ret as u64)
+            emit_iovecs::<MAX_IOVECS>(header, in_flight.buf, in_flight.count, ret as u64)
         }
         Syscall::Recvmsg | Syscall::Sendmsg => emit_msghdr(header, in_flight.buf, ret as u64),
         Syscall::Recvmmsg | Syscall::Sendmmsg => {
@@ -137,10 +139,10 @@ fn emit_size_only(mut header: DataEvent, moved: u64) {
 }
 
 #[inline(always)]
-fn emit_iovecs(mut header: DataEvent, iov: u64, iov_count: u32, moved: u64) {
+fn emit_iovecs<const MAX: u32>(mut header: DataEvent, iov: u64, iov_count: u32, moved: u64) {
     let Some(mut data) = DataBuilder::new(moved as usize) else { return };
     header.total_len = moved as u32;
-    copy_iovecs(&mut data, iov, iov_count);
+    copy_iovecs::<MAX>(&mut data, iov, iov_count);
     data.submit(header);
 }
 
@@ -156,7 +158,7 @@ fn emit_msghdr(header: DataEvent, msg: u64, moved: u64) {
         count(Counter::PayloadReadFailed);
         return;
     };
-    emit_iovecs(header, iov, iov_count as u32, moved);
+    emit_iovecs::<MAX_IOVECS>(header, iov, iov_count as u32, moved);
 }
 
 /// One event per message: each datagram of `sendmmsg`/`recvmmsg` is a
@@ -179,13 +181,13 @@ fn emit_mmsghdrs(header: DataEvent, mmsg: u64, messages: u64) {
             count(Counter::PayloadReadFailed);
             return;
         };
-        emit_iovecs(header, iov, iov_count as u32, u64::from(len));
+        emit_iovecs::<MAX_MMSG_IOVECS>(header, iov, iov_count as u32, u64::from(len));
     }
 }
 
 #[inline(always)]
-fn copy_iovecs(data: &mut DataBuilder, iov: u64, iov_count: u32) {
-    for i in 0..MAX_IOVECS {
+fn copy_iovecs<const MAX: u32>(data: &mut DataBuilder, iov: u64, iov_count: u32) {
+    for i in 0..MAX {
         if i >= iov_count || data.captured >= data.limit {
             break;
         }

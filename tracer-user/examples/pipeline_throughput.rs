@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use tracer::linking::LinkConfig;
 use tracer::pipeline::{Pipeline, PipelineConfig};
 use tracer::protocols::{ParserOptions, Protocol};
 use tracer_common::{ConnEvent, DataEvent, Direction, EventKind, Role, Syscall, AF_INET, IPPROTO_TCP};
@@ -47,6 +48,8 @@ fn main() {
         options: ParserOptions::default(),
         max_connections: 65536,
         wall_offset_ns: 0,
+        // The tracer's defaults: a 2 s window, 65536 spans.
+        link: LinkConfig { window_ns: 2_000_000_000, max_spans: 65536 },
     });
     for fd in 0..CONNECTIONS {
         let mut local_addr = [0u8; 16];

@@ -32,6 +32,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "/usr/bin/openssl"),
     ("util-linux", "/usr/bin/setpriv"),
     ("procps", "/usr/bin/pgrep"),
+    // gRPC for /usr/bin/python3, the interpreter the tests run: Debian's
+    // package, as its Python refuses pip installs into the system.
+    ("python3-grpcio", "/usr/lib/python3/dist-packages/grpc/__init__.py"),
 ];
 
 pub fn run(test_deps: bool) -> Result<()> {

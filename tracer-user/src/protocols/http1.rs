@@ -44,7 +44,7 @@ mod head;
 mod start;
 mod stream;
 mod target;
-mod traceparent;
+pub(crate) mod traceparent;
 
 #[cfg(test)]
 mod tests;

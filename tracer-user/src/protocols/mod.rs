@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod http1;
+pub mod http2;
 pub mod memcached;
 pub mod mysql;
 pub mod postgresql;

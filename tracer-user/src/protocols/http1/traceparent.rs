@@ -13,15 +13,29 @@ pub(super) fn trace_context(headers: &[httparse::Header<'_>]) -> Option<TraceCon
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("traceparent"));
     let traceparent = traceparents.next()?;
-    if traceparents.next().is_some() {
-        // Two parents: no way to tell which one the caller meant.
-        return None;
-    }
-    let (trace_id, parent_span_id, flags) = parse_traceparent(traceparent.value)?;
+    let count = if traceparents.next().is_some() { 2 } else { 1 };
     let tracestate = headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("tracestate"))
-        .and_then(|h| std::str::from_utf8(trim_ows(h.value)).ok())
+        .map(|h| h.value);
+    trace_context_of(traceparent.value, count, tracestate)
+}
+
+/// The trace context of a request with `traceparent_count` `traceparent`
+/// fields, the first being `traceparent`, and `tracestate` as its first
+/// `tracestate` field. Shared with HTTP/2, whose fields come out of HPACK.
+pub(crate) fn trace_context_of(
+    traceparent: &[u8],
+    traceparent_count: usize,
+    tracestate: Option<&[u8]>,
+) -> Option<TraceContext> {
+    if traceparent_count != 1 {
+        // Two parents: no way to tell which one the caller meant.
+        return None;
+    }
+    let (trace_id, parent_span_id, flags) = parse_traceparent(traceparent)?;
+    let tracestate = tracestate
+        .and_then(|value| std::str::from_utf8(trim_ows(value)).ok())
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
     Some(TraceContext {
