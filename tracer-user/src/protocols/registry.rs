@@ -45,7 +45,6 @@ pub fn detect(enabled: &[Protocol], transport: Transport, data: &[u8]) -> Option
                 Protocol::Postgresql => postgresql::detect(data),
                 Protocol::Mysql => mysql::detect(data),
                 Protocol::Dns => dns::detect_tcp(data),
-                _ => None,
             }?;
             Some((protocol, side))
         })
