@@ -201,3 +201,26 @@ fn redis_over_tls_server_spans() {
         assert_eq!(found[0]["kind"], "server");
     }
 }
+
+/// HTTP/2 negotiated by ALPN inside TLS: nginx with `http2` and curl --http2.
+#[test]
+fn http2_over_tls_negotiated_by_alpn() {
+    let nginx = servers::nginx_tls(true);
+    let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
+    for _ in 0..3 {
+        let out = run_ok(Command::new("curl").args([
+            "-sS", "-k", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\n", &nginx.https_url("/hello"),
+        ]));
+        assert_eq!(out.trim(), "2 200");
+    }
+    let run = tracer.stop();
+    let spans: Vec<&Value> = run.spans.iter().filter(|s| s["kind"] == "server").collect();
+    assert_eq!(spans.len(), 3, "{:#?}\n{:?}", run.spans, run.stderr);
+    for span in &spans {
+        assert_eq!(span["protocol"], "http2");
+        assert_eq!(span["name"], "GET /hello");
+        assert_eq!(span["attributes"]["network.protocol.version"], "2");
+        assert_eq!(span["attributes"]["http.response.status_code"], 200);
+        assert_eq!(span["attributes"]["tls.protocol.name"], "tls");
+    }
+}
