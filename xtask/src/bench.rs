@@ -387,9 +387,9 @@ fn redis_rps(port: u16, pipeline: u32) -> Result<(f64, f64)> {
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
     let rps = |cmd: &str| {
         text.lines()
+            .rev()
             .filter(|l| l.starts_with(cmd))
-            .filter_map(|l| l.split(':').nth(1)?.split_whitespace().next()?.parse::<f64>().ok())
-            .last()
+            .find_map(|l| l.split(':').nth(1)?.split_whitespace().next()?.parse::<f64>().ok())
             .unwrap_or(f64::NAN)
     };
     Ok((rps("SET"), rps("GET")))
