@@ -150,7 +150,7 @@ fn test(extra: &[String]) -> Result<()> {
     // other's measurements.
     run_checked(
         cargo()
-            .args(["test", "--release", "-p", "tracer-common", "-p", "tracer-user"])
+            .args(["test", "--release", "--no-fail-fast", "-p", "tracer-common", "-p", "tracer-user"])
             .args(extra)
             .args(["--", "--test-threads=1"]),
     )
