@@ -334,3 +334,23 @@ fn http2_nginx_server_spans_for_curl() {
     }
     assert_eq!(run.summary_count("events lost"), 0, "{}", run.summary());
 }
+
+#[test]
+fn http2_curl_client_spans_via_comm() {
+    let nginx = nginx_h2c();
+    let tracer = Tracer::start(&["--comm", "curl"]);
+    for _ in 0..3 {
+        assert_eq!(curl_h2(&[&nginx.url("/hello")]), "2 200");
+    }
+    assert_eq!(curl_h2(&[&nginx.url("/fail")]), "2 503");
+    let run = tracer.stop();
+    let spans = of_kind(&run.spans, "client");
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["GET /hello", "GET /hello", "GET /hello", "GET /fail"], "{:#?}", run.spans);
+    for span in &spans {
+        assert_eq!(span["protocol"], "http2");
+        assert_eq!(span["process"], "curl");
+        assert_eq!(span["attributes"]["server.port"], nginx.port);
+    }
+    assert_eq!(spans[3]["status"], "error");
+}
