@@ -154,6 +154,11 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
             max_spans: usize::try_from(args.link_max_spans).unwrap_or(usize::MAX),
         },
     });
+    // Names now: a short-lived process may be gone by the time its first
+    // span is built.
+    for &pid in &traced_now {
+        pipeline.know_process(pid);
+    }
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

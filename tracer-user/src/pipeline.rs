@@ -198,6 +198,11 @@ impl Pipeline {
         Some(batch)
     }
 
+    /// Remembers the name of a process traced from the start.
+    pub fn know_process(&mut self, pid: u32) {
+        let _ = self.names.get(pid);
+    }
+
     /// Processes traced since the last call (their libraries may need hooks).
     pub fn take_new_processes(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.new_processes)
