@@ -79,13 +79,15 @@ fn main() -> Result<()> {
             test(&args)?;
             if args.is_empty() {
                 // A bounded fuzz run: parsers meet inputs no capture has.
-                fuzz(FUZZ_SECONDS_IN_TEST)?;
+                // Fixed seed and run count, so CI repeats what passed here;
+                // `cargo xtask fuzz` explores with fresh seeds.
+                fuzz(FUZZ_SECONDS_IN_TEST, Some(FUZZ_RUNS_IN_TEST))?;
             }
             Ok(())
         }
         Task::Fuzz { seconds } => {
             setup::run(true)?;
-            fuzz(seconds)
+            fuzz(seconds, None)
         }
         Task::Bench { seconds, rounds } => {
             setup::run(true)?;
@@ -121,20 +123,26 @@ fn run_checked(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Per fuzz target, when `cargo xtask test` runs them.
-const FUZZ_SECONDS_IN_TEST: u32 = 20;
+/// Per fuzz target, when `cargo xtask test` runs them: at most this long,
+/// and this many inputs from seed 1.
+const FUZZ_SECONDS_IN_TEST: u32 = 60;
+const FUZZ_RUNS_IN_TEST: u32 = 200_000;
 const FUZZ_TARGETS: &[&str] = &["parsers", "decode"];
 
-fn fuzz(seconds: u32) -> Result<()> {
+fn fuzz(seconds: u32, deterministic_runs: Option<u32>) -> Result<()> {
     for target in FUZZ_TARGETS {
         eprintln!("xtask: fuzzing {target} for {seconds} s");
+        let mut libfuzzer_args = vec![format!("-max_total_time={seconds}"), "-rss_limit_mb=4096".to_owned()];
+        if let Some(runs) = deterministic_runs {
+            libfuzzer_args.extend([format!("-runs={runs}"), "-seed=1".to_owned()]);
+        }
         run_checked(
             Command::new("rustup")
                 .current_dir(workspace_root().join("fuzz"))
                 // Parsers need no kernel object; skip its build.
                 .env("AYA_BUILD_SKIP", "1")
                 .args(["run", "nightly", "cargo", "fuzz", "run", "-O", target, "--"])
-                .args([format!("-max_total_time={seconds}"), "-rss_limit_mb=4096".to_owned()]),
+                .args(&libfuzzer_args),
         )?;
     }
     Ok(())
