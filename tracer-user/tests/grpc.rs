@@ -7,12 +7,10 @@ mod common;
 use std::{
     fs,
     io::Write as _,
-    os::unix::process::CommandExt as _,
     process::{Command, Stdio},
-    time::Duration,
 };
 
-use common::{run_ok, servers, wait_for_port, free_port, TempDir, Tracer};
+use common::{run_ok, servers, TempDir, Tracer};
 use serde_json::Value;
 
 /// The interpreter the test dependencies install grpcio for (Debian's
@@ -220,53 +218,18 @@ fn grpc_client_spans_per_call() {
 
 /// nginx serving HTTP/2 over cleartext with prior knowledge (h2c).
 fn nginx_h2c() -> servers::Service {
-    let dir = TempDir::new("nginx-h2c");
-    let port = free_port();
-    let root = dir.path();
-    fs::create_dir_all(root.join("www")).expect("www dir");
-    fs::write(root.join("www/index.html"), "<html><body>tracer test</body></html>\n").expect("index");
-    let conf = format!(
-        r#"daemon off;
-master_process on;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
+    servers::nginx_with("nginx-h2c", 1, |root, port| {
+        format!(
+            r#"    server {{
         listen 127.0.0.1:{port} http2;
         root {root}/www;
         location = /hello {{ default_type text/plain; return 200 "hello\n"; }}
         location = /teapot {{ return 418; }}
         location = /fail {{ return 503; }}
-    }}
-}}
-"#,
-        root = root.display(),
-    );
-    let conf_path = root.join("nginx.conf");
-    fs::write(&conf_path, conf).expect("nginx.conf");
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(root)
-        .arg("-e")
-        .arg(root.join("error.log"))
-        .arg("-c")
-        .arg(&conf_path)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    wait_for_port(port, Duration::from_secs(10));
-    servers::Service { child, port, dir }
+    }}"#,
+            root = root.display(),
+        )
+    })
 }
 
 fn curl_h2(args: &[&str]) -> String {

@@ -49,14 +49,15 @@ fn spawn_in_own_group(cmd: &mut Command) -> Child {
 /// The 6-byte body of nginx's `/hello`.
 pub const HELLO_BODY: &str = "hello\n";
 
-/// nginx with a master and `workers` worker processes.
-pub fn nginx(workers: u32) -> Service {
-    let dir = TempDir::new("nginx");
+/// nginx in the foreground from a temporary prefix with a `www/` root
+/// holding `index.html`: the settings every test server shares, then
+/// `http_body(root, port)` inside `http {}`.
+pub fn nginx_with(tag: &str, workers: u32, http_body: impl FnOnce(&std::path::Path, u16) -> String) -> Service {
+    let dir = TempDir::new(tag);
     let port = free_port();
     let root = dir.path();
     fs::create_dir_all(root.join("www")).expect("www dir");
     fs::write(root.join("www/index.html"), "<html><body>tracer test</body></html>\n").expect("index");
-    fs::write(root.join("www/big.bin"), vec![b'x'; 200_000]).expect("big file");
     let conf = format!(
         r#"daemon off;
 master_process on;
@@ -71,19 +72,11 @@ http {{
     fastcgi_temp_path {root}/fastcgi;
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
-    keepalive_requests 1000000;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root}/www;
-        location = /hello {{ default_type text/plain; return 200 "{hello}"; }}
-        location = /teapot {{ return 418; }}
-        location = /fail {{ return 503; }}
-        location = /echo {{ default_type text/plain; return 200 "posted\n"; }}
-    }}
+{body}
 }}
 "#,
         root = root.display(),
-        hello = HELLO_BODY.trim_end().to_owned() + "\\n",
+        body = http_body(root, port),
     );
     let conf_path = root.join("nginx.conf");
     fs::write(&conf_path, conf).expect("nginx.conf");
@@ -98,6 +91,26 @@ http {{
     );
     wait_for_port(port, Duration::from_secs(10));
     Service { child, port, dir }
+}
+
+/// nginx with a master and `workers` worker processes.
+pub fn nginx(workers: u32) -> Service {
+    nginx_with("nginx", workers, |root, port| {
+        fs::write(root.join("www/big.bin"), vec![b'x'; 200_000]).expect("big file");
+        format!(
+            r#"    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root}/www;
+        location = /hello {{ default_type text/plain; return 200 "{hello}"; }}
+        location = /teapot {{ return 418; }}
+        location = /fail {{ return 503; }}
+        location = /echo {{ default_type text/plain; return 200 "posted\n"; }}
+    }}"#,
+            root = root.display(),
+            hello = HELLO_BODY.trim_end().to_owned() + "\\n",
+        )
+    })
 }
 
 /// Python's http.server (HTTP/1.0: one request per connection).
@@ -210,54 +223,23 @@ pub fn self_signed_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path
 
 /// nginx serving HTTPS (and HTTP/2 over TLS when `http2` is set).
 pub fn nginx_tls(http2: bool) -> Service {
-    let dir = TempDir::new("nginx-tls");
-    let port = free_port();
-    let root = dir.path();
-    fs::create_dir_all(root.join("www")).expect("www dir");
-    fs::write(root.join("www/index.html"), "<html><body>tracer test</body></html>\n").expect("index");
-    let (cert, key) = self_signed_cert(root);
-    let conf = format!(
-        r#"daemon off;
-master_process on;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
+    nginx_with("nginx-tls", 1, |root, port| {
+        let (cert, key) = self_signed_cert(root);
+        format!(
+            r#"    server {{
         listen 127.0.0.1:{port} ssl{h2};
         ssl_certificate {cert};
         ssl_certificate_key {key};
         root {root}/www;
         location = /hello {{ default_type text/plain; return 200 "hello\n"; }}
         location = /fail {{ return 503; }}
-    }}
-}}
-"#,
-        root = root.display(),
-        cert = cert.display(),
-        key = key.display(),
-        h2 = if http2 { " http2" } else { "" },
-    );
-    let conf_path = root.join("nginx.conf");
-    fs::write(&conf_path, conf).expect("nginx.conf");
-    let child = spawn_in_own_group(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(root)
-            .arg("-e")
-            .arg(root.join("error.log"))
-            .arg("-c")
-            .arg(&conf_path),
-    );
-    wait_for_port(port, Duration::from_secs(10));
-    Service { child, port, dir }
+    }}"#,
+            root = root.display(),
+            cert = cert.display(),
+            key = key.display(),
+            h2 = if http2 { " http2" } else { "" },
+        )
+    })
 }
 
 impl Service {
@@ -374,9 +356,6 @@ pub fn redis_tls() -> (Service, std::path::PathBuf) {
 /// `127.0.0.1:upstream`, over HTTP/1.1 with a keep-alive upstream pool, or
 /// over HTTP/1.0 with a fresh connection per request.
 pub fn nginx_proxy(upstream: u16, keepalive: bool) -> Service {
-    let dir = TempDir::new("nginx-proxy");
-    let port = free_port();
-    let root = dir.path();
     let (pool, proxy) = if keepalive {
         (
             format!("upstream app {{ server 127.0.0.1:{upstream}; keepalive 32; }}"),
@@ -385,43 +364,16 @@ pub fn nginx_proxy(upstream: u16, keepalive: bool) -> Service {
     } else {
         (String::new(), format!("proxy_pass http://127.0.0.1:{upstream};"))
     };
-    let conf = format!(
-        r#"daemon off;
-master_process on;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    keepalive_requests 1000000;
+    nginx_with("nginx-proxy", 1, |_, port| {
+        format!(
+            r#"    keepalive_requests 1000000;
     {pool}
     server {{
         listen 127.0.0.1:{port};
         location / {{ {proxy} }}
-    }}
-}}
-"#,
-        root = root.display(),
-    );
-    let conf_path = root.join("nginx.conf");
-    fs::write(&conf_path, conf).expect("nginx.conf");
-    let child = spawn_in_own_group(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(root)
-            .arg("-e")
-            .arg(root.join("error.log"))
-            .arg("-c")
-            .arg(&conf_path),
-    );
-    wait_for_port(port, Duration::from_secs(10));
-    Service { child, port, dir }
+    }}"#
+        )
+    })
 }
 
 /// A thread-per-connection Python HTTP/1.1 app (ThreadingHTTPServer): `GET
