@@ -1,9 +1,8 @@
 //! Payload syscalls: `sys_enter_*` remembers the arguments, `sys_exit_*`
 //! copies what moved if the syscall reached a traced IPv4/IPv6 socket.
 //!
-//! Every hook here is a `syscalls/sys_{enter,exit}_<name>` tracepoint; the
-//! argument offsets are those of `/sys/kernel/tracing/events/syscalls/*/format`
-//! (arguments from offset 16, 8 bytes each; `ret` at 16 on exit).
+//! Every hook here is a `syscalls/sys_{enter,exit}_<name>` tracepoint (record
+//! layout in [`crate::ctx`]).
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
@@ -15,8 +14,9 @@ use tracer_common::{
 };
 
 use crate::{
+    ctx::{syscall_arg, syscall_ret},
     emit::DataBuilder,
-    maps::{count, traced_current, InFlight, IN_FLIGHT},
+    maps::{count, finish_in_flight, in_flight_slot, traced_current},
     socket::{ensure_connection, Tracked},
     tls::note_socket_of_ssl_call,
 };
@@ -41,40 +41,34 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     if traced_current().is_none() {
         return;
     }
-    // SAFETY: offsets 16/24/32 are the first three syscall arguments.
-    let (fd, buf, count_arg) = unsafe {
-        (
-            ctx.read_at::<u64>(16).unwrap_or(u64::MAX),
-            ctx.read_at::<u64>(24).unwrap_or(0),
-            ctx.read_at::<u64>(32).unwrap_or(0),
-        )
-    };
-    let in_flight = InFlight {
-        buf,
-        sock: 0,
+    let Some(slot) = in_flight_slot(bpf_get_current_pid_tgid()) else { return };
+    // Only sends are stamped at entry (a request or response starts when
+    // the process hands it over); receives are stamped at exit.
+    let enter_ns = match syscall.direction() {
         // SAFETY: no preconditions.
-        enter_ns: unsafe { bpf_ktime_get_ns() },
-        fd: fd as u32,
-        count: count_arg as u32,
-        syscall: syscall as u8,
-        _pad: [0; 7],
+        Direction::Egress => unsafe { bpf_ktime_get_ns() },
+        Direction::Ingress => 0,
     };
-    if IN_FLIGHT.insert(&bpf_get_current_pid_tgid(), &in_flight, 0).is_err() {
-        count(Counter::InFlightFull);
+    // SAFETY: the slot belongs to the calling thread, which is running here.
+    // `in_tls_call` is left as the TLS hooks set it.
+    unsafe {
+        (*slot).fd = syscall_arg::<0>(ctx) as u32;
+        (*slot).buf = syscall_arg::<1>(ctx);
+        (*slot).count = syscall_arg::<2>(ctx) as u32;
+        (*slot).sock = 0;
+        (*slot).enter_ns = enter_ns;
+        (*slot).syscall = syscall as u8;
     }
 }
 
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: plain lookup; copied before removal.
-    let Some(in_flight) = (unsafe { IN_FLIGHT.get(&pid_tgid) }).copied() else { return };
-    let _ = IN_FLIGHT.remove(&pid_tgid);
+    let Some(in_flight) = finish_in_flight(pid_tgid) else { return };
     if in_flight.sock == 0 || in_flight.syscall != syscall as u8 {
         return; // not a socket (file, pipe, ...) or a mismatched pair
     }
-    // SAFETY: offset 16 holds `long ret`.
-    let Ok(ret) = (unsafe { ctx.read_at::<i64>(16) }) else { return };
+    let ret = syscall_ret(ctx);
     if ret <= 0 {
         return;
     }
@@ -85,7 +79,7 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         Tracked::Tls => return, // ciphertext: the TLS hooks emit the plaintext
         Tracked::Plain => {}
     }
-    if note_socket_of_ssl_call(pid_tgid, tgid, in_flight.fd, in_flight.sock) {
+    if in_flight.in_tls_call != 0 && note_socket_of_ssl_call(pid_tgid, tgid, in_flight.fd, in_flight.sock) {
         return;
     }
     let direction = syscall.direction();

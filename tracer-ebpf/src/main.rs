@@ -10,10 +10,13 @@
 //!
 //! One file per hook family: [`process`] (which processes are traced),
 //! [`socket`] (sock tp_btf hooks, connect/accept/close), [`data`] (payload
-//! syscalls), [`tls`] (OpenSSL uprobes: plaintext of TLS connections). [`emit`] assembles events; [`maps`] holds the shared state.
+//! syscalls), [`tls`] (OpenSSL uprobes: plaintext of TLS connections). [`emit`] assembles events; [`maps`] holds the shared state;
+//! [`ctx`] reads tracepoint records.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+#[cfg(target_arch = "bpf")]
+mod ctx;
 #[cfg(target_arch = "bpf")]
 mod data;
 #[cfg(target_arch = "bpf")]

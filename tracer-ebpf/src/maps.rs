@@ -27,7 +27,8 @@ pub static TRACED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TRACED_
 pub static TRACED_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> =
     HashMap::with_max_entries(MAX_COMMS, 0);
 
-/// A syscall between its entry and exit, keyed by `pid_tgid` (one per thread).
+/// The syscall a thread is in, keyed by `pid_tgid`: one slot per thread of
+/// a traced process, see [`in_flight_slot`].
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct InFlight {
@@ -39,16 +40,63 @@ pub struct InFlight {
     pub fd: u32,
     /// iovcnt or vlen, by syscall.
     pub count: u32,
-    /// `tracer_common::Syscall`, or [`SYSCALL_CONNECT`].
+    /// `tracer_common::Syscall`, [`SYSCALL_CONNECT`], or [`SYSCALL_NONE`]
+    /// between syscalls.
     pub syscall: u8,
-    pub _pad: [u8; 7],
+    /// Set while the thread is inside a hooked TLS library call, so a
+    /// syscall exit looks for that call only when there may be one.
+    pub in_tls_call: u8,
+    pub _pad: [u8; 6],
 }
 
 /// `InFlight::syscall` for connect, which carries no payload.
 pub const SYSCALL_CONNECT: u8 = 100;
+/// `InFlight::syscall` of a thread outside any hooked syscall.
+pub const SYSCALL_NONE: u8 = 0xff;
 
 #[map]
 pub static IN_FLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+
+/// The calling thread's in-flight slot, created on its first hooked call.
+///
+/// Slots are overwritten in place and kept between syscalls (a hash insert
+/// and delete per syscall cost several times a lookup); the thread's exit
+/// removes its slot (`sched_process_exit`).
+#[inline(always)]
+pub fn in_flight_slot(pid_tgid: u64) -> Option<*mut InFlight> {
+    if let Some(slot) = IN_FLIGHT.get_ptr_mut(&pid_tgid) {
+        return Some(slot);
+    }
+    let idle = InFlight {
+        buf: 0,
+        sock: 0,
+        enter_ns: 0,
+        fd: 0,
+        count: 0,
+        syscall: SYSCALL_NONE,
+        in_tls_call: 0,
+        _pad: [0; 6],
+    };
+    if IN_FLIGHT.insert(&pid_tgid, &idle, 0).is_err() {
+        count(Counter::InFlightFull);
+        return None;
+    }
+    IN_FLIGHT.get_ptr_mut(&pid_tgid)
+}
+
+/// Ends the calling thread's syscall: returns what its entry recorded, if
+/// the thread has a slot, and marks the slot idle.
+#[inline(always)]
+pub fn finish_in_flight(pid_tgid: u64) -> Option<InFlight> {
+    let slot = IN_FLIGHT.get_ptr_mut(&pid_tgid)?;
+    // SAFETY: the slot belongs to the calling thread, which is running here;
+    // only its own programs write it.
+    unsafe {
+        let in_flight = *slot;
+        (*slot).syscall = SYSCALL_NONE;
+        Some(in_flight)
+    }
+}
 
 /// What the kernel side remembers of a traced socket, keyed by `tgid << 32 | fd`.
 #[repr(C)]

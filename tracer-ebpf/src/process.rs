@@ -14,7 +14,7 @@ use tracer_common::{
 
 use crate::{
     emit::output_record,
-    maps::{config, count, TRACED_COMMS, TRACED_PIDS},
+    maps::{config, count, IN_FLIGHT, TRACED_COMMS, TRACED_PIDS},
 };
 
 /// tp_btf `sched_process_fork(struct task_struct *parent, struct task_struct *child)`,
@@ -83,6 +83,8 @@ pub fn tracer_process_exec(ctx: TracePointContext) -> u32 {
 pub fn tracer_process_exit(ctx: TracePointContext) -> u32 {
     let _ = ctx;
     let pid_tgid = bpf_get_current_pid_tgid();
+    // Threads of traced processes keep their in-flight slot until now.
+    let _ = IN_FLIGHT.remove(&pid_tgid);
     let tgid = (pid_tgid >> 32) as u32;
     if tgid != pid_tgid as u32 {
         return 0;

@@ -12,7 +12,11 @@ use tracer_common::{
 
 use crate::{
     emit::output_record,
-    maps::{config, count, socket_key, traced_current, InFlight, SocketState, IN_FLIGHT, SOCKETS, SYSCALL_CONNECT},
+    ctx::{syscall_arg, syscall_ret},
+    maps::{
+        config, count, finish_in_flight, in_flight_slot, socket_key, traced_current, SocketState, IN_FLIGHT,
+        SOCKETS, SYSCALL_CONNECT,
+    },
 };
 
 /// `-EINPROGRESS`: a non-blocking connect under way counts as connected.
@@ -50,19 +54,12 @@ fn mark_socket(ctx: &BtfTracePointContext) {
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn tracer_enter_connect(ctx: TracePointContext) -> u32 {
     let Some(_) = traced_current() else { return 0 };
-    // SAFETY: offset 16 holds the first syscall argument in every sys_enter format.
-    let Ok(fd) = (unsafe { ctx.read_at::<u64>(16) }) else { return 0 };
-    let in_flight = InFlight {
-        buf: 0,
-        sock: 0,
-        enter_ns: 0,
-        fd: fd as u32,
-        count: 0,
-        syscall: SYSCALL_CONNECT,
-        _pad: [0; 7],
-    };
-    if IN_FLIGHT.insert(&bpf_get_current_pid_tgid(), &in_flight, 0).is_err() {
-        count(Counter::InFlightFull);
+    let Some(slot) = in_flight_slot(bpf_get_current_pid_tgid()) else { return 0 };
+    // SAFETY: the slot belongs to the calling thread, which is running here.
+    unsafe {
+        (*slot).fd = syscall_arg::<0>(&ctx) as u32;
+        (*slot).sock = 0;
+        (*slot).syscall = SYSCALL_CONNECT;
     }
     0
 }
@@ -71,14 +68,11 @@ pub fn tracer_enter_connect(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn tracer_exit_connect(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: plain lookup; the value is copied out before removal.
-    let Some(in_flight) = (unsafe { IN_FLIGHT.get(&pid_tgid) }).copied() else { return 0 };
-    let _ = IN_FLIGHT.remove(&pid_tgid);
+    let Some(in_flight) = finish_in_flight(pid_tgid) else { return 0 };
     if in_flight.syscall != SYSCALL_CONNECT {
         return 0;
     }
-    // SAFETY: offset 16 holds `long ret` in every sys_exit format.
-    let Ok(ret) = (unsafe { ctx.read_at::<i64>(16) }) else { return 0 };
+    let ret = syscall_ret(&ctx);
     if ret == 0 || ret == EINPROGRESS {
         remember_role((pid_tgid >> 32) as u32, in_flight.fd, Role::Client);
     }
@@ -102,8 +96,7 @@ pub fn tracer_exit_accept(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn on_accept(ctx: &TracePointContext) {
     let Some((tgid, _)) = traced_current() else { return };
-    // SAFETY: offset 16 holds `long ret` in every sys_exit format.
-    let Ok(ret) = (unsafe { ctx.read_at::<i64>(16) }) else { return };
+    let ret = syscall_ret(ctx);
     if ret >= 0 {
         remember_role(tgid, ret as u32, Role::Server);
     }
@@ -121,9 +114,7 @@ fn remember_role(tgid: u32, fd: u32, role: Role) {
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn tracer_enter_close(ctx: TracePointContext) -> u32 {
     let Some((tgid, tid)) = traced_current() else { return 0 };
-    // SAFETY: offset 16 holds the first syscall argument.
-    let Ok(fd) = (unsafe { ctx.read_at::<u64>(16) }) else { return 0 };
-    let fd = fd as u32;
+    let fd = syscall_arg::<0>(&ctx) as u32;
     let key = socket_key(tgid, fd);
     // SAFETY: plain lookup; copied before removal.
     let Some(state) = (unsafe { SOCKETS.get(&key) }).copied() else { return 0 };

@@ -15,7 +15,7 @@ use tracer_common::{maps::Counter, DataEvent, Direction, EventKind, Syscall, DAT
 
 use crate::{
     data::emit_flat,
-    maps::{count, traced_current, SslCall, SslSocket, SSL_IN_FLIGHT, SSL_SOCKETS},
+    maps::{count, in_flight_slot, traced_current, SslCall, SslSocket, SSL_IN_FLIGHT, SSL_SOCKETS},
     socket::{ensure_connection, mark_tls, Tracked},
 };
 
@@ -65,8 +65,20 @@ fn enter(ctx: &ProbeContext, syscall: Syscall, ex: bool) {
         syscall: syscall as u8,
         _pad: [0; 3],
     };
-    if SSL_IN_FLIGHT.insert(&bpf_get_current_pid_tgid(), &call, 0).is_err() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if SSL_IN_FLIGHT.insert(&pid_tgid, &call, 0).is_err() {
         count(Counter::InFlightFull);
+        return;
+    }
+    set_in_tls_call(pid_tgid, 1);
+}
+
+/// Tells the thread's socket syscalls whether they run inside a TLS call.
+#[inline(always)]
+fn set_in_tls_call(pid_tgid: u64, inside: u8) {
+    if let Some(slot) = in_flight_slot(pid_tgid) {
+        // SAFETY: the slot belongs to the calling thread, which is running here.
+        unsafe { (*slot).in_tls_call = inside };
     }
 }
 
@@ -77,6 +89,7 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
     // SAFETY: plain lookup; copied before removal.
     let Some(call) = (unsafe { SSL_IN_FLIGHT.get(&pid_tgid) }).copied() else { return 0 };
     let _ = SSL_IN_FLIGHT.remove(&pid_tgid);
+    set_in_tls_call(pid_tgid, 0);
     let ret: i64 = ctx.ret::<i32>() as i64;
     if ret <= 0 {
         return 0;
