@@ -112,6 +112,7 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         ring_buffer_bytes: args.ring_buffer_mib * 1024 * 1024,
         wakeup_bytes: WAKEUP_BYTES,
     })?;
+    return_freed_heap();
     let ring = kernel.take_events()?;
     let mut ring = EventRing::new(ring, POLL_INTERVAL).context("watching the ring buffer")?;
     // Names first, then the scan: a process exec'd in between is caught by
@@ -251,6 +252,17 @@ fn drain(ring: &mut EventRing, pipeline: &mut Pipeline, sinks: &Sinks) {
         if handled < DRAIN_BATCH {
             break;
         }
+    }
+}
+
+/// Loading parses the kernel's BTF (several MiB, tens of MiB of heap while
+/// parsing); glibc keeps that freed heap mapped unless asked to return it,
+/// and it would count in the tracer's RSS for the whole run.
+fn return_freed_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory back to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

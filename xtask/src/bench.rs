@@ -101,7 +101,7 @@ fn spawn_group(cmd: &mut Command) -> Result<Group> {
 /// Whatever watches the service during one run.
 enum Observer {
     None,
-    Tracer { child: Child, spans: Arc<AtomicU64>, reader: thread::JoinHandle<()>, rss_peak_kib: Arc<AtomicU64> },
+    Tracer { child: Child, stderr: thread::JoinHandle<Vec<String>>, span_name: String, rss_peak_kib: Arc<AtomicU64> },
     Bpftrace(Child),
 }
 
@@ -110,9 +110,12 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
         Mode::Untraced => Ok(Observer::None),
         Mode::Tracer => {
             let pid_list = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            // Spans are encoded as JSON lines like a user's stdout sink would,
+            // but not read back here: a reader would compete for the same cores.
+            // They are counted from the tracer's exit summary instead.
             let mut child = Command::new(tracer_binary())
                 .args(["--pid", &pid_list, "--output", "json"])
-                .stdout(Stdio::piped())
+                .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
                 .context("starting the tracer")?;
@@ -125,18 +128,7 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
                     _ => bail!("tracer exited before attaching"),
                 }
             }
-            thread::spawn(move || for _ in lines {});
-            let stdout = child.stdout.take().ok_or_else(|| anyhow!("no tracer stdout"))?;
-            let spans = Arc::new(AtomicU64::new(0));
-            let counted = spans.clone();
-            let needle = format!("\"name\":\"{span_name}\"");
-            let reader = thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if line.contains(&needle) {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            });
+            let stderr = thread::spawn(move || lines.map_while(Result::ok).collect());
             let rss_peak_kib = Arc::new(AtomicU64::new(0));
             let peak = rss_peak_kib.clone();
             let tracer_pid = child.id();
@@ -146,7 +138,7 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
                     thread::sleep(Duration::from_millis(200));
                 }
             });
-            Ok(Observer::Tracer { child, spans, reader, rss_peak_kib })
+            Ok(Observer::Tracer { child, stderr, span_name: span_name.to_string(), rss_peak_kib })
         }
         Mode::Bpftrace => {
             let filter = pids.iter().map(|p| format!("pid == {p}")).collect::<Vec<_>>().join(" || ");
@@ -186,14 +178,35 @@ fn stop_observer(observer: Observer) -> Result<Option<(u64, u64)>> {
             let _ = child.wait();
             Ok(None)
         }
-        Observer::Tracer { mut child, spans, reader, rss_peak_kib } => {
+        Observer::Tracer { mut child, stderr, span_name, rss_peak_kib } => {
             thread::sleep(Duration::from_millis(500));
             let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
             child.wait().context("waiting for the tracer")?;
-            let _ = reader.join();
-            Ok(Some((spans.load(Ordering::Relaxed), rss_peak_kib.load(Ordering::Relaxed))))
+            let lines = stderr.join().map_err(|_| anyhow!("tracer stderr reader panicked"))?;
+            let spans = server_spans_named(&lines, &span_name)
+                .ok_or_else(|| anyhow!("no `server {span_name}` row in the tracer's exit summary: {lines:?}"))?;
+            Ok(Some((spans, rss_peak_kib.load(Ordering::Relaxed))))
         }
     }
+}
+
+/// The count of the exit summary's latency-table row for server spans named
+/// `name`, e.g. `nginx  server  GET /hello  155380  0  0.0%  3.6µs ...`,
+/// less any the sinks dropped (`N spans dropped by sinks` in the last line).
+fn server_spans_named(lines: &[String], name: &str) -> Option<u64> {
+    let needle = format!(" server  {name} ");
+    let row = lines.iter().find(|l| l.contains(&needle))?;
+    let after = &row[row.find(&needle)? + needle.len()..];
+    let spans: u64 = after.split_whitespace().next()?.parse().ok()?;
+    let dropped: u64 = lines
+        .iter()
+        .rev()
+        .find_map(|l| {
+            let end = l.find(" spans dropped by sinks")?;
+            l[..end].rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or(0);
+    Some(spans.saturating_sub(dropped))
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
