@@ -46,7 +46,7 @@ impl Serialize for JsonAttributes<'_> {
         let mut map = serializer.serialize_map(Some(self.0.attributes.len()))?;
         for (key, value) in &self.0.attributes {
             match value {
-                AttrValue::Str(v) => map.serialize_entry(key, v)?,
+                AttrValue::Str(v) => map.serialize_entry(key, v.as_str())?,
                 AttrValue::Int(v) => map.serialize_entry(key, v)?,
                 AttrValue::Bool(v) => map.serialize_entry(key, v)?,
             }

@@ -1,9 +1,10 @@
 //! Message heads (start line and header block): collecting their bytes
 //! across reads, and reading what the parser needs out of them.
 
-use crate::protocols::TraceContext;
+use crate::protocols::{SharedStr, TraceContext};
 
 use super::body::BodyKind;
+use super::exchange::standard_method;
 use super::target::split_target;
 use super::traceparent::trace_context;
 
@@ -111,7 +112,8 @@ pub(super) enum Parsed<T> {
 /// trace context are never kept: they may carry credentials.
 #[derive(Debug, PartialEq)]
 pub(super) struct RequestHead {
-    pub method: String,
+    /// A standard method is held as a constant: no copy per request.
+    pub method: SharedStr,
     pub path: Option<String>,
     /// Kept only when queries may be shown.
     pub query: Option<String>,
@@ -161,7 +163,8 @@ pub(super) fn parse_request(bytes: &[u8], keep_query: bool) -> Parsed<RequestHea
     };
     let parts = split_target(target, method == "CONNECT");
     Parsed::Complete(RequestHead {
-        method: method.to_owned(),
+        method: standard_method(method)
+            .map_or_else(|| SharedStr::Owned(method.to_owned()), SharedStr::Static),
         path: parts.path.map(str::to_owned),
         query: parts.query.filter(|_| keep_query).map(str::to_owned),
         version,
