@@ -147,6 +147,11 @@ impl From<bool> for AttrValue {
 /// Span attributes, keyed by OpenTelemetry semantic-convention names.
 pub type Attributes = Vec<(&'static str, AttrValue)>;
 
+/// Room for the attributes the span stage adds to a parser's (addresses,
+/// ports, TLS, a missing response): a parser that sizes its vector for its
+/// own attributes plus these spares the span stage a reallocation.
+pub const SPAN_ATTRIBUTES: usize = 7;
+
 /// Who was at fault when an exchange failed; the span stage maps it to a
 /// status by span kind (e.g. HTTP 4xx is an error on a client span only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Turning a paired request and response into an [`Exchange`].
 
-use crate::protocols::{AttrValue, Attributes, Exchange, Fault, Protocol};
+use crate::protocols::{AttrValue, Attributes, Exchange, Fault, Protocol, SPAN_ATTRIBUTES};
 
 use super::head::RequestHead;
 
@@ -55,7 +55,7 @@ pub(super) fn build_exchange(
         }
         None => method.to_string(),
     };
-    let mut attributes: Attributes = Vec::with_capacity(9);
+    let mut attributes: Attributes = Vec::with_capacity(9 + SPAN_ATTRIBUTES);
     if STANDARD_METHODS.contains(&method.as_str()) {
         attributes.push(("http.request.method", AttrValue::Str(method)));
     } else {
