@@ -4,12 +4,18 @@
 //! The records are built exactly as the kernel writes them, carrying a curl
 //! request and an nginx response as they crossed the wire, on 64 keep-alive
 //! connections in turn.
+//!
+//! `pipeline_throughput [ROUNDS] [json]`: with `json`, every span is also
+//! encoded as the stdout JSON sink encodes it (into a reused buffer, not
+//! written anywhere), so the sink's encoding cost is the difference between
+//! a run with and one without it (e.g. in instructions under callgrind).
 
 use std::time::Instant;
 
 use tracer::linking::LinkConfig;
 use tracer::pipeline::{Pipeline, PipelineConfig};
 use tracer::protocols::{ParserOptions, Protocol};
+use tracer::sinks::write_json_line;
 use tracer_common::{ConnEvent, DataEvent, Direction, EventKind, Role, Syscall, AF_INET, IPPROTO_TCP};
 
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
@@ -82,6 +88,10 @@ fn main() {
         })
         .collect();
     let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let json = std::env::args().nth(2).as_deref() == Some("json");
+    // As the stdout sink does: one buffer reused for every line.
+    let mut line = Vec::with_capacity(512);
+    let mut json_bytes = 0u64;
     let started = Instant::now();
     let mut spans = 0u64;
     for _ in 0..rounds {
@@ -90,6 +100,13 @@ fn main() {
         }
         if let Some(batch) = pipeline.take_batch() {
             spans += batch.len() as u64;
+            if json {
+                for span in batch.iter() {
+                    line.clear();
+                    write_json_line(&mut line, span);
+                    json_bytes += line.len() as u64;
+                }
+            }
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -101,5 +118,8 @@ fn main() {
         records / elapsed,
         spans as f64 / elapsed
     );
+    if json {
+        println!("\njson: {json_bytes} bytes, {:.0} bytes/span", json_bytes as f64 / spans.max(1) as f64);
+    }
     assert_eq!(spans, u64::from(CONNECTIONS) * rounds as u64, "every request became a span");
 }

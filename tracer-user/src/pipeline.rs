@@ -159,11 +159,14 @@ impl Pipeline {
         };
         let ctx = self.context(&origin, pid, tid);
         let now_ns = clock::monotonic_ns();
-        let exchanges = std::mem::take(&mut self.parsed.exchanges);
-        for (i, exchange) in exchanges.into_iter().enumerate() {
+        // Taken out to be drained, then put back: its room is reused by
+        // the next record instead of allocated anew.
+        let mut exchanges = std::mem::take(&mut self.parsed.exchanges);
+        for (i, exchange) in exchanges.drain(..).enumerate() {
             let span = self.span(exchange, &ctx, &origin, i as u64);
             self.linker.push(span, now_ns, &self.connections, &mut self.ready);
         }
+        self.parsed.exchanges = exchanges;
     }
 
     /// The `nth` exchange completed by one call on `origin`'s connection.

@@ -12,7 +12,10 @@ mod addr;
 mod peers;
 mod requests;
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::net::SocketAddr;
+
+// Looked up on every record: seeded foldhash, much cheaper than SipHash.
+use foldhash::HashMap;
 
 use tracer_common::{ConnEvent, DataEvent, Direction, Role, DATA_FLAG_TLS, DATA_FLAG_TRUNCATED, IPPROTO_UDP};
 
@@ -158,7 +161,7 @@ pub struct ConnectionTable {
 impl ConnectionTable {
     pub fn new(enabled: Vec<Protocol>, options: ParserOptions, max_connections: usize) -> Self {
         ConnectionTable {
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             enabled,
             options,
             max_connections,

@@ -2,7 +2,10 @@
 //! end of its connection is a socket the tracer sees too (and so whether a
 //! client span may still come to be its parent).
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::net::SocketAddr;
+
+// Keyed by addresses peers choose: foldhash is seeded per process.
+use foldhash::HashMap;
 
 use super::ConnKey;
 

@@ -2,10 +2,11 @@
 //! addresses). Ids are filed and removed mostly in arrival order, so each
 //! list is a queue and removal is usually a pop from its front.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    hash::Hash,
-};
+use std::{collections::VecDeque, hash::Hash};
+
+// Looked up several times per span; keys include peer-chosen addresses, so
+// a seeded hasher, but a much cheaper one than std's SipHash.
+use foldhash::HashMap;
 
 use super::store::NodeId;
 
@@ -16,7 +17,7 @@ pub struct MultiIndex<K> {
 impl<K> Default for MultiIndex<K> {
     fn default() -> Self {
         MultiIndex {
-            map: HashMap::new(),
+            map: HashMap::default(),
         }
     }
 }

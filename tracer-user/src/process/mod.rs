@@ -84,7 +84,8 @@ fn truncated_comm(name: &str) -> &[u8] {
 /// Names of traced processes, shared by every span of a process.
 #[derive(Default)]
 pub struct ProcessNames {
-    names: HashMap<u32, Arc<str>>,
+    /// Looked up once per span.
+    names: foldhash::HashMap<u32, Arc<str>>,
 }
 
 impl ProcessNames {

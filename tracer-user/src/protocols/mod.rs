@@ -13,9 +13,11 @@ pub mod mysql;
 pub mod postgresql;
 pub mod redis;
 mod registry;
+mod shared_str;
 pub mod sql;
 
 pub use registry::{default_enabled, detect, new_parser, Transport};
+pub use shared_str::SharedStr;
 
 use std::fmt;
 
@@ -89,19 +91,31 @@ impl fmt::Display for Protocol {
 /// A span attribute value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
-    Str(String),
+    Str(SharedStr),
     Int(i64),
     Bool(bool),
 }
 
+impl AttrValue {
+    /// A fixed word, shared rather than copied into every span.
+    pub const fn fixed(v: &'static str) -> Self {
+        AttrValue::Str(SharedStr::Static(v))
+    }
+}
+
 impl From<String> for AttrValue {
     fn from(v: String) -> Self {
-        AttrValue::Str(v)
+        AttrValue::Str(SharedStr::Owned(v))
     }
 }
 impl From<&str> for AttrValue {
     fn from(v: &str) -> Self {
-        AttrValue::Str(v.to_owned())
+        AttrValue::Str(SharedStr::Owned(v.to_owned()))
+    }
+}
+impl From<SharedStr> for AttrValue {
+    fn from(v: SharedStr) -> Self {
+        AttrValue::Str(v)
     }
 }
 impl From<i64> for AttrValue {
@@ -132,6 +146,11 @@ impl From<bool> for AttrValue {
 
 /// Span attributes, keyed by OpenTelemetry semantic-convention names.
 pub type Attributes = Vec<(&'static str, AttrValue)>;
+
+/// Room for the attributes the span stage adds to a parser's (addresses,
+/// ports, TLS, a missing response): a parser that sizes its vector for its
+/// own attributes plus these spares the span stage a reallocation.
+pub const SPAN_ATTRIBUTES: usize = 7;
 
 /// Who was at fault when an exchange failed; the span stage maps it to a
 /// status by span kind (e.g. HTTP 4xx is an error on a client span only).

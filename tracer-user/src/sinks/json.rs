@@ -1,58 +1,139 @@
 //! One JSON object per span per line: the contract later sinks and tests
 //! build on.
+//!
+//! Written straight into the caller's buffer, field by field, in the order
+//! and with the escaping serde_json used to produce (the tests compare the
+//! two byte for byte): serialising through serde cost an allocation per id
+//! and several per span, on every span the tracer emits.
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
-
-use crate::{protocols::AttrValue, spans::Span};
+use crate::{
+    protocols::AttrValue,
+    spans::{Span, SpanId, SpanKind, SpanStatus},
+};
 
 /// Appends `span` as one JSON line to `out`.
 pub fn write_json_line(out: &mut Vec<u8>, span: &Span) {
-    // Serialising plain strings and numbers into a Vec cannot fail.
-    if serde_json::to_writer(&mut *out, &JsonSpan(span)).is_ok() {
-        out.push(b'\n');
+    // Most lines are a few hundred bytes: one reservation, not many.
+    out.reserve(512);
+    out.extend_from_slice(b"{\"trace_id\":\"");
+    push_hex(out, &span.trace_id.0);
+    out.extend_from_slice(b"\",\"span_id\":\"");
+    push_hex(out, &span.span_id.0);
+    match span.parent_span_id {
+        Some(SpanId(id)) => {
+            out.extend_from_slice(b"\",\"parent_span_id\":\"");
+            push_hex(out, &id);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"\",\"parent_span_id\":null"),
     }
+    if let Some(state) = &span.tracestate {
+        out.extend_from_slice(b",\"tracestate\":");
+        push_str(out, state);
+    }
+    out.extend_from_slice(b",\"name\":");
+    push_str(out, &span.name);
+    // Both are fixed words: written with their keys in one go.
+    out.extend_from_slice(match (span.kind, span.status) {
+        (SpanKind::Server, SpanStatus::Ok) => b",\"kind\":\"server\",\"status\":\"ok\"",
+        (SpanKind::Server, SpanStatus::Error) => b",\"kind\":\"server\",\"status\":\"error\"",
+        (SpanKind::Client, SpanStatus::Ok) => b",\"kind\":\"client\",\"status\":\"ok\"",
+        (SpanKind::Client, SpanStatus::Error) => b",\"kind\":\"client\",\"status\":\"error\"",
+    });
+    out.extend_from_slice(b",\"start_time_unix_nano\":");
+    push_int(out, span.start_time_unix_nano);
+    out.extend_from_slice(b",\"end_time_unix_nano\":");
+    push_int(out, span.end_time_unix_nano);
+    out.extend_from_slice(b",\"duration_ns\":");
+    push_int(out, span.duration_ns());
+    out.extend_from_slice(b",\"pid\":");
+    push_int(out, span.pid);
+    out.extend_from_slice(b",\"tid\":");
+    push_int(out, span.tid);
+    out.extend_from_slice(b",\"process\":");
+    push_str(out, &span.process);
+    out.extend_from_slice(b",\"protocol\":");
+    push_str(out, span.protocol.as_str());
+    out.extend_from_slice(b",\"attributes\":{");
+    for (i, (key, value)) in span.attributes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_str(out, key);
+        out.push(b':');
+        match value {
+            AttrValue::Str(v) => push_str(out, v),
+            AttrValue::Int(v) => push_int(out, *v),
+            AttrValue::Bool(true) => out.extend_from_slice(b"true"),
+            AttrValue::Bool(false) => out.extend_from_slice(b"false"),
+        }
+    }
+    out.extend_from_slice(b"}}\n");
 }
 
-struct JsonSpan<'a>(&'a Span);
-struct JsonAttributes<'a>(&'a Span);
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-impl Serialize for JsonSpan<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let span = self.0;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("trace_id", &span.trace_id.to_string())?;
-        map.serialize_entry("span_id", &span.span_id.to_string())?;
-        map.serialize_entry("parent_span_id", &span.parent_span_id.map(|id| id.to_string()))?;
-        if let Some(state) = &span.tracestate {
-            map.serialize_entry("tracestate", state)?;
-        }
-        map.serialize_entry("name", &span.name)?;
-        map.serialize_entry("kind", span.kind.as_str())?;
-        map.serialize_entry("status", span.status.as_str())?;
-        map.serialize_entry("start_time_unix_nano", &span.start_time_unix_nano)?;
-        map.serialize_entry("end_time_unix_nano", &span.end_time_unix_nano)?;
-        map.serialize_entry("duration_ns", &span.duration_ns())?;
-        map.serialize_entry("pid", &span.pid)?;
-        map.serialize_entry("tid", &span.tid)?;
-        map.serialize_entry("process", &*span.process)?;
-        map.serialize_entry("protocol", span.protocol.as_str())?;
-        map.serialize_entry("attributes", &JsonAttributes(span))?;
-        map.end()
+/// Lower-case hex of an id (at most 16 bytes), as the ids' `Display`
+/// writes them.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut hex = [0u8; 32];
+    for (pair, &b) in hex.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_DIGITS[usize::from(b >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(b & 0xf)];
     }
+    out.extend_from_slice(hex.get(..bytes.len() * 2).unwrap_or_default());
 }
 
-impl Serialize for JsonAttributes<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.attributes.len()))?;
-        for (key, value) in &self.0.attributes {
-            match value {
-                AttrValue::Str(v) => map.serialize_entry(key, v)?,
-                AttrValue::Int(v) => map.serialize_entry(key, v)?,
-                AttrValue::Bool(v) => map.serialize_entry(key, v)?,
-            }
-        }
-        map.end()
+fn push_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Whether serde_json escapes this byte in a string.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// A JSON string as serde_json writes one: `"`, backslash and the control
+/// characters escaped (the common ones as `\n`-style, the others as
+/// `\u00xx`), everything else (DEL, non-ASCII) as is.
+fn push_str(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    out.push(b'"');
+    // Almost no text needs escaping: check all of it at once (a loop
+    // without early exit, which the compiler vectorises), then copy it.
+    if bytes.iter().fold(false, |any, &b| any | needs_escape(b)) {
+        push_escaped(out, bytes);
+    } else {
+        out.extend_from_slice(bytes);
     }
+    out.push(b'"');
+}
+
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !needs_escape(b) {
+            continue;
+        }
+        out.extend_from_slice(bytes.get(run_start..i).unwrap_or_default());
+        run_start = i + 1;
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x09 => b't',
+            0x0a => b'n',
+            0x0c => b'f',
+            0x0d => b'r',
+            _ => b'u',
+        };
+        out.push(b'\\');
+        out.push(short);
+        if short == b'u' {
+            out.extend_from_slice(&[b'0', b'0', HEX_DIGITS[usize::from(b >> 4)], HEX_DIGITS[usize::from(b & 0xf)]]);
+        }
+    }
+    out.extend_from_slice(bytes.get(run_start..).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -112,5 +193,120 @@ pub(crate) mod tests {
         assert_eq!(value["protocol"], "http");
         assert_eq!(value["attributes"]["http.response.status_code"], 200);
         assert_eq!(value["attributes"]["server.port"], 8080);
+    }
+
+    /// The serde_json serialisation the sink used before it wrote JSON by
+    /// hand: its output is the contract, byte for byte.
+    mod reference {
+        use serde::ser::{Serialize, SerializeMap, Serializer};
+
+        use crate::{protocols::AttrValue, spans::Span};
+
+        pub fn write_json_line(out: &mut Vec<u8>, span: &Span) {
+            serde_json::to_writer(&mut *out, &JsonSpan(span)).unwrap();
+            out.push(b'\n');
+        }
+
+        struct JsonSpan<'a>(&'a Span);
+        struct JsonAttributes<'a>(&'a Span);
+
+        impl Serialize for JsonSpan<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let span = self.0;
+                let mut map = serializer.serialize_map(None)?;
+                map.serialize_entry("trace_id", &span.trace_id.to_string())?;
+                map.serialize_entry("span_id", &span.span_id.to_string())?;
+                map.serialize_entry("parent_span_id", &span.parent_span_id.map(|id| id.to_string()))?;
+                if let Some(state) = &span.tracestate {
+                    map.serialize_entry("tracestate", state)?;
+                }
+                map.serialize_entry("name", &span.name)?;
+                map.serialize_entry("kind", span.kind.as_str())?;
+                map.serialize_entry("status", span.status.as_str())?;
+                map.serialize_entry("start_time_unix_nano", &span.start_time_unix_nano)?;
+                map.serialize_entry("end_time_unix_nano", &span.end_time_unix_nano)?;
+                map.serialize_entry("duration_ns", &span.duration_ns())?;
+                map.serialize_entry("pid", &span.pid)?;
+                map.serialize_entry("tid", &span.tid)?;
+                map.serialize_entry("process", &*span.process)?;
+                map.serialize_entry("protocol", span.protocol.as_str())?;
+                map.serialize_entry("attributes", &JsonAttributes(span))?;
+                map.end()
+            }
+        }
+
+        impl Serialize for JsonAttributes<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.attributes.len()))?;
+                for (key, value) in &self.0.attributes {
+                    match value {
+                        AttrValue::Str(v) => map.serialize_entry(key, v.as_str())?,
+                        AttrValue::Int(v) => map.serialize_entry(key, v)?,
+                        AttrValue::Bool(v) => map.serialize_entry(key, v)?,
+                    }
+                }
+                map.end()
+            }
+        }
+    }
+
+    fn assert_same_as_reference(span: &Span) {
+        let mut ours = b"kept\n".to_vec();
+        write_json_line(&mut ours, span);
+        let mut theirs = b"kept\n".to_vec();
+        reference::write_json_line(&mut theirs, span);
+        assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn byte_for_byte_what_serde_json_wrote() {
+        assert_same_as_reference(&sample_span());
+
+        // Every byte that may need escaping, in every field that is text.
+        let mut awkward: String = (0u8..=0x7f).map(char::from).collect();
+        awkward.push_str("é€😀\u{2028}\u{fffd}\\\"end");
+        let mut span = sample_span();
+        span.parent_span_id = Some(SpanId([0, 0xff, 0x10, 0x0a, 0, 0, 0, 1]));
+        span.trace_id = TraceId([0x00, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xf0, 0, 0, 0, 0, 0, 0x0f]);
+        span.tracestate = Some(format!("vendor={awkward}"));
+        span.name = awkward.clone();
+        span.kind = SpanKind::Client;
+        span.status = SpanStatus::Error;
+        span.start_time_unix_nano = u64::MAX;
+        span.end_time_unix_nano = 0;
+        span.pid = u32::MAX;
+        span.tid = 0;
+        span.process = Arc::from(awkward.as_str());
+        span.protocol = Protocol::Postgresql;
+        span.attributes = vec![
+            ("db.query.text", AttrValue::from(awkward.as_str())),
+            ("key\twith\"odd\\chars", AttrValue::fixed("")),
+            ("neg", AttrValue::Int(i64::MIN)),
+            ("max", AttrValue::Int(i64::MAX)),
+            ("zero", AttrValue::Int(0)),
+            ("yes", AttrValue::Bool(true)),
+            ("no", AttrValue::Bool(false)),
+            ("shared", AttrValue::Str(crate::protocols::SharedStr::Shared(Arc::from("::1")))),
+            ("dup", AttrValue::Int(1)),
+            ("dup", AttrValue::Int(2)),
+        ];
+        assert_same_as_reference(&span);
+
+        span.attributes.clear();
+        span.tracestate = Some(String::new());
+        span.name = String::new();
+        assert_same_as_reference(&span);
+
+        for protocol in Protocol::ALL {
+            span.protocol = protocol;
+            assert_same_as_reference(&span);
+        }
+        // Each control byte alone, at the start, middle and end.
+        for b in 0u8..0x20 {
+            let c = char::from(b);
+            span.name = format!("{c}a{c}b{c}");
+            assert_same_as_reference(&span);
+        }
     }
 }

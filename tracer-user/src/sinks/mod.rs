@@ -248,24 +248,33 @@ impl Sinks {
     }
 }
 
+/// Bytes of stdout lines written at once (whole lines only).
+const STDOUT_CHUNK: usize = 64 * 1024;
+
 /// A sink writing one line per span to stdout; `None` for `--output none`.
 pub fn stdout_sink(format: OutputFormat, capacity: usize) -> std::io::Result<Option<SinkHandle>> {
     if format == OutputFormat::None {
         return Ok(None);
     }
-    let mut line = Vec::with_capacity(512);
+    // Lines are gathered and written a chunk at a time: stdout is line
+    // buffered, so writing each line on its own cost a write(2) per span.
+    let mut lines = Vec::with_capacity(STDOUT_CHUNK + 1024);
     let sink = SinkHandle::spawn_blocking(format.name(), capacity, move |spans| {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
+        lines.clear();
         for span in spans {
-            line.clear();
             match format {
-                OutputFormat::Text => write_text_line(&mut line, span),
-                OutputFormat::Json => write_json_line(&mut line, span),
+                OutputFormat::Text => write_text_line(&mut lines, span),
+                OutputFormat::Json => write_json_line(&mut lines, span),
                 OutputFormat::None => {}
             }
-            out.write_all(&line)?;
+            if lines.len() >= STDOUT_CHUNK {
+                out.write_all(&lines)?;
+                lines.clear();
+            }
         }
+        out.write_all(&lines)?;
         out.flush()
     })?;
     Ok(Some(sink.unreported()))

@@ -78,7 +78,7 @@ fn endpoint(span: &Span, address: &str, port: &str) -> Option<String> {
     };
     let port = match span.attribute(port) {
         Some(AttrValue::Int(port)) => *port,
-        _ => return Some(address.clone()),
+        _ => return Some(address.to_string()),
     };
     Some(if address.contains(':') {
         format!("[{address}]:{port}")

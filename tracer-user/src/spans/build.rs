@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{LinkKeys, Span, SpanId, SpanKind, SpanStatus, TraceId};
+use super::{addr_text::AddrText, LinkKeys, Span, SpanId, SpanKind, SpanStatus, TraceId};
 use crate::protocols::{AttrValue, Exchange, Fault};
 
 /// Where an exchange happened: what the connection layer knows about it.
@@ -24,6 +24,7 @@ pub struct SpanBuilder {
     rng: fastrand::Rng,
     /// CLOCK_REALTIME - CLOCK_MONOTONIC, read once at start.
     wall_offset_ns: i128,
+    addresses: AddrText,
 }
 
 impl SpanBuilder {
@@ -31,6 +32,7 @@ impl SpanBuilder {
         SpanBuilder {
             rng: fastrand::Rng::new(),
             wall_offset_ns,
+            addresses: AddrText::default(),
         }
     }
 
@@ -58,16 +60,16 @@ impl SpanBuilder {
             SpanKind::Client => (ctx.remote, ctx.local),
         };
         if let Some(addr) = server {
-            attributes.push(("server.address", AttrValue::Str(addr.ip().to_string())));
+            attributes.push(("server.address", AttrValue::Str(self.addresses.get(addr.ip()))));
             attributes.push(("server.port", AttrValue::Int(i64::from(addr.port()))));
         }
         if let Some(addr) = client {
-            attributes.push(("client.address", AttrValue::Str(addr.ip().to_string())));
+            attributes.push(("client.address", AttrValue::Str(self.addresses.get(addr.ip()))));
             attributes.push(("client.port", AttrValue::Int(i64::from(addr.port()))));
         }
         if ctx.tls {
-            attributes.push(("tls.protocol.name", AttrValue::Str("tls".to_owned())));
-            attributes.push(("tracer.tls.library", AttrValue::Str("openssl".to_owned())));
+            attributes.push(("tls.protocol.name", AttrValue::fixed("tls")));
+            attributes.push(("tracer.tls.library", AttrValue::fixed("openssl")));
         }
         if exchange.incomplete {
             attributes.push(("tracer.response.missing", AttrValue::Bool(true)));

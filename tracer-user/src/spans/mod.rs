@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::protocols::{AttrValue, Attributes, Protocol};
 
+mod addr_text;
 mod build;
 mod ids;
 mod link;

@@ -1,6 +1,6 @@
 //! Turning a paired request and response into an [`Exchange`].
 
-use crate::protocols::{AttrValue, Attributes, Exchange, Fault, Protocol};
+use crate::protocols::{AttrValue, Attributes, Exchange, Fault, Protocol, SPAN_ATTRIBUTES};
 
 use super::head::RequestHead;
 
@@ -8,6 +8,11 @@ use super::head::RequestHead;
 const STANDARD_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
 ];
+
+/// `method` as one of [`STANDARD_METHODS`], if it is one.
+pub(super) fn standard_method(method: &str) -> Option<&'static str> {
+    STANDARD_METHODS.iter().copied().find(|m| *m == method)
+}
 
 /// A request waiting for (or getting) its response.
 #[derive(Debug)]
@@ -41,25 +46,31 @@ pub(super) fn build_exchange(
         body: _,
     } = request.head;
     let name = match &path {
-        Some(path) => format!("{method} {path}"),
-        None => method.clone(),
+        Some(path) => {
+            let mut name = String::with_capacity(method.len() + 1 + path.len());
+            name.push_str(&method);
+            name.push(' ');
+            name.push_str(path);
+            name
+        }
+        None => method.to_string(),
     };
-    let mut attributes: Attributes = Vec::with_capacity(9);
+    let mut attributes: Attributes = Vec::with_capacity(9 + SPAN_ATTRIBUTES);
     if STANDARD_METHODS.contains(&method.as_str()) {
         attributes.push(("http.request.method", AttrValue::Str(method)));
     } else {
-        attributes.push(("http.request.method", AttrValue::from("_OTHER")));
+        attributes.push(("http.request.method", AttrValue::fixed("_OTHER")));
         attributes.push(("http.request.method_original", AttrValue::Str(method)));
     }
     if let Some(path) = path {
-        attributes.push(("url.path", AttrValue::Str(path)));
+        attributes.push(("url.path", AttrValue::from(path)));
     }
     if let Some(query) = query {
-        attributes.push(("url.query", AttrValue::Str(query)));
+        attributes.push(("url.query", AttrValue::from(query)));
     }
-    attributes.push(("network.protocol.name", AttrValue::from("http")));
+    attributes.push(("network.protocol.name", AttrValue::fixed("http")));
     let version = if version == 0 { "1.0" } else { "1.1" };
-    attributes.push(("network.protocol.version", AttrValue::from(version)));
+    attributes.push(("network.protocol.version", AttrValue::fixed(version)));
     if let Some(response) = response {
         attributes.push((
             "http.response.status_code",

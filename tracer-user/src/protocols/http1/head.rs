@@ -1,9 +1,10 @@
 //! Message heads (start line and header block): collecting their bytes
 //! across reads, and reading what the parser needs out of them.
 
-use crate::protocols::TraceContext;
+use crate::protocols::{SharedStr, TraceContext};
 
 use super::body::BodyKind;
+use super::exchange::standard_method;
 use super::target::split_target;
 use super::traceparent::trace_context;
 
@@ -68,12 +69,23 @@ impl HeadBuffer {
     /// state across calls; append that much with [`Self::extend`].
     pub fn scan(&mut self, input: &[u8]) -> Scan {
         let mut saw_line_end = false;
-        for (i, &byte) in input.iter().enumerate() {
+        let mut i = 0;
+        while let Some(&byte) = input.get(i) {
+            if self.line == LineState::InLine && byte != b'\n' {
+                // Within a line only a line feed changes the state: jump to
+                // the next one rather than stepping through every byte.
+                match memchr::memchr(b'\n', input.get(i..).unwrap_or_default()) {
+                    Some(offset) => i += offset,
+                    None => break,
+                }
+                continue;
+            }
+            i += 1;
             self.line = match (self.line, byte) {
                 (LineState::AfterLf | LineState::AfterLfCr, b'\n') => {
                     self.line = LineState::InLine;
                     return Scan {
-                        take: i + 1,
+                        take: i,
                         ended: true,
                         saw_line_end: true,
                     };
@@ -111,7 +123,8 @@ pub(super) enum Parsed<T> {
 /// trace context are never kept: they may carry credentials.
 #[derive(Debug, PartialEq)]
 pub(super) struct RequestHead {
-    pub method: String,
+    /// A standard method is held as a constant: no copy per request.
+    pub method: SharedStr,
     pub path: Option<String>,
     /// Kept only when queries may be shown.
     pub query: Option<String>,
@@ -161,7 +174,8 @@ pub(super) fn parse_request(bytes: &[u8], keep_query: bool) -> Parsed<RequestHea
     };
     let parts = split_target(target, method == "CONNECT");
     Parsed::Complete(RequestHead {
-        method: method.to_owned(),
+        method: standard_method(method)
+            .map_or_else(|| SharedStr::Owned(method.to_owned()), SharedStr::Static),
         path: parts.path.map(str::to_owned),
         query: parts.query.filter(|_| keep_query).map(str::to_owned),
         version,
@@ -234,6 +248,46 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-at-a-time scan `HeadBuffer::scan` replaced.
+    fn reference_scan(line: &mut LineState, input: &[u8]) -> Scan {
+        let mut saw_line_end = false;
+        for (i, &byte) in input.iter().enumerate() {
+            *line = match (*line, byte) {
+                (LineState::AfterLf | LineState::AfterLfCr, b'\n') => {
+                    *line = LineState::InLine;
+                    return Scan { take: i + 1, ended: true, saw_line_end: true };
+                }
+                (_, b'\n') => {
+                    saw_line_end = true;
+                    LineState::AfterLf
+                }
+                (LineState::AfterLf, b'\r') => LineState::AfterLfCr,
+                _ => LineState::InLine,
+            };
+        }
+        Scan { take: input.len(), ended: false, saw_line_end }
+    }
+
+    #[test]
+    fn scan_agrees_with_stepping_through_every_byte() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let len = rng.usize(0..40);
+            let input: Vec<u8> = (0..len).map(|_| *rng.choice(b"\r\nab").unwrap()).collect();
+            let mut buffer = HeadBuffer::default();
+            let mut line = LineState::InLine;
+            let mut rest = input.as_slice();
+            while !rest.is_empty() {
+                let cut = rng.usize(1..=rest.len());
+                let (chunk, after) = rest.split_at(cut);
+                let ours = buffer.scan(chunk);
+                assert_eq!(ours, reference_scan(&mut line, chunk), "{input:?}");
+                assert_eq!(buffer.line, line);
+                rest = if ours.ended { &[] } else { after };
+            }
+        }
+    }
 
     fn scan_all(buffer: &mut HeadBuffer, input: &[u8]) -> Scan {
         let scan = buffer.scan(input);

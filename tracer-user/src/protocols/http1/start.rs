@@ -71,11 +71,17 @@ pub(super) fn request_start(bytes: &[u8], methods: Methods) -> StartMatch {
         Methods::Known => &[],
         Methods::Extended => &EXTENSION_METHODS,
     };
-    KNOWN_METHODS
-        .iter()
-        .chain(extensions)
-        .map(|method| method_start(bytes, method))
-        .fold(StartMatch::No, strongest)
+    // Checked at every message start: stop at the first full match (the
+    // strongest answer) instead of trying every method.
+    let mut found = StartMatch::No;
+    for method in KNOWN_METHODS.iter().chain(extensions) {
+        match method_start(bytes, method) {
+            StartMatch::Yes => return StartMatch::Yes,
+            StartMatch::NeedMore => found = StartMatch::NeedMore,
+            StartMatch::No => {}
+        }
+    }
+    found
 }
 
 /// `bytes` against `METHOD SP target-start`.
@@ -87,14 +93,6 @@ fn method_start(bytes: &[u8], method: &[u8]) -> StartMatch {
     match (bytes.get(method.len()), bytes.get(method.len() + 1)) {
         (None, _) | (Some(b' '), None) => StartMatch::NeedMore,
         (Some(b' '), Some(&first)) if is_target_start(first) => StartMatch::Yes,
-        _ => StartMatch::No,
-    }
-}
-
-fn strongest(a: StartMatch, b: StartMatch) -> StartMatch {
-    match (a, b) {
-        (StartMatch::Yes, _) | (_, StartMatch::Yes) => StartMatch::Yes,
-        (StartMatch::NeedMore, _) | (_, StartMatch::NeedMore) => StartMatch::NeedMore,
         _ => StartMatch::No,
     }
 }

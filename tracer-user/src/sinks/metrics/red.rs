@@ -281,7 +281,7 @@ impl Red {
 /// by [`MAX_SERIES`].
 fn route(span: &Span) -> String {
     match span.attribute("url.path") {
-        Some(AttrValue::Str(path)) => truncate(path.clone()),
+        Some(AttrValue::Str(path)) => truncate(path.to_string()),
         _ => truncate(
             span.name
                 .split_once(' ')
@@ -310,7 +310,7 @@ fn rpc_names(span: &Span) -> (String, String) {
 
 fn label(value: Option<&AttrValue>) -> String {
     match value {
-        Some(AttrValue::Str(s)) => truncate(s.clone()),
+        Some(AttrValue::Str(s)) => truncate(s.to_string()),
         Some(AttrValue::Int(i)) => i.to_string(),
         Some(AttrValue::Bool(b)) => b.to_string(),
         None => String::new(),
@@ -377,7 +377,7 @@ mod tests {
         let resource = ResourceConfig::default();
         for i in 0..MAX_SERIES + 10 {
             let mut span = sample_span();
-            span.attributes[1].1 = AttrValue::Str(format!("/item/{i}"));
+            span.attributes[1].1 = AttrValue::from(format!("/item/{i}"));
             red.observe(&span, &resource);
         }
         assert_eq!(red.http_server.series.len(), MAX_SERIES + 1);

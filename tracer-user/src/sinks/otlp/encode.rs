@@ -111,7 +111,7 @@ fn span_to_otlp(span: &Span) -> OtlpSpan {
 fn any_value(value: &AttrValue) -> AnyValue {
     AnyValue {
         value: Some(match value {
-            AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
+            AttrValue::Str(s) => any_value::Value::StringValue(s.to_string()),
             AttrValue::Int(i) => any_value::Value::IntValue(*i),
             AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
         }),
