@@ -57,8 +57,9 @@ pub struct Args {
     #[arg(long)]
     pub raw_statements: bool,
 
-    /// Size of the kernel-to-user ring buffer, in MiB (a power of two).
-    #[arg(long, value_name = "MIB", default_value_t = 16,
+    /// Size of the kernel-to-user ring buffer, in MiB (a power of two). The
+    /// kernel maps its pages twice into the tracer, so RSS shows twice this.
+    #[arg(long, value_name = "MIB", default_value_t = 8,
           value_parser = parse_ring_mib)]
     pub ring_buffer_mib: u32,
 
