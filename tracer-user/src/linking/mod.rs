@@ -110,9 +110,8 @@ impl Linker {
             out.push(span);
             return;
         }
-        let node = Node::new(span, now_ns);
-        let facts = node.facts;
-        let id = self.store.insert(node);
+        let facts = Facts::of(&span);
+        let id = self.store.insert(span, facts, now_ns);
         self.queue.push_back((now_ns, id));
         self.file(id, &facts);
         match facts.kind {
@@ -218,10 +217,9 @@ impl Linker {
     }
 
     fn remove_node(&mut self, id: NodeId) {
-        let Some(node) = self.store.remove(id) else {
+        let Some((facts, waiting)) = self.store.remove(id) else {
             return;
         };
-        let facts = node.facts;
         match facts.kind {
             SpanKind::Server => {
                 self.servers_by_conn.remove(facts.keys.conn, id);
