@@ -214,8 +214,10 @@ impl Pipeline {
         std::mem::take(&mut self.new_processes)
     }
 
-    /// Forgets connections idle since before `cutoff_ns` (monotonic).
+    /// Forgets connections idle since before `cutoff_ns` (monotonic), and
+    /// the emptied per-key lists kept for reuse between these calls.
     pub fn evict_idle(&mut self, cutoff_ns: u64) {
         self.connections.evict_idle(cutoff_ns);
+        self.linker.prune();
     }
 }

@@ -188,6 +188,15 @@ impl Linker {
         }
     }
 
+    /// Drops the indexes' emptied lists (kept meanwhile for reuse).
+    pub fn prune(&mut self) {
+        self.servers_by_conn.prune();
+        self.servers_by_pid.prune();
+        self.servers_by_tuple.prune();
+        self.clients_by_tuple.prune();
+        self.waiting_on_conn.prune();
+    }
+
     /// Emits everything held (at exit), each tree as it stands.
     pub fn flush(&mut self, now_ns: u64, out: &mut Vec<Span>) {
         let held: Vec<NodeId> = self.store.held().collect();
@@ -234,7 +243,7 @@ impl Linker {
                 }
             }
         }
-        self.unwait(id, node.waiting, &facts);
+        self.unwait(id, waiting, &facts);
     }
 
     fn unwait(&mut self, id: NodeId, waiting: Waiting, facts: &Facts) {
