@@ -5,17 +5,20 @@
 //! request and an nginx response as they crossed the wire, on 64 keep-alive
 //! connections in turn.
 //!
-//! `pipeline_throughput [ROUNDS] [json]`: with `json`, every span is also
-//! encoded as the stdout JSON sink encodes it (into a reused buffer, not
-//! written anywhere), so the sink's encoding cost is the difference between
-//! a run with and one without it (e.g. in instructions under callgrind).
+//! `pipeline_throughput [ROUNDS] [json|text|summary]`: with `json` (`text`),
+//! every span is also encoded as the stdout JSON (text) sink encodes it
+//! (into a reused buffer, not written anywhere); with `summary`, every span
+//! is also added to the exit latency table as the summary sink adds it. A
+//! sink's cost is the difference between a run with and one without it
+//! (e.g. in instructions under callgrind).
 
 use std::time::Instant;
 
 use tracer::linking::LinkConfig;
 use tracer::pipeline::{Pipeline, PipelineConfig};
 use tracer::protocols::{ParserOptions, Protocol};
-use tracer::sinks::write_json_line;
+use tracer::report::LatencyTable;
+use tracer::sinks::{resource::ResourceConfig, summary, write_json_line, write_text_line};
 use tracer_common::{ConnEvent, DataEvent, Direction, EventKind, Role, Syscall, AF_INET, IPPROTO_TCP};
 
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
@@ -88,7 +91,10 @@ fn main() {
         })
         .collect();
     let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
-    let json = std::env::args().nth(2).as_deref() == Some("json");
+    let mode = std::env::args().nth(2).unwrap_or_default();
+    let (json, text) = (mode == "json", mode == "text");
+    let mut table = (mode == "summary").then(LatencyTable::default);
+    let resource = ResourceConfig::default();
     // As the stdout sink does: one buffer reused for every line.
     let mut line = Vec::with_capacity(512);
     let mut json_bytes = 0u64;
@@ -107,6 +113,16 @@ fn main() {
                     json_bytes += line.len() as u64;
                 }
             }
+            if text {
+                for span in batch.iter() {
+                    line.clear();
+                    write_text_line(&mut line, span);
+                    json_bytes += line.len() as u64;
+                }
+            }
+            if let Some(table) = &mut table {
+                summary::add(table, &batch, &resource);
+            }
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -118,8 +134,11 @@ fn main() {
         records / elapsed,
         spans as f64 / elapsed
     );
-    if json {
-        println!("\njson: {json_bytes} bytes, {:.0} bytes/span", json_bytes as f64 / spans.max(1) as f64);
+    if json || text {
+        println!("\n{mode}: {json_bytes} bytes, {:.0} bytes/span", json_bytes as f64 / spans.max(1) as f64);
+    }
+    if let Some(table) = &table {
+        println!("\nsummary: {} spans in the table", table.spans());
     }
     assert_eq!(spans, u64::from(CONNECTIONS) * rounds as u64, "every request became a span");
 }

@@ -196,9 +196,12 @@ impl Pipeline {
         if self.ready.is_empty() {
             return None;
         }
-        self.stats.spans += self.ready.len() as u64;
-        let batch: Arc<[Span]> = self.ready.drain(..).collect();
-        Some(batch)
+        let n = self.ready.len();
+        self.stats.spans += n as u64;
+        // The gathered vector itself becomes the batch (no copy of the
+        // spans); the next one starts with room for as many.
+        let batch = std::mem::replace(&mut self.ready, Vec::with_capacity(n));
+        Some(Arc::new(batch))
     }
 
     /// Remembers the name of a process traced from the start.
@@ -211,8 +214,10 @@ impl Pipeline {
         std::mem::take(&mut self.new_processes)
     }
 
-    /// Forgets connections idle since before `cutoff_ns` (monotonic).
+    /// Forgets connections idle since before `cutoff_ns` (monotonic), and
+    /// the emptied per-key lists kept for reuse between these calls.
     pub fn evict_idle(&mut self, cutoff_ns: u64) {
         self.connections.evict_idle(cutoff_ns);
+        self.linker.prune();
     }
 }

@@ -25,6 +25,9 @@ pub struct Activity {
     /// Per process: server connections with an unanswered request, and
     /// when that request's first byte was read.
     open: HashMap<u32, Vec<(ConnRef, u64)>>,
+    // An emptied list in `unclaimed` or `open` stays, as an empty one means
+    // the same as none: a busy thread or process would otherwise allocate
+    // and free its list on every request. `prune` drops them periodically.
 }
 
 impl Activity {
@@ -55,9 +58,6 @@ impl Activity {
     /// same request).
     pub fn claim(&mut self, tid: u32) -> Option<Cause> {
         let claimed = self.unclaimed.get_mut(&tid).and_then(VecDeque::pop_front);
-        if self.unclaimed.get(&tid).is_some_and(VecDeque::is_empty) {
-            self.unclaimed.remove(&tid);
-        }
         claimed.or_else(|| self.last_read.get(&tid).copied())
     }
 
@@ -65,17 +65,9 @@ impl Activity {
     pub fn request_closed(&mut self, conn: ConnRef, reader: Option<u32>) {
         if let Some(open) = self.open.get_mut(&conn.pid) {
             open.retain(|(c, _)| *c != conn);
-            if open.is_empty() {
-                self.open.remove(&conn.pid);
-            }
         }
         if let Some(queue) = reader.and_then(|tid| self.unclaimed.get_mut(&tid)) {
             queue.retain(|cause| cause.conn != conn);
-            if queue.is_empty() {
-                if let Some(tid) = reader {
-                    self.unclaimed.remove(&tid);
-                }
-            }
         }
     }
 
@@ -96,6 +88,13 @@ impl Activity {
     /// When the oldest request `pid` is serving started, if it serves any.
     pub fn serving_since(&self, pid: u32) -> Option<u64> {
         self.open.get(&pid)?.iter().map(|(_, ts)| *ts).min()
+    }
+
+    /// Drops the emptied lists (kept meanwhile for reuse), so threads and
+    /// processes that stopped serving leave nothing behind.
+    pub fn prune(&mut self) {
+        self.unclaimed.retain(|_, queue| !queue.is_empty());
+        self.open.retain(|_, open| !open.is_empty());
     }
 
     /// A process exited: its threads and requests are gone.

@@ -405,6 +405,7 @@ impl ConnectionTable {
                 self.stats.evicted += 1;
             }
         }
+        self.activity.prune();
     }
 }
 

@@ -110,9 +110,8 @@ impl Linker {
             out.push(span);
             return;
         }
-        let node = Node::new(span, now_ns);
-        let facts = node.facts;
-        let id = self.store.insert(node);
+        let facts = Facts::of(&span);
+        let id = self.store.insert(span, facts, now_ns);
         self.queue.push_back((now_ns, id));
         self.file(id, &facts);
         match facts.kind {
@@ -189,6 +188,15 @@ impl Linker {
         }
     }
 
+    /// Drops the indexes' emptied lists (kept meanwhile for reuse).
+    pub fn prune(&mut self) {
+        self.servers_by_conn.prune();
+        self.servers_by_pid.prune();
+        self.servers_by_tuple.prune();
+        self.clients_by_tuple.prune();
+        self.waiting_on_conn.prune();
+    }
+
     /// Emits everything held (at exit), each tree as it stands.
     pub fn flush(&mut self, now_ns: u64, out: &mut Vec<Span>) {
         let held: Vec<NodeId> = self.store.held().collect();
@@ -218,10 +226,9 @@ impl Linker {
     }
 
     fn remove_node(&mut self, id: NodeId) {
-        let Some(node) = self.store.remove(id) else {
+        let Some((facts, waiting)) = self.store.remove(id) else {
             return;
         };
-        let facts = node.facts;
         match facts.kind {
             SpanKind::Server => {
                 self.servers_by_conn.remove(facts.keys.conn, id);
@@ -236,7 +243,7 @@ impl Linker {
                 }
             }
         }
-        self.unwait(id, node.waiting, &facts);
+        self.unwait(id, waiting, &facts);
     }
 
     fn unwait(&mut self, id: NodeId, waiting: Waiting, facts: &Facts) {

@@ -99,9 +99,9 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(span: Span, arrived_ns: u64) -> Node {
+    pub fn new(span: Span, facts: Facts, arrived_ns: u64) -> Node {
         Node {
-            facts: Facts::of(&span),
+            facts,
             span: Some(span),
             state: State::Open,
             waiting: Waiting::No,
@@ -135,11 +135,13 @@ impl Store {
         self.len
     }
 
-    pub fn insert(&mut self, node: Node) -> NodeId {
+    /// Files `span`, built into its slot (a node is large: not built
+    /// first and moved in).
+    pub fn insert(&mut self, span: Span, facts: Facts, arrived_ns: u64) -> NodeId {
         self.len += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
-            slot.node = Some(node);
+            slot.node = Some(Node::new(span, facts, arrived_ns));
             return NodeId {
                 index,
                 generation: slot.generation,
@@ -148,7 +150,7 @@ impl Store {
         let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
         self.slots.push(Slot {
             generation: 0,
-            node: Some(node),
+            node: Some(Node::new(span, facts, arrived_ns)),
         });
         NodeId {
             index,
@@ -170,16 +172,21 @@ impl Store {
             .and_then(|slot| slot.node.as_mut())
     }
 
-    pub fn remove(&mut self, id: NodeId) -> Option<Node> {
+    /// Forgets `id`; what the indexes need to let go of it. The node is
+    /// dropped in its slot rather than moved out: it is large, and only
+    /// these two small fields are wanted.
+    pub fn remove(&mut self, id: NodeId) -> Option<(Facts, Waiting)> {
         let slot = self
             .slots
             .get_mut(id.index as usize)
             .filter(|slot| slot.generation == id.generation)?;
-        let node = slot.node.take()?;
+        let node = slot.node.as_ref()?;
+        let removed = (node.facts, node.waiting);
+        slot.node = None;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id.index);
         self.len -= 1;
-        Some(node)
+        Some(removed)
     }
 
     /// Ids of every held node.

@@ -2,8 +2,15 @@
 //! error rate and p50/p90/p99 latency (HDR histograms, 2 significant
 //! digits). Shared by the on-exit summary and `tracer report`.
 
-use std::{collections::HashMap, fmt::Write as _};
+use std::{
+    borrow::Borrow,
+    fmt::Write as _,
+    hash::{Hash, Hasher},
+};
 
+// Looked up once per span by the summary sink: seeded foldhash rather than
+// SipHash (operation names come from traffic, so still seeded).
+use foldhash::HashMap;
 use hdrhistogram::Histogram;
 
 /// Rows kept apart; later operations of any service share one `_other_` row
@@ -12,11 +19,57 @@ pub const MAX_ROWS: usize = 1000;
 /// The row name for operations past [`MAX_ROWS`].
 pub const OTHER: &str = "_other_";
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct RowKey {
     service: String,
     kind: String,
     operation: String,
+}
+
+/// A row's key as borrowed text, so a span finds its row without building
+/// owned strings: `RowKey` borrows as `dyn KeyView`, and both hash and
+/// compare through `parts`.
+trait KeyView {
+    fn parts(&self) -> (&str, &str, &str);
+}
+
+impl KeyView for RowKey {
+    fn parts(&self) -> (&str, &str, &str) {
+        (&self.service, &self.kind, &self.operation)
+    }
+}
+
+impl KeyView for (&str, &str, &str) {
+    fn parts(&self) -> (&str, &str, &str) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn KeyView + 'a> for RowKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn KeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+// Must hash as its borrowed form does (`Borrow`'s contract).
+impl Hash for RowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
 }
 
 struct Row {
@@ -25,6 +78,21 @@ struct Row {
     /// Nanoseconds; `None` only if the histogram could not be made (it
     /// cannot with these parameters, but the row still counts then).
     latency: Option<Histogram<u64>>,
+}
+
+impl Row {
+    fn add(&mut self, duration_ns: u64, error: bool) {
+        self.count += 1;
+        self.errors += u64::from(error);
+        if let Some(latency) = &mut self.latency {
+            // `record` grows the histogram; `saturating_record` would clamp
+            // to its current range, so it is only the fallback.
+            let ns = duration_ns.max(1);
+            if latency.record(ns).is_err() {
+                latency.saturating_record(ns);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -47,27 +115,27 @@ pub struct RowStats {
 
 impl LatencyTable {
     pub fn record(&mut self, service: &str, kind: &str, operation: &str, duration_ns: u64, error: bool) {
-        let mut key = RowKey { service: service.to_owned(), kind: kind.to_owned(), operation: operation.to_owned() };
-        if !self.rows.contains_key(&key) && self.rows.len() >= MAX_ROWS {
-            key.operation = OTHER.to_owned();
+        // A known row is found by the borrowed key; owned strings are made
+        // only for a new row.
+        if let Some(row) = self.rows.get_mut(&(service, kind, operation) as &dyn KeyView) {
+            row.add(duration_ns, error);
+            return;
         }
-        let row = self.rows.entry(key).or_insert_with(|| Row {
+        let operation = if self.rows.len() >= MAX_ROWS { OTHER } else { operation };
+        if let Some(row) = self.rows.get_mut(&(service, kind, operation) as &dyn KeyView) {
+            row.add(duration_ns, error);
+            return;
+        }
+        let key = RowKey { service: service.to_owned(), kind: kind.to_owned(), operation: operation.to_owned() };
+        let mut row = Row {
             count: 0,
             errors: 0,
             // Two significant digits; auto-resizing, so a row costs only
             // what its longest span needs.
             latency: Histogram::new(2).ok(),
-        });
-        row.count += 1;
-        row.errors += u64::from(error);
-        if let Some(latency) = &mut row.latency {
-            // `record` grows the histogram; `saturating_record` would clamp
-            // to its current range, so it is only the fallback.
-            let ns = duration_ns.max(1);
-            if latency.record(ns).is_err() {
-                latency.saturating_record(ns);
-            }
-        }
+        };
+        row.add(duration_ns, error);
+        self.rows.insert(key, row);
     }
 
     pub fn spans(&self) -> u64 {

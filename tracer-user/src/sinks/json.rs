@@ -75,7 +75,7 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Lower-case hex of an id (at most 16 bytes), as the ids' `Display`
 /// writes them.
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(super) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut hex = [0u8; 32];
     for (pair, &b) in hex.chunks_exact_mut(2).zip(bytes) {
         pair[0] = HEX_DIGITS[usize::from(b >> 4)];
@@ -84,7 +84,7 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(hex.get(..bytes.len() * 2).unwrap_or_default());
 }
 
-fn push_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
+pub(super) fn push_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 

@@ -26,8 +26,10 @@ use crate::spans::Span;
 pub use json::write_json_line;
 pub use text::write_text_line;
 
-/// A batch of spans shared by every sink.
-pub type SpanBatch = Arc<[Span]>;
+/// A batch of spans shared by every sink. A `Vec` rather than a slice: the
+/// pipeline hands over the vector the spans were gathered in, where
+/// `Arc<[Span]>` copied every span into a new allocation.
+pub type SpanBatch = Arc<Vec<Span>>;
 
 /// Spans a sink could not take or could not deliver.
 #[derive(Default, Debug)]

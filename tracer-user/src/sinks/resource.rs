@@ -59,6 +59,11 @@ impl ResourceConfig {
     }
 
     /// The service a process's spans belong to.
+    /// [`service_name`](Self::service_name) borrowed, for per-span use.
+    pub fn service_name_str<'a>(&'a self, process: &'a str) -> &'a str {
+        self.service_name.as_deref().unwrap_or(process)
+    }
+
     pub fn service_name(&self, process: &str) -> Arc<str> {
         match &self.service_name {
             Some(name) => Arc::from(name.as_str()),

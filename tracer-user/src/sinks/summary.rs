@@ -53,7 +53,7 @@ pub fn spawn(resource: Arc<ResourceConfig>, every: Option<Duration>, capacity: u
 pub fn add(table: &mut LatencyTable, spans: &[Span], resource: &ResourceConfig) {
     for span in spans {
         table.record(
-            &resource.service_name(&span.process),
+            resource.service_name_str(&span.process),
             span.kind.as_str(),
             &span.name,
             span.duration_ns(),

@@ -314,7 +314,7 @@ mod tests {
     }
 
     fn batch(n: usize) -> SpanBatch {
-        (0..n).map(|_| sample_span()).collect::<Vec<_>>().into()
+        Arc::new((0..n).map(|_| sample_span()).collect())
     }
 
     fn sink(collector: FakeCollector, timing: Timing) -> Sinks {
