@@ -31,7 +31,6 @@ fn main() -> ExitCode {
         .parse_env("TRACER_LOG")
         .format_target(false)
         .init();
-    schedule_as_batch();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -51,14 +50,3 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the tracer's threads (all spawned later inherit it) under
-/// `SCHED_BATCH`: woken by a burst of events, they do not preempt the traced
-/// service on wake-up, which otherwise waits out the whole burst. Their CPU
-/// share is unchanged (same nice level), so they still keep up.
-fn schedule_as_batch() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: changes the calling thread's policy only; `param` outlives the call.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
-        log::debug!("SCHED_BATCH unavailable: {}", std::io::Error::last_os_error());
-    }
-}
