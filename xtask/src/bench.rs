@@ -170,7 +170,7 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
 }
 
 /// Stops the observer; for the tracer returns (matching spans, summary line, peak RSS KiB).
-fn stop_observer(observer: Observer) -> Result<Option<(u64, u64)>> {
+fn stop_observer(observer: Observer) -> Result<Option<TracerRun>> {
     match observer {
         Observer::None => Ok(None),
         Observer::Bpftrace(mut child) => {
@@ -185,7 +185,9 @@ fn stop_observer(observer: Observer) -> Result<Option<(u64, u64)>> {
             let lines = stderr.join().map_err(|_| anyhow!("tracer stderr reader panicked"))?;
             let spans = server_spans_named(&lines, &span_name)
                 .ok_or_else(|| anyhow!("no `server {span_name}` row in the tracer's exit summary: {lines:?}"))?;
-            Ok(Some((spans, rss_peak_kib.load(Ordering::Relaxed))))
+            let events_lost = summary_count(&lines, " events lost")
+                .ok_or_else(|| anyhow!("no `events lost` in the tracer's exit summary: {lines:?}"))?;
+            Ok(Some(TracerRun { spans, events_lost, rss_peak_kib: rss_peak_kib.load(Ordering::Relaxed) }))
         }
     }
 }
@@ -198,15 +200,25 @@ fn server_spans_named(lines: &[String], name: &str) -> Option<u64> {
     let row = lines.iter().find(|l| l.contains(&needle))?;
     let after = &row[row.find(&needle)? + needle.len()..];
     let spans: u64 = after.split_whitespace().next()?.parse().ok()?;
-    let dropped: u64 = lines
-        .iter()
-        .rev()
-        .find_map(|l| {
-            let end = l.find(" spans dropped by sinks")?;
-            l[..end].rsplit(' ').next()?.parse().ok()
-        })
-        .unwrap_or(0);
+    let dropped = summary_count(lines, " spans dropped by sinks").unwrap_or(0);
     Some(spans.saturating_sub(dropped))
+}
+
+/// The number before `what` in the exit summary line (`..., 0 events lost (...`).
+fn summary_count(lines: &[String], what: &str) -> Option<u64> {
+    lines.iter().rev().find_map(|l| {
+        let end = l.find(what)?;
+        l[..end].rsplit(' ').next()?.parse().ok()
+    })
+}
+
+/// What one traced run reported.
+struct TracerRun {
+    /// Server spans of the benchmarked name, less any the sinks dropped.
+    spans: u64,
+    /// Kernel-side losses of every kind (ring buffer full, tables full, ...).
+    events_lost: u64,
+    rss_peak_kib: u64,
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -313,6 +325,7 @@ struct NginxRow {
     p99: Vec<f64>,
     requests: u64,
     spans: u64,
+    events_lost: u64,
     rss_kib: u64,
 }
 
@@ -327,15 +340,16 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
     run_wrk(&url, 1)?; // warm-up
     let mut rows: Vec<NginxRow> = MODES
         .iter()
-        .map(|&mode| NginxRow { mode, rps: vec![], p50: vec![], p99: vec![], requests: 0, spans: 0, rss_kib: 0 })
+        .map(|&mode| NginxRow { mode, rps: vec![], p50: vec![], p99: vec![], requests: 0, spans: 0, events_lost: 0, rss_kib: 0 })
         .collect();
     for round in 0..rounds {
         for row in &mut rows {
             let observer = start_observer(row.mode, &pids, "GET /hello")?;
             let result = run_wrk(&url, seconds)?;
-            if let Some((spans, rss)) = stop_observer(observer)? {
-                row.spans += spans;
-                row.rss_kib = row.rss_kib.max(rss);
+            if let Some(run) = stop_observer(observer)? {
+                row.spans += run.spans;
+                row.events_lost += run.events_lost;
+                row.rss_kib = row.rss_kib.max(run.rss_peak_kib);
             }
             eprintln!(
                 "bench: nginx round {} {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
@@ -389,10 +403,11 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
     let _ = writeln!(
         report,
         "Completeness at saturation: {} `GET /hello` server spans for {} requests wrk completed ({completeness:.3}%; \
-         wrk does not count requests still in flight when it stops, so a few more spans than requests is expected). \
-         Tracer peak RSS during these runs: {:.1} MiB.\n",
+         wrk does not count requests still in flight when it stops, so a few more spans than requests is expected); \
+         events lost in the kernel over all traced rounds: {}. Tracer peak RSS during these runs: {:.1} MiB.\n",
         tracer.spans,
         tracer.requests,
+        tracer.events_lost,
         tracer.rss_kib as f64 / 1024.0
     );
     drop(nginx);
@@ -560,7 +575,7 @@ time.sleep(4)
     let rss = rss_kib(tracer_pid).unwrap_or(0);
     let pss = pss_kib(tracer_pid).unwrap_or(0);
     let _ = client.wait();
-    let spans = stop_observer(observer)?.map(|(spans, _)| spans).unwrap_or(0);
+    let spans = stop_observer(observer)?.map_or(0, |run| run.spans);
     let _ = writeln!(report, "## Memory at 10k concurrent traced connections\n");
     let _ = writeln!(
         report,
