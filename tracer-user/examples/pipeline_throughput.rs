@@ -5,7 +5,12 @@
 //! request and an nginx response as they crossed the wire, on 64 keep-alive
 //! connections in turn.
 //!
-//! `pipeline_throughput [ROUNDS] [json|text|summary]`: with `json` (`text`),
+//! With `redis` as the third argument, the records instead carry the
+//! `redis-benchmark -P 16` captures of the parser tests (16 pipelined `SET`s
+//! per write and their 16 `+OK`s per read, then `GET`s and their bulk
+//! replies), one span per command.
+//!
+//! `pipeline_throughput [ROUNDS] [json|text|summary|none] [http|redis]`: with `json` (`text`),
 //! every span is also encoded as the stdout JSON (text) sink encodes it
 //! (into a reused buffer, not written anywhere); with `summary`, every span
 //! is also added to the exit latency table as the summary sink adds it. A
@@ -24,6 +29,32 @@ use tracer_common::{ConnEvent, DataEvent, Direction, EventKind, Role, Syscall, A
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 29 Nov 2026 15:19:18 GMT\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n";
 const CONNECTIONS: u32 = 64;
+/// Real `redis-benchmark -P 16` traffic, as the recording proxy saw it.
+const REDIS_CAPTURES: [&[u8]; 2] = [
+    include_bytes!("../src/protocols/testdata/redis/benchmark_set_p16.cap"),
+    include_bytes!("../src/protocols/testdata/redis/benchmark_get_p16.cap"),
+];
+
+/// The records of a capture (see testdata/README.md): client to server or
+/// not, and the bytes.
+fn capture_records(capture: &[u8]) -> Vec<(bool, &[u8])> {
+    let mut records = Vec::new();
+    let mut rest = capture;
+    while let [side, l0, l1, l2, l3, tail @ ..] = rest {
+        let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
+        let (bytes, after) = tail.split_at(len);
+        records.push((*side == b'C', bytes));
+        rest = after;
+    }
+    records
+}
+
+/// Commands in a client write of array commands: every line starting `*`
+/// (the benchmark's arguments hold none).
+fn commands_in(bytes: &[u8]) -> u64 {
+    let starts = bytes.windows(3).filter(|w| w == b"\r\n*").count();
+    (starts + usize::from(bytes.first() == Some(&b'*'))) as u64
+}
 
 fn as_bytes<T: Copy>(value: &T) -> Vec<u8> {
     let mut out = vec![0u8; size_of::<T>()];
@@ -52,6 +83,9 @@ fn data_record(fd: u32, ts: u64, direction: Direction, syscall: Syscall, payload
 }
 
 fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let mode = std::env::args().nth(2).unwrap_or_default();
+    let redis = std::env::args().nth(3).is_some_and(|w| w == "redis");
     let mut pipeline = Pipeline::new(PipelineConfig {
         enabled: vec![Protocol::Http, Protocol::Redis, Protocol::Postgresql],
         options: ParserOptions::default(),
@@ -74,24 +108,43 @@ fn main() {
             sock: 0xffff_8880_0000_0000 + u64::from(100 + fd),
             local_addr,
             remote_addr: local_addr,
-            local_port: 8080,
+            local_port: if redis { 6379 } else { 8080 },
             remote_port: 40000 + fd as u16,
             protocol: IPPROTO_TCP,
             _pad: 0,
         };
         pipeline.handle_record(&as_bytes(&open));
     }
-    // One round = a request and a response on every connection.
-    let round: Vec<Vec<u8>> = (0..CONNECTIONS)
-        .flat_map(|c| {
-            [
-                data_record(100 + c, 10, Direction::Ingress, Syscall::Recvfrom, REQUEST),
-                data_record(100 + c, 20, Direction::Egress, Syscall::Writev, RESPONSE),
-            ]
-        })
-        .collect();
-    let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
-    let mode = std::env::args().nth(2).unwrap_or_default();
+    // One round = a request and a response on every connection (HTTP), or
+    // both benchmark captures on every connection (Redis).
+    let (round, spans_per_round): (Vec<Vec<u8>>, u64) = if redis {
+        let records: Vec<(bool, &[u8])> = REDIS_CAPTURES.iter().flat_map(|c| capture_records(c)).collect();
+        let commands: u64 = records.iter().filter(|(client, _)| *client).map(|(_, b)| commands_in(b)).sum();
+        let round = (0..CONNECTIONS)
+            .flat_map(|c| {
+                records.iter().enumerate().map(move |(i, &(client, bytes))| {
+                    // As redis-server reads and writes.
+                    let (direction, syscall) = if client {
+                        (Direction::Ingress, Syscall::Read)
+                    } else {
+                        (Direction::Egress, Syscall::Write)
+                    };
+                    data_record(100 + c, 10 * (i as u64 + 1), direction, syscall, bytes)
+                })
+            })
+            .collect();
+        (round, commands * u64::from(CONNECTIONS))
+    } else {
+        let round = (0..CONNECTIONS)
+            .flat_map(|c| {
+                [
+                    data_record(100 + c, 10, Direction::Ingress, Syscall::Recvfrom, REQUEST),
+                    data_record(100 + c, 20, Direction::Egress, Syscall::Writev, RESPONSE),
+                ]
+            })
+            .collect();
+        (round, u64::from(CONNECTIONS))
+    };
     let (json, text) = (mode == "json", mode == "text");
     let mut table = (mode == "summary").then(LatencyTable::default);
     let resource = ResourceConfig::default();
@@ -140,5 +193,5 @@ fn main() {
     if let Some(table) = &table {
         println!("\nsummary: {} spans in the table", table.spans());
     }
-    assert_eq!(spans, u64::from(CONNECTIONS) * rounds as u64, "every request became a span");
+    assert_eq!(spans, spans_per_round * rounds as u64, "every request became a span");
 }
