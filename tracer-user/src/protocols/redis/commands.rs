@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::resp::Value;
+use crate::protocols::SharedStr;
 
 /// Commands of Redis 7, upper case, sorted bytewise (binary searched).
 /// Array commands with other names are accepted too (modules add commands);
@@ -301,11 +302,19 @@ pub(super) fn is_known_command(name: &[u8]) -> bool {
 }
 
 /// The upper-case command name, if `name` looks like one: letters, digits
-/// and the punctuation module commands use (`JSON.SET`, `FT.SEARCH`).
-pub(super) fn command_name(name: &[u8]) -> Option<String> {
+/// and the punctuation module commands use (`JSON.SET`, `FT.SEARCH`). A
+/// known command's name is the list's own word, not a copy.
+pub(super) fn command_name(name: &[u8]) -> Option<SharedStr> {
     let mut buf = [0; MAX_NAME_LEN];
     let upper = upper_name(name, &mut buf)?;
-    std::str::from_utf8(upper).ok().map(str::to_owned)
+    if let Ok(index) = KNOWN_COMMANDS.binary_search_by(|probe| probe.as_bytes().cmp(upper)) {
+        if let Some(&known) = KNOWN_COMMANDS.get(index) {
+            return Some(SharedStr::Static(known));
+        }
+    }
+    std::str::from_utf8(upper)
+        .ok()
+        .map(|upper| SharedStr::Owned(upper.to_owned()))
 }
 
 /// What pairing needs to know about a command.
@@ -374,14 +383,14 @@ pub(super) fn query_text(command: &Value, upper_name: &str, raw: bool) -> String
     let mut text = String::from(upper_name);
     let arguments = usize::try_from(command.count().saturating_sub(1)).unwrap_or(0);
     let mut next = 1;
-    if contains(CONTAINER_COMMANDS, upper_name.as_bytes()) {
+    if is_container(upper_name) {
         if let Some(sub) = command.item(1).and_then(|(bytes, _)| command_name(bytes)) {
             text.push(' ');
             text.push_str(&sub);
             next = 2;
         }
     }
-    let raw = raw && !contains(SECRET_COMMANDS, upper_name.as_bytes());
+    let raw = raw && !is_secret(upper_name);
     for index in next..=arguments {
         if index > MAX_DESCRIBED_ARGS {
             text.push_str(" ...");
@@ -404,6 +413,16 @@ pub(super) fn query_text(command: &Value, upper_name: &str, raw: bool) -> String
         }
     }
     text
+}
+
+/// Whether the query text of `upper_name` names its subcommand.
+pub(super) fn is_container(upper_name: &str) -> bool {
+    contains(CONTAINER_COMMANDS, upper_name.as_bytes())
+}
+
+/// Whether `upper_name`'s arguments may hold credentials.
+pub(super) fn is_secret(upper_name: &str) -> bool {
+    contains(SECRET_COMMANDS, upper_name.as_bytes())
 }
 
 /// An argument as typed in redis-cli: bare when plain printable ASCII,

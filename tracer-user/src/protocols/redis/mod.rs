@@ -8,14 +8,18 @@ mod resp;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
-use commands::{command_kind, command_name, is_known_command, query_text, CommandKind, PubSubKind};
+use commands::{
+    command_kind, command_name, is_container, is_known_command, is_secret, query_text,
+    CommandKind, PubSubKind,
+};
 pub use detect::detect;
 use resp::{CaptureLimits, Event, RespReader, Role, Value};
 
 use super::{
-    AttrValue, Attributes, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol, Side,
+    AttrValue, Attributes, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol,
+    SharedStr, Side, SPAN_ATTRIBUTES,
 };
 
 /// Commands sent but not yet answered; a pipeline deeper than this means we
@@ -50,8 +54,8 @@ enum ReplySync {
 }
 
 struct PendingCommand {
-    name: String,
-    query_text: String,
+    name: SharedStr,
+    query_text: SharedStr,
     kind: CommandKind,
     start_ns: u64,
 }
@@ -70,6 +74,10 @@ pub struct RedisParser {
     /// Confirmations still expected for a (P|S)(UN)SUBSCRIBE that was already
     /// paired with its first one.
     extra_confirmations: Option<(PubSubKind, usize)>,
+    /// The last masked query text of a known command (`SET ? ?`) with its
+    /// name and argument count: a connection mostly repeats a few commands,
+    /// and the text depends on nothing else, so it is shared, not rebuilt.
+    masked_query: Option<(&'static str, usize, Arc<str>)>,
 }
 
 impl RedisParser {
@@ -88,8 +96,10 @@ impl RedisParser {
             subscribed: false,
             monitoring: false,
             extra_confirmations: None,
+            masked_query: None,
         }
     }
+
 
     fn on_commands(&mut self, ts_ns: u64, data: &[u8], out: &mut ParseOutput) {
         let mut rest = data;
@@ -128,7 +138,13 @@ impl RedisParser {
         };
         let arguments = usize::try_from(command.count().saturating_sub(1)).unwrap_or(0);
         let pending = PendingCommand {
-            query_text: query_text(command, &name, self.raw_statements),
+            query_text: shared_query_text(
+                &mut self.masked_query,
+                self.raw_statements,
+                command,
+                &name,
+                arguments,
+            ),
             kind: command_kind(&name, arguments),
             start_ns: command.start_ns(),
             name,
@@ -259,6 +275,34 @@ impl RedisParser {
     }
 }
 
+/// `db.query.text` of `command`, named `name`; `cache` is the parser's
+/// last masked text.
+fn shared_query_text(
+    cache: &mut Option<(&'static str, usize, Arc<str>)>,
+    raw: bool,
+    command: &Value,
+    name: &SharedStr,
+    arguments: usize,
+) -> SharedStr {
+    let SharedStr::Static(known) = *name else {
+        return SharedStr::Owned(query_text(command, name, raw));
+    };
+    // Only a text of `?`s is the same for every command with this name and
+    // argument count.
+    let masked = (!raw || is_secret(known)) && !is_container(known);
+    if !masked {
+        return SharedStr::Owned(query_text(command, known, raw));
+    }
+    if let Some((cached_name, cached_arguments, text)) = cache {
+        if *cached_name == known && *cached_arguments == arguments {
+            return SharedStr::Shared(Arc::clone(text));
+        }
+    }
+    let text: Arc<str> = Arc::from(query_text(command, known, raw));
+    *cache = Some((known, arguments, Arc::clone(&text)));
+    SharedStr::Shared(text)
+}
+
 /// Inline commands are typed by people; a line that names no known command
 /// or reads like an HTTP request line (`GET /index.html HTTP/1.1`) is not one.
 fn is_plausible_inline(command: &Value, name: &[u8]) -> bool {
@@ -290,11 +334,12 @@ fn is_monitor_line(reply: &Value) -> bool {
 
 /// The exchange for `command`, answered by `reply` (`None`: never answered).
 fn complete(command: PendingCommand, reply: Option<&Value>, end_ns: u64) -> Exchange {
-    let mut attributes: Attributes = vec![
-        ("db.system.name", AttrValue::from("redis")),
-        ("db.operation.name", AttrValue::from(command.name.as_str())),
-        ("db.query.text", AttrValue::from(command.query_text)),
-    ];
+    // Room for the status code and what the span builder adds, so the
+    // vector is allocated once.
+    let mut attributes: Attributes = Vec::with_capacity(4 + SPAN_ATTRIBUTES);
+    attributes.push(("db.system.name", AttrValue::fixed("redis")));
+    attributes.push(("db.operation.name", AttrValue::Str(command.name.clone())));
+    attributes.push(("db.query.text", AttrValue::Str(command.query_text)));
     let error_code = reply.and_then(error_code);
     let fault = if error_code.is_some() {
         Fault::Server
@@ -302,11 +347,11 @@ fn complete(command: PendingCommand, reply: Option<&Value>, end_ns: u64) -> Exch
         Fault::None
     };
     if let Some(code) = error_code {
-        attributes.push(("db.response.status_code", AttrValue::from(code)));
+        attributes.push(("db.response.status_code", code));
     }
     Exchange {
         protocol: Protocol::Redis,
-        name: command.name,
+        name: String::from(command.name),
         start_ns: command.start_ns,
         end_ns,
         fault,
@@ -317,7 +362,7 @@ fn complete(command: PendingCommand, reply: Option<&Value>, end_ns: u64) -> Exch
 }
 
 /// The code of an error reply (`-WRONGTYPE Operation...` gives `WRONGTYPE`).
-fn error_code(reply: &Value) -> Option<String> {
+fn error_code(reply: &Value) -> Option<AttrValue> {
     if !matches!(reply.kind(), b'-' | b'!') {
         return None;
     }
@@ -327,9 +372,9 @@ fn error_code(reply: &Value) -> Option<String> {
         .get(..code.len().min(MAX_ERROR_CODE))
         .unwrap_or_default();
     if code.is_empty() {
-        return Some(String::from("ERR"));
+        return Some(AttrValue::fixed("ERR"));
     }
-    Some(String::from_utf8_lossy(code).into_owned())
+    Some(AttrValue::from(String::from_utf8_lossy(code).into_owned()))
 }
 
 impl Parser for RedisParser {
