@@ -77,7 +77,16 @@ pub struct RedisParser {
     /// The last masked query text of a known command (`SET ? ?`) with its
     /// name and argument count: a connection mostly repeats a few commands,
     /// and the text depends on nothing else, so it is shared, not rebuilt.
-    masked_query: Option<(&'static str, usize, Arc<str>)>,
+    masked_query: Option<MaskedQuery>,
+}
+
+/// What a known command's name and argument count decide, kept for the
+/// next command of the connection.
+struct MaskedQuery {
+    name: &'static str,
+    arguments: usize,
+    kind: CommandKind,
+    text: Arc<str>,
 }
 
 impl RedisParser {
@@ -133,21 +142,39 @@ impl RedisParser {
         if command.is_inline() && !is_plausible_inline(command, name_bytes) {
             return false;
         }
-        let Some(name) = command_name(name_bytes) else {
-            return false;
-        };
         let arguments = usize::try_from(command.count().saturating_sub(1)).unwrap_or(0);
-        let pending = PendingCommand {
-            query_text: shared_query_text(
-                &mut self.masked_query,
-                self.raw_statements,
-                command,
-                &name,
-                arguments,
-            ),
-            kind: command_kind(&name, arguments),
-            start_ns: command.start_ns(),
-            name,
+        let pending = match &self.masked_query {
+            // The same command as last time: nothing to look up or build.
+            Some(cached)
+                if cached.arguments == arguments
+                    && name_bytes.eq_ignore_ascii_case(cached.name.as_bytes()) =>
+            {
+                PendingCommand {
+                    name: SharedStr::Static(cached.name),
+                    query_text: SharedStr::Shared(Arc::clone(&cached.text)),
+                    kind: cached.kind,
+                    start_ns: command.start_ns(),
+                }
+            }
+            _ => {
+                let Some(name) = command_name(name_bytes) else {
+                    return false;
+                };
+                let kind = command_kind(&name, arguments);
+                PendingCommand {
+                    query_text: shared_query_text(
+                        &mut self.masked_query,
+                        self.raw_statements,
+                        command,
+                        &name,
+                        arguments,
+                        kind,
+                    ),
+                    kind,
+                    start_ns: command.start_ns(),
+                    name,
+                }
+            }
         };
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
@@ -275,14 +302,15 @@ impl RedisParser {
     }
 }
 
-/// `db.query.text` of `command`, named `name`; `cache` is the parser's
-/// last masked text.
+/// `db.query.text` of `command`, named `name`; a masked text of a known
+/// command is kept in `cache` for the next command.
 fn shared_query_text(
-    cache: &mut Option<(&'static str, usize, Arc<str>)>,
+    cache: &mut Option<MaskedQuery>,
     raw: bool,
     command: &Value,
     name: &SharedStr,
     arguments: usize,
+    kind: CommandKind,
 ) -> SharedStr {
     let SharedStr::Static(known) = *name else {
         return SharedStr::Owned(query_text(command, name, raw));
@@ -293,13 +321,13 @@ fn shared_query_text(
     if !masked {
         return SharedStr::Owned(query_text(command, known, raw));
     }
-    if let Some((cached_name, cached_arguments, text)) = cache {
-        if *cached_name == known && *cached_arguments == arguments {
-            return SharedStr::Shared(Arc::clone(text));
-        }
-    }
     let text: Arc<str> = Arc::from(query_text(command, known, raw));
-    *cache = Some((known, arguments, Arc::clone(&text)));
+    *cache = Some(MaskedQuery {
+        name: known,
+        arguments,
+        kind,
+        text: Arc::clone(&text),
+    });
     SharedStr::Shared(text)
 }
 

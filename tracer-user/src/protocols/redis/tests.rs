@@ -748,3 +748,37 @@ fn detects_commands_and_clear_replies() {
     // Well-formed, but no command: at most a reply.
     assert_ne!(detect(b"*3\r\n$3\r\nFOO\r\n"), Some(Side::Client));
 }
+
+/// A connection's last masked query text is reused only for the same
+/// command with as many arguments, whatever the case it was sent in.
+#[test]
+fn repeated_commands_share_only_their_own_query_text() {
+    let mut parser = default_parser();
+    let mut out = ParseOutput::default();
+    let commands: &[&[u8]] = &[
+        b"*3\r\n$3\r\nset\r\n$1\r\na\r\n$1\r\nb\r\n",
+        b"*3\r\n$3\r\nSET\r\n$1\r\nc\r\n$1\r\nd\r\n",
+        b"*5\r\n$3\r\nSeT\r\n$1\r\na\r\n$1\r\nb\r\n$2\r\nEX\r\n$1\r\n9\r\n",
+        b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n",
+        b"*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n",
+        b"*2\r\n$6\r\nclient\r\n$4\r\ninfo\r\n",
+        b"*2\r\n$8\r\nJSON.GET\r\n$1\r\na\r\n",
+    ];
+    for (index, command) in commands.iter().enumerate() {
+        let ts = (2 * index as u64 + 1) * 1000;
+        parser.on_data(Side::Client, ts, command, &mut out);
+        parser.on_data(Side::Server, ts + 1000, b"+OK\r\n", &mut out);
+    }
+    assert_eq!(
+        summary(&out),
+        vec![
+            expect("SET", "SET ? ?", None, 0, 1),
+            expect("SET", "SET ? ?", None, 2, 3),
+            expect("SET", "SET ? ? ? ?", None, 4, 5),
+            expect("GET", "GET ?", None, 6, 7),
+            expect("CLIENT", "CLIENT LIST", None, 8, 9),
+            expect("CLIENT", "CLIENT INFO", None, 10, 11),
+            expect("JSON.GET", "JSON.GET ?", None, 12, 13),
+        ]
+    );
+}
