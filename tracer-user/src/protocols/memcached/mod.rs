@@ -17,6 +17,7 @@ use response::{announced_block, classify, ErrorKind, Outcome};
 
 use super::{
     AttrValue, Attributes, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol, Side,
+    SPAN_ATTRIBUTES,
 };
 
 /// Commands sent but not yet answered; deeper pipelines mean we lost track.
@@ -246,10 +247,11 @@ enum Answer {
 /// The exchange for a reported command.
 fn exchange(pending: Pending, end_ns: u64, answer: Answer) -> Option<Exchange> {
     let command = pending.command?;
-    let mut attributes: Attributes = vec![
-        ("db.system.name", AttrValue::from("memcached")),
-        ("db.operation.name", AttrValue::from(command.name())),
-    ];
+    // Room for the optional attributes and what the span builder adds, so
+    // the vector is allocated once.
+    let mut attributes: Attributes = Vec::with_capacity(5 + SPAN_ATTRIBUTES);
+    attributes.push(("db.system.name", AttrValue::fixed("memcached")));
+    attributes.push(("db.operation.name", AttrValue::fixed(command.name())));
     if pending.keys > 1 {
         attributes.push(("db.operation.batch.size", AttrValue::from(pending.keys)));
     }
@@ -258,7 +260,7 @@ fn exchange(pending: Pending, end_ns: u64, answer: Answer) -> Option<Exchange> {
     }
     let fault = match answer {
         Answer::Error(kind) => {
-            attributes.push(("db.response.status_code", AttrValue::from(kind.code())));
+            attributes.push(("db.response.status_code", AttrValue::fixed(kind.code())));
             Fault::Server
         }
         Answer::Ok | Answer::None => Fault::None,

@@ -12,7 +12,7 @@ mod tests;
 pub(crate) use bounded_map::BoundedMap;
 pub use sanitize::{operation_name, sanitize, Dialect};
 
-use super::{Attributes, Exchange, Fault, Protocol};
+use super::{AttrValue, Attributes, Exchange, Fault, Protocol, SPAN_ATTRIBUTES};
 
 /// Longest `db.query.text` emitted, in bytes; longer statements are cut at a
 /// character boundary (after sanitising, so no literal is ever cut in half).
@@ -88,8 +88,10 @@ pub(crate) fn exchange(
     start_ns: u64,
     outcome: Outcome,
 ) -> Exchange {
-    let mut attributes: Attributes = Vec::with_capacity(5);
-    attributes.push(("db.system.name", system.into()));
+    // Room for what the span builder adds too, so the vector is allocated
+    // once.
+    let mut attributes: Attributes = Vec::with_capacity(5 + SPAN_ATTRIBUTES);
+    attributes.push(("db.system.name", AttrValue::fixed(system)));
     let operation = statement.and_then(|s| s.operation.as_deref());
     if let Some(operation) = operation {
         attributes.push(("db.operation.name", operation.into()));
