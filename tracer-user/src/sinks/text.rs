@@ -75,18 +75,21 @@ fn is_str(value: &AttrValue) -> bool {
     matches!(value, AttrValue::Str(_))
 }
 
+/// The attributes that carry a protocol's status code, in the order tried.
+const OUTCOME_KEYS: [&str; 4] = [
+    "http.response.status_code",
+    "rpc.grpc.status_code",
+    "db.response.status_code",
+    "dns.response.code",
+];
+
 /// The most telling result: a status code if the protocol has one.
 fn push_outcome(out: &mut Vec<u8>, span: &Span) {
     if span.attribute("tracer.response.missing").is_some() {
         out.extend_from_slice(b"no response");
         return;
     }
-    for key in [
-        "http.response.status_code",
-        "rpc.grpc.status_code",
-        "db.response.status_code",
-        "dns.response.code",
-    ] {
+    for key in OUTCOME_KEYS {
         match span.attribute(key) {
             Some(AttrValue::Int(code)) => return push_int(out, *code),
             Some(AttrValue::Str(code)) => return out.extend_from_slice(code.as_str().as_bytes()),
@@ -199,12 +202,7 @@ mod tests {
         if span.attribute("tracer.response.missing").is_some() {
             return write!(out, "no response");
         }
-        for key in [
-            "http.response.status_code",
-            "rpc.grpc.status_code",
-            "db.response.status_code",
-            "dns.response.code",
-        ] {
+        for key in super::OUTCOME_KEYS {
             match span.attribute(key) {
                 Some(AttrValue::Int(code)) => return write!(out, "{code}"),
                 Some(AttrValue::Str(code)) => return write!(out, "{code}"),
