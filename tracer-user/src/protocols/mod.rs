@@ -5,6 +5,7 @@
 //! response. Parsers never see the kernel, sockets or clocks; they get bytes,
 //! timestamps and gaps (bytes that moved but were not captured).
 
+mod byte_cursor;
 pub mod dns;
 pub mod http1;
 pub mod http2;

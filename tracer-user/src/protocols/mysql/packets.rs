@@ -4,6 +4,10 @@
 //! and the payload. Validators check payloads against their full structure
 //! so that they can be trusted to find packet boundaries while hunting.
 
+use std::ops::{Deref, DerefMut};
+
+use crate::protocols::byte_cursor::ByteCursor;
+
 pub const HEADER_LEN: usize = 4;
 /// A payload of exactly this length continues in the next packet.
 pub const MAX_PACKET_PAYLOAD: usize = 0xFF_FFFF;
@@ -52,37 +56,35 @@ pub fn header(header: &[u8]) -> Option<(usize, u8)> {
     }
 }
 
-/// A cursor over a payload; every read fails softly at the end.
+/// A cursor over a payload; every read fails softly at the end. Integers
+/// are little-endian.
 #[derive(Clone, Copy)]
-pub struct Reader<'a> {
-    rest: &'a [u8],
+pub struct Reader<'a>(ByteCursor<'a>);
+
+impl<'a> Deref for Reader<'a> {
+    type Target = ByteCursor<'a>;
+    fn deref(&self) -> &ByteCursor<'a> {
+        &self.0
+    }
+}
+
+impl DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl<'a> Reader<'a> {
     pub fn new(payload: &'a [u8]) -> Self {
-        Reader { rest: payload }
-    }
-
-    pub fn rest(&self) -> &'a [u8] {
-        self.rest
-    }
-
-    pub fn bytes(&mut self, len: usize) -> Option<&'a [u8]> {
-        let taken = self.rest.get(..len)?;
-        self.rest = self.rest.get(len..)?;
-        Some(taken)
-    }
-
-    pub fn u8(&mut self) -> Option<u8> {
-        self.bytes(1)?.first().copied()
+        Reader(ByteCursor::new(payload))
     }
 
     pub fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes(self.bytes(2)?.try_into().ok()?))
+        Some(u16::from_le_bytes(self.array()?))
     }
 
     pub fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
+        Some(u32::from_le_bytes(self.array()?))
     }
 
     /// A length-encoded integer (not NULL).
@@ -91,25 +93,12 @@ impl<'a> Reader<'a> {
             small @ 0..=0xfa => Some(u64::from(small)),
             0xfc => self.u16().map(u64::from),
             0xfd => {
-                let bytes = self.bytes(3)?;
-                Some(
-                    bytes
-                        .iter()
-                        .rev()
-                        .fold(0, |acc, &b| (acc << 8) | u64::from(b)),
-                )
+                let [low, mid, high] = self.array()?;
+                Some(u64::from(u32::from_le_bytes([low, mid, high, 0])))
             }
-            0xfe => Some(u64::from_le_bytes(self.bytes(8)?.try_into().ok()?)),
+            0xfe => Some(u64::from_le_bytes(self.array()?)),
             _ => None,
         }
-    }
-
-    /// A NUL-terminated string, without its NUL.
-    pub fn cstr(&mut self) -> Option<&'a [u8]> {
-        let len = self.rest.iter().position(|&b| b == 0)?;
-        let text = self.bytes(len)?;
-        self.bytes(1)?;
-        Some(text)
     }
 }
 

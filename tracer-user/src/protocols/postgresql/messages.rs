@@ -5,6 +5,10 @@
 //! makes them usable to find message boundaries in a stream of unknown
 //! position.
 
+use std::ops::{Deref, DerefMut};
+
+use crate::protocols::byte_cursor::ByteCursor;
+
 /// Protocol 3.0 in a StartupMessage.
 pub const PROTOCOL_3: u32 = 0x0003_0000;
 pub const SSL_REQUEST: u32 = 80_877_103;
@@ -22,48 +26,34 @@ pub const CLIENT_TYPES: &[u8] = b"QPBEDCSHFXdcfp";
 pub const SERVER_TYPES: &[u8] = b"RSKZTDCEN123nIstGHWAVvdc";
 
 /// A cursor over a message body; every read fails softly at the end.
+/// Integers are big-endian.
 #[derive(Clone, Copy)]
-pub struct Reader<'a> {
-    rest: &'a [u8],
+pub struct Reader<'a>(ByteCursor<'a>);
+
+impl<'a> Deref for Reader<'a> {
+    type Target = ByteCursor<'a>;
+    fn deref(&self) -> &ByteCursor<'a> {
+        &self.0
+    }
+}
+
+impl DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl<'a> Reader<'a> {
     pub fn new(body: &'a [u8]) -> Self {
-        Reader { rest: body }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    pub fn rest(&self) -> &'a [u8] {
-        self.rest
-    }
-
-    pub fn bytes(&mut self, len: usize) -> Option<&'a [u8]> {
-        let taken = self.rest.get(..len)?;
-        self.rest = self.rest.get(len..)?;
-        Some(taken)
-    }
-
-    pub fn u8(&mut self) -> Option<u8> {
-        self.bytes(1)?.first().copied()
+        Reader(ByteCursor::new(body))
     }
 
     pub fn i16(&mut self) -> Option<i16> {
-        Some(i16::from_be_bytes(self.bytes(2)?.try_into().ok()?))
+        Some(i16::from_be_bytes(self.array()?))
     }
 
     pub fn i32(&mut self) -> Option<i32> {
-        Some(i32::from_be_bytes(self.bytes(4)?.try_into().ok()?))
-    }
-
-    /// A NUL-terminated string, without its NUL.
-    pub fn cstr(&mut self) -> Option<&'a [u8]> {
-        let len = self.rest.iter().position(|&b| b == 0)?;
-        let text = self.bytes(len)?;
-        self.bytes(1)?;
-        Some(text)
+        Some(i32::from_be_bytes(self.array()?))
     }
 
     /// `count` as read from an Int16 count field, refusing negatives.
@@ -260,7 +250,8 @@ fn valid_authentication(r: &mut Reader<'_>) -> Option<()> {
             }
         },
         8 | 11 | 12 => {
-            r.bytes(r.rest().len());
+            let remaining = r.rest().len();
+            r.bytes(remaining);
             Some(())
         }
         _ => None,
