@@ -18,12 +18,24 @@ pub fn syscall_arg<const INDEX: usize>(ctx: &TracePointContext) -> u64 {
     // SAFETY: every sys_enter record holds its syscall's arguments, 8 bytes
     // each from FIRST_FIELD; the verifier checks the constant offset
     // against the record size.
-    unsafe { ctx.as_ptr().cast::<u8>().add(FIRST_FIELD + INDEX * 8).cast::<u64>().read() }
+    unsafe {
+        ctx.as_ptr()
+            .cast::<u8>()
+            .add(FIRST_FIELD + INDEX * 8)
+            .cast::<u64>()
+            .read()
+    }
 }
 
 /// The `ret` field of a `sys_exit_*` record.
 #[inline(always)]
 pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
     // SAFETY: every sys_exit record holds `long ret` at FIRST_FIELD.
-    unsafe { ctx.as_ptr().cast::<u8>().add(FIRST_FIELD).cast::<i64>().read() }
+    unsafe {
+        ctx.as_ptr()
+            .cast::<u8>()
+            .add(FIRST_FIELD)
+            .cast::<i64>()
+            .read()
+    }
 }

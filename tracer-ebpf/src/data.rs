@@ -41,7 +41,9 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     if traced_current().is_none() {
         return;
     }
-    let Some(slot) = in_flight_slot(bpf_get_current_pid_tgid()) else { return };
+    let Some(slot) = in_flight_slot(bpf_get_current_pid_tgid()) else {
+        return;
+    };
     // Only sends are stamped at entry (a request or response starts when
     // the process hands it over); receives are stamped at exit.
     let enter_ns = match syscall.direction() {
@@ -64,7 +66,9 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(in_flight) = finish_in_flight(pid_tgid) else { return };
+    let Some(in_flight) = finish_in_flight(pid_tgid) else {
+        return;
+    };
     if in_flight.sock == 0 || in_flight.syscall != syscall as u8 {
         return; // not a socket (file, pipe, ...) or a mismatched pair
     }
@@ -79,7 +83,9 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         Tracked::Tls => return, // ciphertext: the TLS hooks emit the plaintext
         Tracked::Plain => {}
     }
-    if in_flight.in_tls_call != 0 && note_socket_of_ssl_call(pid_tgid, tgid, in_flight.fd, in_flight.sock) {
+    if in_flight.in_tls_call != 0
+        && note_socket_of_ssl_call(pid_tgid, tgid, in_flight.fd, in_flight.sock)
+    {
         return;
     }
     let direction = syscall.direction();
@@ -109,9 +115,7 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
             emit_iovecs::<MAX_IOVECS>(header, in_flight.buf, in_flight.count, ret as u64)
         }
         Syscall::Recvmsg | Syscall::Sendmsg => emit_msghdr(header, in_flight.buf, ret as u64),
-        Syscall::Recvmmsg | Syscall::Sendmmsg => {
-            emit_mmsghdrs(header, in_flight.buf, ret as u64)
-        }
+        Syscall::Recvmmsg | Syscall::Sendmmsg => emit_mmsghdrs(header, in_flight.buf, ret as u64),
         Syscall::Sendfile => emit_size_only(header, ret as u64),
         Syscall::SslRead | Syscall::SslWrite => {}
     }
@@ -119,7 +123,9 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
 
 #[inline(always)]
 pub fn emit_flat(mut header: DataEvent, buf: u64, moved: u64) {
-    let Some(mut data) = DataBuilder::new(moved as usize) else { return };
+    let Some(mut data) = DataBuilder::new(moved as usize) else {
+        return;
+    };
     header.total_len = moved as u32;
     data.append_user(buf, moved as usize);
     data.submit(header);
@@ -127,14 +133,18 @@ pub fn emit_flat(mut header: DataEvent, buf: u64, moved: u64) {
 
 #[inline(always)]
 fn emit_size_only(mut header: DataEvent, moved: u64) {
-    let Some(data) = DataBuilder::new(0) else { return };
+    let Some(data) = DataBuilder::new(0) else {
+        return;
+    };
     header.total_len = moved as u32;
     data.submit(header);
 }
 
 #[inline(always)]
 fn emit_iovecs<const MAX: u32>(mut header: DataEvent, iov: u64, iov_count: u32, moved: u64) {
-    let Some(mut data) = DataBuilder::new(moved as usize) else { return };
+    let Some(mut data) = DataBuilder::new(moved as usize) else {
+        return;
+    };
     header.total_len = moved as u32;
     copy_iovecs::<MAX>(&mut data, iov, iov_count);
     data.submit(header);
@@ -186,7 +196,8 @@ fn copy_iovecs<const MAX: u32>(data: &mut DataBuilder, iov: u64, iov_count: u32)
             break;
         }
         // SAFETY: user pointer; a failed read ends the copy.
-        let Ok(vec) = (unsafe { bpf_probe_read_user((iov + u64::from(i) * 16) as *const IoVec) }) else {
+        let Ok(vec) = (unsafe { bpf_probe_read_user((iov + u64::from(i) * 16) as *const IoVec) })
+        else {
             count(Counter::PayloadReadFailed);
             break;
         };

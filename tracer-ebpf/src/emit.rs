@@ -65,7 +65,11 @@ impl DataBuilder {
         if limit > moved {
             limit = moved;
         }
-        Some(DataBuilder { scratch, captured: 0, limit })
+        Some(DataBuilder {
+            scratch,
+            captured: 0,
+            limit,
+        })
     }
 
     /// Appends up to `len` bytes from user memory at `src`; returns how many

@@ -24,8 +24,7 @@ pub static TRACED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TRACED_
 
 /// Executable names (`comm`, NUL padded) whose processes are traced on exec.
 #[map]
-pub static TRACED_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> =
-    HashMap::with_max_entries(MAX_COMMS, 0);
+pub static TRACED_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> = HashMap::with_max_entries(MAX_COMMS, 0);
 
 /// The syscall a thread is in, keyed by `pid_tgid`: one slot per thread of
 /// a traced process, see [`in_flight_slot`].

@@ -2,7 +2,9 @@
 //! exec a traced executable name, and removal on exit.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -46,7 +48,10 @@ fn try_process_fork(ctx: &BtfTracePointContext) -> Result<(), i32> {
         count(Counter::PidTableFull);
         return Ok(());
     }
-    debug!(ctx, "tracing forked process {} of {}", child_tgid, parent_tgid);
+    debug!(
+        ctx,
+        "tracing forked process {} of {}", child_tgid, parent_tgid
+    );
     emit_process(EventKind::ProcessFork, child_tgid, parent_tgid);
     Ok(())
 }

@@ -6,16 +6,14 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use tracer_common::{
-    maps::Counter, ConnEvent, EventKind, Role, AF_INET, AF_INET6,
-};
+use tracer_common::{maps::Counter, ConnEvent, EventKind, Role, AF_INET, AF_INET6};
 
 use crate::{
-    emit::output_record,
     ctx::{syscall_arg, syscall_ret},
+    emit::output_record,
     maps::{
-        config, count, finish_in_flight, in_flight_slot, socket_key, traced_current, SocketState, IN_FLIGHT,
-        SOCKETS, SYSCALL_CONNECT,
+        config, count, finish_in_flight, in_flight_slot, socket_key, traced_current, SocketState,
+        IN_FLIGHT, SOCKETS, SYSCALL_CONNECT,
     },
 };
 
@@ -54,7 +52,9 @@ fn mark_socket(ctx: &BtfTracePointContext) {
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn tracer_enter_connect(ctx: TracePointContext) -> u32 {
     let Some(_) = traced_current() else { return 0 };
-    let Some(slot) = in_flight_slot(bpf_get_current_pid_tgid()) else { return 0 };
+    let Some(slot) = in_flight_slot(bpf_get_current_pid_tgid()) else {
+        return 0;
+    };
     // SAFETY: the slot belongs to the calling thread, which is running here.
     unsafe {
         (*slot).fd = syscall_arg::<0>(&ctx) as u32;
@@ -68,7 +68,9 @@ pub fn tracer_enter_connect(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn tracer_exit_connect(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(in_flight) = finish_in_flight(pid_tgid) else { return 0 };
+    let Some(in_flight) = finish_in_flight(pid_tgid) else {
+        return 0;
+    };
     if in_flight.syscall != SYSCALL_CONNECT {
         return 0;
     }
@@ -95,7 +97,9 @@ pub fn tracer_exit_accept(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn on_accept(ctx: &TracePointContext) {
-    let Some((tgid, _)) = traced_current() else { return };
+    let Some((tgid, _)) = traced_current() else {
+        return;
+    };
     let ret = syscall_ret(ctx);
     if ret >= 0 {
         remember_role(tgid, ret as u32, Role::Server);
@@ -104,7 +108,13 @@ fn on_accept(ctx: &TracePointContext) {
 
 #[inline(always)]
 fn remember_role(tgid: u32, fd: u32, role: Role) {
-    let state = SocketState { sock: 0, role: role as u8, ignored: 0, tls: 0, _pad: [0; 5] };
+    let state = SocketState {
+        sock: 0,
+        role: role as u8,
+        ignored: 0,
+        tls: 0,
+        _pad: [0; 5],
+    };
     if SOCKETS.insert(&socket_key(tgid, fd), &state, 0).is_err() {
         count(Counter::SocketTableFull);
     }
@@ -113,11 +123,15 @@ fn remember_role(tgid: u32, fd: u32, role: Role) {
 /// tracepoint `syscalls/sys_enter_close(unsigned int fd)`: a traced socket ends.
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn tracer_enter_close(ctx: TracePointContext) -> u32 {
-    let Some((tgid, tid)) = traced_current() else { return 0 };
+    let Some((tgid, tid)) = traced_current() else {
+        return 0;
+    };
     let fd = syscall_arg::<0>(&ctx) as u32;
     let key = socket_key(tgid, fd);
     // SAFETY: plain lookup; copied before removal.
-    let Some(state) = (unsafe { SOCKETS.get(&key) }).copied() else { return 0 };
+    let Some(state) = (unsafe { SOCKETS.get(&key) }).copied() else {
+        return 0;
+    };
     let _ = SOCKETS.remove(&key);
     if state.ignored != 0 || state.sock == 0 {
         return 0;
@@ -162,9 +176,16 @@ pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> Tracked {
     let cfg = config();
     let sk = sock as *const u8;
     // SAFETY: `sk` came from the sock tp_btf hook of this very syscall; offsets from BTF.
-    let family: u16 = unsafe { bpf_probe_read_kernel(sk.add(cfg.sock_family as usize).cast()) }.unwrap_or(0);
+    let family: u16 =
+        unsafe { bpf_probe_read_kernel(sk.add(cfg.sock_family as usize).cast()) }.unwrap_or(0);
     let ignored = family != AF_INET && family != AF_INET6;
-    let state = SocketState { sock, role, ignored: ignored as u8, tls: 0, _pad: [0; 5] };
+    let state = SocketState {
+        sock,
+        role,
+        ignored: ignored as u8,
+        tls: 0,
+        _pad: [0; 5],
+    };
     if SOCKETS.insert(&key, &state, 0).is_err() {
         count(Counter::SocketTableFull);
     }
@@ -177,18 +198,24 @@ pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> Tracked {
     // SAFETY (all reads): kernel memory of a live sock at BTF offsets; a
     // failed read leaves zeros, which user space shows as unknown.
     unsafe {
-        event.protocol = bpf_probe_read_kernel(sk.add(cfg.sock_protocol as usize).cast::<u16>()).unwrap_or(0);
-        event.local_port = bpf_probe_read_kernel(sk.add(cfg.sock_num as usize).cast::<u16>()).unwrap_or(0);
+        event.protocol =
+            bpf_probe_read_kernel(sk.add(cfg.sock_protocol as usize).cast::<u16>()).unwrap_or(0);
+        event.local_port =
+            bpf_probe_read_kernel(sk.add(cfg.sock_num as usize).cast::<u16>()).unwrap_or(0);
         let dport: u16 = bpf_probe_read_kernel(sk.add(cfg.sock_dport as usize).cast()).unwrap_or(0);
         event.remote_port = u16::from_be(dport);
         if family == AF_INET {
-            let local: [u8; 4] = bpf_probe_read_kernel(sk.add(cfg.sock_rcv_saddr as usize).cast()).unwrap_or([0; 4]);
-            let remote: [u8; 4] = bpf_probe_read_kernel(sk.add(cfg.sock_daddr as usize).cast()).unwrap_or([0; 4]);
+            let local: [u8; 4] =
+                bpf_probe_read_kernel(sk.add(cfg.sock_rcv_saddr as usize).cast()).unwrap_or([0; 4]);
+            let remote: [u8; 4] =
+                bpf_probe_read_kernel(sk.add(cfg.sock_daddr as usize).cast()).unwrap_or([0; 4]);
             event.local_addr[..4].copy_from_slice(&local);
             event.remote_addr[..4].copy_from_slice(&remote);
         } else {
-            event.local_addr = bpf_probe_read_kernel(sk.add(cfg.sock_v6_rcv_saddr as usize).cast()).unwrap_or([0; 16]);
-            event.remote_addr = bpf_probe_read_kernel(sk.add(cfg.sock_v6_daddr as usize).cast()).unwrap_or([0; 16]);
+            event.local_addr = bpf_probe_read_kernel(sk.add(cfg.sock_v6_rcv_saddr as usize).cast())
+                .unwrap_or([0; 16]);
+            event.remote_addr =
+                bpf_probe_read_kernel(sk.add(cfg.sock_v6_daddr as usize).cast()).unwrap_or([0; 16]);
         }
     }
     output_record(&event);

@@ -52,8 +52,14 @@ fn enter(ctx: &ProbeContext, syscall: Syscall, ex: bool) {
     if traced_current().is_none() {
         return;
     }
-    let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else { return };
-    let count_out = if ex { ctx.arg::<u64>(3).unwrap_or(0) } else { 0 };
+    let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
+        return;
+    };
+    let count_out = if ex {
+        ctx.arg::<u64>(3).unwrap_or(0)
+    } else {
+        0
+    };
     let call = SslCall {
         ssl,
         buf,
@@ -87,7 +93,9 @@ fn set_in_tls_call(pid_tgid: u64, inside: u8) {
 pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: plain lookup; copied before removal.
-    let Some(call) = (unsafe { SSL_IN_FLIGHT.get(&pid_tgid) }).copied() else { return 0 };
+    let Some(call) = (unsafe { SSL_IN_FLIGHT.get(&pid_tgid) }).copied() else {
+        return 0;
+    };
     let _ = SSL_IN_FLIGHT.remove(&pid_tgid);
     set_in_tls_call(pid_tgid, 0);
     let ret: i64 = ctx.ret::<i32>() as i64;
@@ -107,7 +115,11 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
         return 0;
     }
     let (fd, sock) = if call.sock != 0 {
-        let socket = SslSocket { sock: call.sock, fd: call.fd, _pad: 0 };
+        let socket = SslSocket {
+            sock: call.sock,
+            fd: call.fd,
+            _pad: 0,
+        };
         let _ = SSL_SOCKETS.insert(&call.ssl, &socket, 0);
         (call.fd, call.sock)
     } else {
@@ -126,7 +138,11 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
         return 0;
     }
     mark_tls(tgid, fd);
-    let syscall = if call.syscall == Syscall::SslWrite as u8 { Syscall::SslWrite } else { Syscall::SslRead };
+    let syscall = if call.syscall == Syscall::SslWrite as u8 {
+        Syscall::SslWrite
+    } else {
+        Syscall::SslRead
+    };
     let direction = syscall.direction();
     let header = DataEvent {
         kind: EventKind::Data as u8,
@@ -154,7 +170,9 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
 /// to be emitted for the syscall itself (returns true).
 #[inline(always)]
 pub fn note_socket_of_ssl_call(pid_tgid: u64, tgid: u32, fd: u32, sock: u64) -> bool {
-    let Some(call) = SSL_IN_FLIGHT.get_ptr_mut(&pid_tgid) else { return false };
+    let Some(call) = SSL_IN_FLIGHT.get_ptr_mut(&pid_tgid) else {
+        return false;
+    };
     // SAFETY: the entry belongs to this thread, which is running here.
     unsafe {
         (*call).fd = fd;

@@ -24,7 +24,9 @@ use tracer::pipeline::{Pipeline, PipelineConfig};
 use tracer::protocols::{ParserOptions, Protocol};
 use tracer::report::LatencyTable;
 use tracer::sinks::{resource::ResourceConfig, summary, write_json_line, write_text_line};
-use tracer_common::{ConnEvent, DataEvent, Direction, EventKind, Role, Syscall, AF_INET, IPPROTO_TCP};
+use tracer_common::{
+    ConnEvent, DataEvent, Direction, EventKind, Role, Syscall, AF_INET, IPPROTO_TCP,
+};
 
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 29 Nov 2026 15:19:18 GMT\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n";
@@ -63,7 +65,13 @@ fn as_bytes<T: Copy>(value: &T) -> Vec<u8> {
     out
 }
 
-fn data_record(fd: u32, ts: u64, direction: Direction, syscall: Syscall, payload: &[u8]) -> Vec<u8> {
+fn data_record(
+    fd: u32,
+    ts: u64,
+    direction: Direction,
+    syscall: Syscall,
+    payload: &[u8],
+) -> Vec<u8> {
     let header = DataEvent {
         kind: EventKind::Data as u8,
         direction: direction as u8,
@@ -83,7 +91,10 @@ fn data_record(fd: u32, ts: u64, direction: Direction, syscall: Syscall, payload
 }
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
     let mode = std::env::args().nth(2).unwrap_or_default();
     let redis = std::env::args().nth(3).is_some_and(|w| w == "redis");
     let mut pipeline = Pipeline::new(PipelineConfig {
@@ -92,7 +103,10 @@ fn main() {
         max_connections: 65536,
         wall_offset_ns: 0,
         // The tracer's defaults: a 2 s window, 65536 spans.
-        link: LinkConfig { window_ns: 2_000_000_000, max_spans: 65536 },
+        link: LinkConfig {
+            window_ns: 2_000_000_000,
+            max_spans: 65536,
+        },
     });
     for fd in 0..CONNECTIONS {
         let mut local_addr = [0u8; 16];
@@ -118,19 +132,29 @@ fn main() {
     // One round = a request and a response on every connection (HTTP), or
     // both benchmark captures on every connection (Redis).
     let (round, spans_per_round): (Vec<Vec<u8>>, u64) = if redis {
-        let records: Vec<(bool, &[u8])> = REDIS_CAPTURES.iter().flat_map(|c| capture_records(c)).collect();
-        let commands: u64 = records.iter().filter(|(client, _)| *client).map(|(_, b)| commands_in(b)).sum();
+        let records: Vec<(bool, &[u8])> = REDIS_CAPTURES
+            .iter()
+            .flat_map(|c| capture_records(c))
+            .collect();
+        let commands: u64 = records
+            .iter()
+            .filter(|(client, _)| *client)
+            .map(|(_, b)| commands_in(b))
+            .sum();
         let round = (0..CONNECTIONS)
             .flat_map(|c| {
-                records.iter().enumerate().map(move |(i, &(client, bytes))| {
-                    // As redis-server reads and writes.
-                    let (direction, syscall) = if client {
-                        (Direction::Ingress, Syscall::Read)
-                    } else {
-                        (Direction::Egress, Syscall::Write)
-                    };
-                    data_record(100 + c, 10 * (i as u64 + 1), direction, syscall, bytes)
-                })
+                records
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, &(client, bytes))| {
+                        // As redis-server reads and writes.
+                        let (direction, syscall) = if client {
+                            (Direction::Ingress, Syscall::Read)
+                        } else {
+                            (Direction::Egress, Syscall::Write)
+                        };
+                        data_record(100 + c, 10 * (i as u64 + 1), direction, syscall, bytes)
+                    })
             })
             .collect();
         (round, commands * u64::from(CONNECTIONS))
@@ -188,10 +212,17 @@ fn main() {
         spans as f64 / elapsed
     );
     if json || text {
-        println!("\n{mode}: {json_bytes} bytes, {:.0} bytes/span", json_bytes as f64 / spans.max(1) as f64);
+        println!(
+            "\n{mode}: {json_bytes} bytes, {:.0} bytes/span",
+            json_bytes as f64 / spans.max(1) as f64
+        );
     }
     if let Some(table) = &table {
         println!("\nsummary: {} spans in the table", table.spans());
     }
-    assert_eq!(spans, spans_per_round * rounds as u64, "every request became a span");
+    assert_eq!(
+        spans,
+        spans_per_round * rounds as u64,
+        "every request became a span"
+    );
 }

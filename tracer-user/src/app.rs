@@ -13,7 +13,10 @@ use tracer_common::maps::Counter;
 use crate::{
     cli::Args,
     clock,
-    kernel::{openssl::{self, OpensslHooks}, preflight, AttachedKernel, KernelOptions},
+    kernel::{
+        openssl::{self, OpensslHooks},
+        preflight, AttachedKernel, KernelOptions,
+    },
     linking::{LinkConfig, LinkStats},
     pipeline::{Pipeline, PipelineConfig},
     process,
@@ -58,9 +61,9 @@ impl Summary {
             Counter::PayloadReadFailed,
             Counter::TlsSocketUnknown,
         ]
-            .iter()
-            .map(|c| self.kernel.get(c).copied().unwrap_or(0))
-            .sum()
+        .iter()
+        .map(|c| self.kernel.get(c).copied().unwrap_or(0))
+        .sum()
     }
 
     pub fn line(&self) -> String {
@@ -100,7 +103,10 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     let pids = process::with_descendants(&args.pids)?;
     for comm in &args.comms {
         if comm.len() > 15 {
-            log::warn!("--comm {comm}: the kernel keeps 15 bytes of a name; matching {:?}", &comm[..15]);
+            log::warn!(
+                "--comm {comm}: the kernel keeps 15 bytes of a name; matching {:?}",
+                &comm[..15]
+            );
         }
     }
     // Sinks before the kernel: a bad export setting fails before attaching.
@@ -138,10 +144,18 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     eprintln!(
         "tracer: attached; tracing {} process(es){}; Ctrl-C to stop",
         pids.len() + by_comm.len(),
-        if args.comms.is_empty() { String::new() } else { format!(" and new ones named {}", args.comms.join(",")) }
+        if args.comms.is_empty() {
+            String::new()
+        } else {
+            format!(" and new ones named {}", args.comms.join(","))
+        }
     );
 
-    let enabled = if args.protocols.is_empty() { protocols::default_enabled() } else { args.protocols.clone() };
+    let enabled = if args.protocols.is_empty() {
+        protocols::default_enabled()
+    } else {
+        args.protocols.clone()
+    };
     let mut pipeline = Pipeline::new(PipelineConfig {
         enabled,
         options: ParserOptions {
@@ -188,8 +202,15 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
             kernel.flush_kernel_logs();
             pipeline.evict_idle(clock::monotonic_ns().saturating_sub(IDLE_CONNECTION_TIMEOUT_NS));
             let kernel_counters = kernel.counters();
-            health.publish(pipeline.stats(), pipeline.connection_stats(), &kernel_counters);
-            let lost = kernel_counters.get(&Counter::RingBufFull).copied().unwrap_or(0);
+            health.publish(
+                pipeline.stats(),
+                pipeline.connection_stats(),
+                &kernel_counters,
+            );
+            let lost = kernel_counters
+                .get(&Counter::RingBufFull)
+                .copied()
+                .unwrap_or(0);
             if lost > lost_reported {
                 eprintln!(
                     "tracer: {} events lost: ring buffer full (raise --ring-buffer-mib or lower --max-payload)",

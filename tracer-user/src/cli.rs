@@ -12,7 +12,12 @@ use crate::{
 /// Zero-instrumentation request tracing with eBPF: every request a process
 /// serves or makes, as spans, without touching the process.
 #[derive(Debug, Parser)]
-#[command(name = "tracer", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "tracer",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -148,7 +153,9 @@ impl Args {
         match self.duration {
             None => Ok(None),
             Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
-            Some(secs) => Err(format!("--duration must be a positive number of seconds, got {secs}")),
+            Some(secs) => Err(format!(
+                "--duration must be a positive number of seconds, got {secs}"
+            )),
         }
     }
 }
@@ -161,11 +168,14 @@ fn parse_protocol(name: &str) -> Result<Protocol, String> {
 }
 
 fn parse_otlp_protocol(name: &str) -> Result<OtlpProtocol, String> {
-    name.parse().map_err(|err: crate::sinks::otlp::ConfigError| err.to_string())
+    name.parse()
+        .map_err(|err: crate::sinks::otlp::ConfigError| err.to_string())
 }
 
 fn parse_ring_mib(value: &str) -> Result<u32, String> {
-    let mib: u32 = value.parse().map_err(|_| format!("{value:?} is not a number"))?;
+    let mib: u32 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
     if !(1..=1024).contains(&mib) || !mib.is_power_of_two() {
         return Err(format!("{mib} is not a power of two between 1 and 1024"));
     }
@@ -195,14 +205,20 @@ mod tests {
         assert!(Args::try_parse_from(["tracer", "--otlp-protocol", "http/json"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--metrics-addr", "localhost"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--summary-every", "0"]).is_err());
-        assert!(Args::try_parse_from(["tracer", "report"]).is_err(), "report needs a file");
+        assert!(
+            Args::try_parse_from(["tracer", "report"]).is_err(),
+            "report needs a file"
+        );
     }
 
     #[test]
     fn report_is_a_subcommand_beside_tracing() {
         let args = Args::try_parse_from(["tracer", "report", "a.jsonl", "a.jsonl.1"]).unwrap();
         match args.command {
-            Some(Command::Report { files }) => assert_eq!(files, [PathBuf::from("a.jsonl"), PathBuf::from("a.jsonl.1")]),
+            Some(Command::Report { files }) => assert_eq!(
+                files,
+                [PathBuf::from("a.jsonl"), PathBuf::from("a.jsonl.1")]
+            ),
             other => panic!("{other:?}"),
         }
         let args = Args::try_parse_from(["tracer", "--pid", "7", "--output", "none"]).unwrap();
@@ -214,9 +230,23 @@ mod tests {
     #[test]
     fn export_flags() {
         let args = Args::try_parse_from([
-            "tracer", "--pid", "1", "--otlp-endpoint", "http://c:4317", "--otlp-protocol", "grpc",
-            "--otlp-header", "a=b", "--otlp-header", "c=d", "--metrics-addr", "127.0.0.1:9464",
-            "--output-file", "/tmp/x", "--summary-every", "10",
+            "tracer",
+            "--pid",
+            "1",
+            "--otlp-endpoint",
+            "http://c:4317",
+            "--otlp-protocol",
+            "grpc",
+            "--otlp-header",
+            "a=b",
+            "--otlp-header",
+            "c=d",
+            "--metrics-addr",
+            "127.0.0.1:9464",
+            "--output-file",
+            "/tmp/x",
+            "--summary-every",
+            "10",
         ])
         .unwrap();
         assert_eq!(args.export.otlp_protocol, Some(OtlpProtocol::Grpc));

@@ -12,7 +12,11 @@ use tracer::{
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Report { files }) = &args.command {
-        let result = report::run(files, &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+        let result = report::run(
+            files,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        );
         return match result {
             Ok(_) => ExitCode::SUCCESS,
             Err(err) => {
@@ -31,7 +35,10 @@ fn main() -> ExitCode {
         .parse_env("TRACER_LOG")
         .format_target(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("tracer: cannot start the async runtime: {err}");
@@ -49,4 +56,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

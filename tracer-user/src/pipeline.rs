@@ -7,10 +7,10 @@ use tracer_common::{EventKind, ProcessEvent};
 
 use crate::{
     clock,
-    connections::{ConnectionTable, ConnectionStats, Origin},
+    connections::{ConnectionStats, ConnectionTable, Origin},
     linking::{LinkConfig, LinkStats, Linker},
-    protocols::{Exchange, ParseOutput, ParserOptions, Protocol},
     process::ProcessNames,
+    protocols::{Exchange, ParseOutput, ParserOptions, Protocol},
     sinks::SpanBatch,
     source::{decode, Event},
     spans::{Span, SpanBuilder, SpanContext, SpanKind},
@@ -47,7 +47,11 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         Pipeline {
-            connections: ConnectionTable::new(config.enabled, config.options, config.max_connections),
+            connections: ConnectionTable::new(
+                config.enabled,
+                config.options,
+                config.max_connections,
+            ),
             builder: SpanBuilder::new(config.wall_offset_ns),
             names: ProcessNames::default(),
             parsed: ParseOutput::default(),
@@ -106,11 +110,19 @@ impl Pipeline {
     }
 
     fn on_process(&mut self, event: &ProcessEvent) {
-        let comm_len = event.comm.iter().position(|&b| b == 0).unwrap_or(event.comm.len());
+        let comm_len = event
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(event.comm.len());
         let comm = String::from_utf8_lossy(&event.comm[..comm_len]);
         match EventKind::from_u8(event.kind) {
             Some(EventKind::ProcessFork) => {
-                log::debug!("tracing process {} ({comm}), forked by {}", event.pid, event.parent_pid);
+                log::debug!(
+                    "tracing process {} ({comm}), forked by {}",
+                    event.pid,
+                    event.parent_pid
+                );
                 self.names.set(event.pid, &comm);
                 self.new_processes.push(event.pid);
             }
@@ -121,15 +133,18 @@ impl Pipeline {
             }
             Some(EventKind::ProcessExit) => {
                 log::debug!("process {} ({comm}) exited", event.pid);
-                let origins = self
-                    .connections
-                    .on_process_exit(event.pid, event.timestamp_ns, &mut self.parsed);
+                let origins = self.connections.on_process_exit(
+                    event.pid,
+                    event.timestamp_ns,
+                    &mut self.parsed,
+                );
                 let exchanges: Vec<_> = self.parsed.exchanges.drain(..).collect();
                 let now_ns = clock::monotonic_ns();
                 for (exchange, origin) in exchanges.into_iter().zip(origins) {
                     let ctx = self.context(&origin, event.pid, event.pid);
                     let span = self.span(exchange, &ctx, &origin, 0);
-                    self.linker.push(span, now_ns, &self.connections, &mut self.ready);
+                    self.linker
+                        .push(span, now_ns, &self.connections, &mut self.ready);
                 }
                 self.names.remove(event.pid);
             }
@@ -164,7 +179,8 @@ impl Pipeline {
         let mut exchanges = std::mem::take(&mut self.parsed.exchanges);
         for (i, exchange) in exchanges.drain(..).enumerate() {
             let span = self.span(exchange, &ctx, &origin, i as u64);
-            self.linker.push(span, now_ns, &self.connections, &mut self.ready);
+            self.linker
+                .push(span, now_ns, &self.connections, &mut self.ready);
         }
         self.parsed.exchanges = exchanges;
     }
@@ -186,13 +202,15 @@ impl Pipeline {
 
     /// Emits every span still held for linking (at exit).
     pub fn flush_linking(&mut self) {
-        self.linker.release(clock::monotonic_ns(), &self.connections, &mut self.ready);
+        self.linker
+            .release(clock::monotonic_ns(), &self.connections, &mut self.ready);
         self.linker.flush(clock::monotonic_ns(), &mut self.ready);
     }
 
     /// Spans finished since the last call, as one batch.
     pub fn take_batch(&mut self) -> Option<SpanBatch> {
-        self.linker.release(clock::monotonic_ns(), &self.connections, &mut self.ready);
+        self.linker
+            .release(clock::monotonic_ns(), &self.connections, &mut self.ready);
         if self.ready.is_empty() {
             return None;
         }

@@ -12,8 +12,14 @@ use std::{
 use common::{our_programs_loaded, servers, tracer_binary, Tracer};
 
 fn run_tracer(args: &[&str]) -> (bool, String) {
-    let out = Command::new(tracer_binary()).args(args).output().expect("run tracer");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(tracer_binary())
+        .args(args)
+        .output()
+        .expect("run tracer");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -49,7 +55,14 @@ fn malformed_arguments_are_refused() {
 #[test]
 fn not_root_is_one_clear_error() {
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", tracer_binary(), "--pid", "1"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            tracer_binary(),
+            "--pid",
+            "1",
+        ])
         .output()
         .expect("run setpriv");
     assert!(!out.status.success());
@@ -68,13 +81,21 @@ fn duration_ends_the_run_and_detaches_everything() {
         .stderr(Stdio::piped())
         .output()
         .expect("run tracer");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(started.elapsed() >= Duration::from_millis(1500));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let summary = stderr.lines().last().unwrap_or_default();
     assert!(summary.starts_with("tracer: 0 spans emitted"), "{stderr}");
     assert!(summary.contains("0 events lost"), "{summary}");
-    assert!(our_programs_loaded().is_empty(), "left attached: {:?}", our_programs_loaded());
+    assert!(
+        our_programs_loaded().is_empty(),
+        "left attached: {:?}",
+        our_programs_loaded()
+    );
     // The kernel frees maps after their last program, asynchronously.
     wait_until_detached();
 }
@@ -83,8 +104,15 @@ fn duration_ends_the_run_and_detaches_everything() {
 fn sigterm_and_sigkill_leave_nothing_attached() {
     let nginx = servers::nginx(1);
     let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
-    assert!(!our_programs_loaded().is_empty(), "programs should be loaded while tracing");
-    assert!(common::our_maps_loaded().len() >= 8, "maps should be loaded: {:?}", common::loaded_map_names());
+    assert!(
+        !our_programs_loaded().is_empty(),
+        "programs should be loaded while tracing"
+    );
+    assert!(
+        common::our_maps_loaded().len() >= 8,
+        "maps should be loaded: {:?}",
+        common::loaded_map_names()
+    );
     common::signal(tracer.pid(), "-TERM");
     wait_until_detached();
 
@@ -103,7 +131,11 @@ fn sigterm_and_sigkill_leave_nothing_attached() {
 fn wait_until_detached() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !our_programs_loaded().is_empty() || !common::our_maps_loaded().is_empty() {
-        assert!(Instant::now() < deadline, "still attached: {:?}", our_programs_loaded());
+        assert!(
+            Instant::now() < deadline,
+            "still attached: {:?}",
+            our_programs_loaded()
+        );
         thread::sleep(Duration::from_millis(100));
     }
 }

@@ -4,9 +4,9 @@
 //! metrics, storing OTLP-JSON files and reading them back with
 //! `tracer report`.
 
-mod common;
 #[path = "export/collector.rs"]
 mod collector;
+mod common;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -54,7 +54,10 @@ fn sink_counts(run: &TracerRun, sink: &str) -> (u64, u64, u64) {
 }
 
 fn by_span_id(spans: &[Value]) -> HashMap<String, &Value> {
-    spans.iter().map(|s| (s["span_id"].as_str().expect("span_id").to_owned(), s)).collect()
+    spans
+        .iter()
+        .map(|s| (s["span_id"].as_str().expect("span_id").to_owned(), s))
+        .collect()
 }
 
 /// Every stdout span arrived over OTLP with the same ids, times, names,
@@ -62,17 +65,34 @@ fn by_span_id(spans: &[Value]) -> HashMap<String, &Value> {
 fn assert_same_spans(run: &TracerRun, inbox: &Inbox, nginx_pids: &[u32]) {
     let stdout = by_span_id(&run.spans);
     let received = inbox.spans();
-    assert_eq!(received.len(), stdout.len(), "one OTLP span per stdout span");
+    assert_eq!(
+        received.len(),
+        stdout.len(),
+        "one OTLP span per stdout span"
+    );
     for (resource, span) in &received {
         let id = hex(&span.span_id);
-        let json = stdout.get(&id).unwrap_or_else(|| panic!("span {id} not on stdout"));
+        let json = stdout
+            .get(&id)
+            .unwrap_or_else(|| panic!("span {id} not on stdout"));
         assert_eq!(hex(&span.trace_id), json["trace_id"]);
         assert_eq!(span.name, json["name"]);
-        assert_eq!(Some(span.start_time_unix_nano), json["start_time_unix_nano"].as_u64());
-        assert_eq!(Some(span.end_time_unix_nano), json["end_time_unix_nano"].as_u64());
+        assert_eq!(
+            Some(span.start_time_unix_nano),
+            json["start_time_unix_nano"].as_u64()
+        );
+        assert_eq!(
+            Some(span.end_time_unix_nano),
+            json["end_time_unix_nano"].as_u64()
+        );
         assert_eq!(span.kind, if json["kind"] == "server" { 2 } else { 3 });
         let code = span.status.as_ref().map_or(0, |s| s.code);
-        assert_eq!(code, if json["status"] == "error" { 2 } else { 0 }, "{}", span.name);
+        assert_eq!(
+            code,
+            if json["status"] == "error" { 2 } else { 0 },
+            "{}",
+            span.name
+        );
         assert!(span.parent_span_id.is_empty() == json["parent_span_id"].is_null());
         for (key, value) in json["attributes"].as_object().expect("attributes") {
             let got = attr(&span.attributes, key).unwrap_or_else(|| panic!("{key} missing"));
@@ -84,15 +104,33 @@ fn assert_same_spans(run: &TracerRun, inbox: &Inbox, nginx_pids: &[u32]) {
             };
             assert_eq!(got, want, "{key}");
         }
-        assert_eq!(attr(&span.attributes, "thread.id"), Some(Attr::Int(json["tid"].as_i64().unwrap())));
+        assert_eq!(
+            attr(&span.attributes, "thread.id"),
+            Some(Attr::Int(json["tid"].as_i64().unwrap()))
+        );
         // The resource: the process the span came from.
         let pid = json["pid"].as_i64().expect("pid");
-        assert!(nginx_pids.contains(&(pid as u32)), "pid {pid} is not nginx's");
+        assert!(
+            nginx_pids.contains(&(pid as u32)),
+            "pid {pid} is not nginx's"
+        );
         assert_eq!(attr(resource, "process.pid"), Some(Attr::Int(pid)));
-        assert_eq!(attr(resource, "service.name"), Some(Attr::Str("nginx".into())));
-        assert_eq!(attr(resource, "process.executable.name"), Some(Attr::Str("nginx".into())));
-        assert_eq!(attr(resource, "telemetry.sdk.name"), Some(Attr::Str("tracer".into())));
-        assert_eq!(attr(resource, "telemetry.sdk.language"), Some(Attr::Str("rust".into())));
+        assert_eq!(
+            attr(resource, "service.name"),
+            Some(Attr::Str("nginx".into()))
+        );
+        assert_eq!(
+            attr(resource, "process.executable.name"),
+            Some(Attr::Str("nginx".into()))
+        );
+        assert_eq!(
+            attr(resource, "telemetry.sdk.name"),
+            Some(Attr::Str("tracer".into()))
+        );
+        assert_eq!(
+            attr(resource, "telemetry.sdk.language"),
+            Some(Attr::Str("rust".into()))
+        );
         assert!(matches!(attr(resource, "host.name"), Some(Attr::Str(h)) if !h.is_empty()));
     }
 }
@@ -114,7 +152,10 @@ fn otlp_grpc_delivers_the_stdout_spans_intact() {
             "X-Tenant=flag-wins",
         ],
         &[
-            ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=from-env,x-other=a%20b"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "x-tenant=from-env,x-other=a%20b",
+            ),
             // A wrong protocol in the environment: the flag wins.
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ],
@@ -127,7 +168,10 @@ fn otlp_grpc_delivers_the_stdout_spans_intact() {
     let received = collector.inbox.all();
     assert!(!received.is_empty());
     for r in &received {
-        assert_eq!(r.headers.get("x-tenant").map(String::as_str), Some("flag-wins"));
+        assert_eq!(
+            r.headers.get("x-tenant").map(String::as_str),
+            Some("flag-wins")
+        );
         assert_eq!(r.headers.get("x-other").map(String::as_str), Some("a b"));
     }
     assert_eq!(sink_counts(&run, "otlp"), (5, 0, 0), "{}", run.summary());
@@ -145,7 +189,10 @@ fn otlp_http_protobuf_configured_by_environment() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0ken"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=ci%2Ctest,team=edge"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=ci%2Ctest,team=edge",
+            ),
         ],
     );
     request_mix(&nginx);
@@ -155,11 +202,20 @@ fn otlp_http_protobuf_configured_by_environment() {
     assert_same_spans(&run, &collector.inbox, &servers::with_children(nginx.pid()));
     for r in collector.inbox.all() {
         assert_eq!(r.path, "/v1/traces");
-        assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/x-protobuf"));
-        assert_eq!(r.headers.get("authorization").map(String::as_str), Some("Bearer t0ken"));
+        assert_eq!(
+            r.headers.get("content-type").map(String::as_str),
+            Some("application/x-protobuf")
+        );
+        assert_eq!(
+            r.headers.get("authorization").map(String::as_str),
+            Some("Bearer t0ken")
+        );
         for rs in &r.request.resource_spans {
             let attrs = &rs.resource.as_ref().expect("resource").attributes;
-            assert_eq!(attr(attrs, "deployment.environment.name"), Some(Attr::Str("ci,test".into())));
+            assert_eq!(
+                attr(attrs, "deployment.environment.name"),
+                Some(Attr::Str("ci,test".into()))
+            );
             assert_eq!(attr(attrs, "team"), Some(Attr::Str("edge".into())));
         }
     }
@@ -173,8 +229,16 @@ fn service_name_override_and_traces_endpoint_used_as_is() {
     // The traces-specific variable is a full URL: no /v1/traces appended.
     let url = format!("{}/custom/traces", collector.endpoint());
     let tracer = Tracer::start_with_env(
-        &["--pid", &nginx.pid().to_string(), "--service-name", "frontend"],
-        &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &url), ("OTEL_SERVICE_NAME", "loses-to-the-flag")],
+        &[
+            "--pid",
+            &nginx.pid().to_string(),
+            "--service-name",
+            "frontend",
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &url),
+            ("OTEL_SERVICE_NAME", "loses-to-the-flag"),
+        ],
     );
     assert_eq!(curl(&nginx.url("/hello")), "200");
     let run = tracer.stop();
@@ -183,8 +247,14 @@ fn service_name_override_and_traces_endpoint_used_as_is() {
     assert!(received.iter().all(|r| r.path == "/custom/traces"));
     let spans = collector.inbox.spans();
     assert_eq!(spans.len(), 1);
-    assert_eq!(attr(&spans[0].0, "service.name"), Some(Attr::Str("frontend".into())));
-    assert_eq!(attr(&spans[0].0, "process.executable.name"), Some(Attr::Str("nginx".into())));
+    assert_eq!(
+        attr(&spans[0].0, "service.name"),
+        Some(Attr::Str("frontend".into()))
+    );
+    assert_eq!(
+        attr(&spans[0].0, "process.executable.name"),
+        Some(Attr::Str("nginx".into()))
+    );
 }
 
 #[test]
@@ -192,8 +262,14 @@ fn collector_outage_never_stalls_capture_and_nothing_is_lost_silently() {
     let nginx = servers::nginx(1);
     let mut collector = Collector::start(Transport::Grpc, free_port(), Inbox::default());
     let endpoint = collector.endpoint();
-    let mut tracer =
-        Tracer::start(&["--pid", &nginx.pid().to_string(), "--otlp-endpoint", &endpoint, "--otlp-protocol", "grpc"]);
+    let mut tracer = Tracer::start(&[
+        "--pid",
+        &nginx.pid().to_string(),
+        "--otlp-endpoint",
+        &endpoint,
+        "--otlp-protocol",
+        "grpc",
+    ]);
 
     // A steady trickle of requests for the whole test.
     let stop = Arc::new(AtomicBool::new(false));
@@ -234,9 +310,15 @@ fn collector_outage_never_stalls_capture_and_nothing_is_lost_silently() {
         seen_during + 5 >= made_during,
         "capture stalled during the outage: {seen_during} spans for {made_during} requests"
     );
-    assert!(per_second.iter().skip(1).all(|&n| n > 0), "a second without spans: {per_second:?}");
+    assert!(
+        per_second.iter().skip(1).all(|&n| n > 0),
+        "a second without spans: {per_second:?}"
+    );
     let during_outage_ns = {
-        let now_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         now_ns - outage_start.elapsed().as_nanos() as u64
     };
 
@@ -261,14 +343,36 @@ fn collector_outage_never_stalls_capture_and_nothing_is_lost_silently() {
         received.len(),
         unique.len()
     );
-    assert_eq!(exported + dropped + queue_full, emitted, "every span accounted for: {}", run.summary());
+    assert_eq!(
+        exported + dropped + queue_full,
+        emitted,
+        "every span accounted for: {}",
+        run.summary()
+    );
     assert_eq!(unique.len() as u64, exported, "exported means received");
-    let stdout_ids: HashSet<String> = run.spans.iter().map(|s| s["span_id"].as_str().unwrap().to_owned()).collect();
-    assert!(unique.iter().all(|id| stdout_ids.contains(&hex(id))), "only real spans arrive");
+    let stdout_ids: HashSet<String> = run
+        .spans
+        .iter()
+        .map(|s| s["span_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        unique.iter().all(|id| stdout_ids.contains(&hex(id))),
+        "only real spans arrive"
+    );
     // Spans captured while the collector was down were retried and arrived.
-    let from_outage = received.iter().filter(|(_, s)| s.start_time_unix_nano > during_outage_ns).count();
-    assert!(from_outage > 0 || dropped > 0, "outage spans neither delivered nor counted");
-    assert!(run.stderr.iter().any(|l| l.contains("otlp: export failed")), "the outage was reported: {:?}", run.stderr);
+    let from_outage = received
+        .iter()
+        .filter(|(_, s)| s.start_time_unix_nano > during_outage_ns)
+        .count();
+    assert!(
+        from_outage > 0 || dropped > 0,
+        "outage spans neither delivered nor counted"
+    );
+    assert!(
+        run.stderr.iter().any(|l| l.contains("otlp: export failed")),
+        "the outage was reported: {:?}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -276,7 +380,12 @@ fn collector_down_for_the_whole_run_spans_are_counted_as_dropped_on_exit() {
     let nginx = servers::nginx(1);
     // Nothing listens there.
     let endpoint = format!("http://127.0.0.1:{}", free_port());
-    let tracer = Tracer::start(&["--pid", &nginx.pid().to_string(), "--otlp-endpoint", &endpoint]);
+    let tracer = Tracer::start(&[
+        "--pid",
+        &nginx.pid().to_string(),
+        "--otlp-endpoint",
+        &endpoint,
+    ]);
     request_mix(&nginx);
     let stopping = Instant::now();
     let run = tracer.stop();
@@ -287,28 +396,45 @@ fn collector_down_for_the_whole_run_spans_are_counted_as_dropped_on_exit() {
     assert_eq!(run.summary_count("spans dropped by sinks"), 5);
     // The exit flush has a 5 s deadline (plus the harness's own waits).
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
-    assert!(run.stderr.iter().any(|l| l.contains("not exported before the exit deadline")), "{:?}", run.stderr);
+    assert!(
+        run.stderr
+            .iter()
+            .any(|l| l.contains("not exported before the exit deadline")),
+        "{:?}",
+        run.stderr
+    );
 }
 
 /// Reads `/metrics` with curl and parses it with a real Prometheus text
 /// parser; every line must be understood.
 fn scrape(addr: &str) -> (String, prometheus_parse::Scrape) {
-    let out = Command::new("curl").args(["-sS", "-D", "-", &format!("http://{addr}/metrics")]).output().expect("curl");
+    let out = Command::new("curl")
+        .args(["-sS", "-D", "-", &format!("http://{addr}/metrics")])
+        .output()
+        .expect("curl");
     let text = String::from_utf8(out.stdout).expect("utf-8");
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     for line in body.lines() {
         assert!(
-            !matches!(prometheus_parse::LineInfo::parse(line), prometheus_parse::LineInfo::Ignored),
+            !matches!(
+                prometheus_parse::LineInfo::parse(line),
+                prometheus_parse::LineInfo::Ignored
+            ),
             "unparsable exposition line {line:?}"
         );
     }
-    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parse");
+    let scrape =
+        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parse");
     (body.to_owned(), scrape)
 }
 
-fn metric(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<prometheus_parse::Value> {
+fn metric(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Vec<prometheus_parse::Value> {
     scrape
         .samples
         .iter()
@@ -372,30 +498,79 @@ fn every_sink_at_once_metrics_file_and_otlp_agree_with_stdout() {
     assert_eq!(requests("/teapot", "418"), 2.0, "{body}");
     assert_eq!(requests("/fail", "503"), 1.0, "{body}");
     assert_eq!(requests("/index.html", "200"), 1.0, "{body}");
-    assert_eq!(counter_sum(&scrape, "http_server_requests_total", &[]), run.spans.len() as f64);
-    assert_eq!(counter_sum(&scrape, "http_server_request_errors_total", &[("http_route", "/fail")]), 1.0);
-    assert_eq!(counter_sum(&scrape, "http_server_request_errors_total", &[]), 1.0, "4xx is not a server error");
-    let hello = metric(&scrape, "http_server_request_duration_seconds", &[("http_route", "/hello")]);
+    assert_eq!(
+        counter_sum(&scrape, "http_server_requests_total", &[]),
+        run.spans.len() as f64
+    );
+    assert_eq!(
+        counter_sum(
+            &scrape,
+            "http_server_request_errors_total",
+            &[("http_route", "/fail")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        counter_sum(&scrape, "http_server_request_errors_total", &[]),
+        1.0,
+        "4xx is not a server error"
+    );
+    let hello = metric(
+        &scrape,
+        "http_server_request_duration_seconds",
+        &[("http_route", "/hello")],
+    );
     match hello.as_slice() {
         [prometheus_parse::Value::Histogram(buckets)] => {
-            let inf = buckets.iter().find(|b| b.less_than.is_infinite()).expect("+Inf bucket");
+            let inf = buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .expect("+Inf bucket");
             assert_eq!(inf.count, 4.0);
-            assert!(buckets.windows(2).all(|w| w[0].count <= w[1].count), "cumulative: {buckets:?}");
+            assert!(
+                buckets.windows(2).all(|w| w[0].count <= w[1].count),
+                "cumulative: {buckets:?}"
+            );
             let within_1s = buckets.iter().find(|b| b.less_than == 1.0).expect("le=1");
-            assert_eq!(within_1s.count, 4.0, "loopback requests take well under 1 s");
+            assert_eq!(
+                within_1s.count, 4.0,
+                "loopback requests take well under 1 s"
+            );
         }
         other => panic!("hello histogram: {other:?}\n{body}"),
     }
     // The tracer's own health.
-    assert_eq!(counter_sum(&scrape, "tracer_spans_emitted_total", &[]), 8.0, "{body}");
+    assert_eq!(
+        counter_sum(&scrape, "tracer_spans_emitted_total", &[]),
+        8.0,
+        "{body}"
+    );
     assert!(counter_sum(&scrape, "tracer_events_read_total", &[]) > 0.0);
     assert_eq!(counter_sum(&scrape, "tracer_events_lost_total", &[]), 0.0);
-    assert_eq!(counter_sum(&scrape, "tracer_parser_desyncs_total", &[]), 0.0);
+    assert_eq!(
+        counter_sum(&scrape, "tracer_parser_desyncs_total", &[]),
+        0.0
+    );
     for sink in ["stdout-json", "otlp", "file", "metrics", "summary"] {
-        assert_eq!(metric(&scrape, "tracer_sink_queue_depth", &[("sink", sink)]).len(), 1, "{sink}\n{body}");
-        assert_eq!(counter_sum(&scrape, "tracer_export_failures_total", &[("sink", sink)]), 0.0);
+        assert_eq!(
+            metric(&scrape, "tracer_sink_queue_depth", &[("sink", sink)]).len(),
+            1,
+            "{sink}\n{body}"
+        );
+        assert_eq!(
+            counter_sum(&scrape, "tracer_export_failures_total", &[("sink", sink)]),
+            0.0
+        );
     }
-    assert_eq!(counter_sum(&scrape, "tracer_sink_spans_written_total", &[("sink", "otlp")]), 8.0, "{body}");
+    assert_eq!(
+        counter_sum(
+            &scrape,
+            "tracer_sink_spans_written_total",
+            &[("sink", "otlp")]
+        ),
+        8.0,
+        "{body}"
+    );
 
     // OTLP got them all.
     assert_same_spans(&run, &collector.inbox, &servers::with_children(nginx.pid()));
@@ -414,7 +589,11 @@ fn every_sink_at_once_metrics_file_and_otlp_agree_with_stdout() {
             }
         }
     }
-    let stdout_ids: HashSet<String> = run.spans.iter().map(|s| s["span_id"].as_str().unwrap().to_owned()).collect();
+    let stdout_ids: HashSet<String> = run
+        .spans
+        .iter()
+        .map(|s| s["span_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(stored_ids, stdout_ids);
 
     // ...which `tracer report` reads back into the same counts.
@@ -423,12 +602,22 @@ fn every_sink_at_once_metrics_file_and_otlp_agree_with_stdout() {
     assert_eq!(report_row(&report, "GET /teapot"), (2, 0));
     assert_eq!(report_row(&report, "GET /fail"), (1, 1));
     // The latency table was printed on exit too.
-    assert!(run.stderr.iter().any(|l| l.contains("latency by service and operation")), "{:?}", run.stderr);
+    assert!(
+        run.stderr
+            .iter()
+            .any(|l| l.contains("latency by service and operation")),
+        "{:?}",
+        run.stderr
+    );
 }
 
 /// Runs `tracer report` and returns its stdout (the table).
 fn report_table(files: &[&str]) -> String {
-    let out = Command::new(tracer_binary()).arg("report").args(files).output().expect("run tracer report");
+    let out = Command::new(tracer_binary())
+        .arg("report")
+        .args(files)
+        .output()
+        .expect("run tracer report");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "tracer report failed: {stderr}");
     String::from_utf8(out.stdout).expect("utf-8")
@@ -442,7 +631,10 @@ fn report_row(table: &str, operation: &str) -> (u64, u64) {
         .unwrap_or_else(|| panic!("no row for {operation}:\n{table}"));
     let after = &line[line.find(operation).unwrap() + operation.len()..];
     let fields: Vec<&str> = after.split_whitespace().collect();
-    (fields[0].parse().expect("count"), fields[1].parse().expect("errors"))
+    (
+        fields[0].parse().expect("count"),
+        fields[1].parse().expect("errors"),
+    )
 }
 
 #[test]
@@ -450,7 +642,12 @@ fn report_reads_rotated_files_and_counts_bad_input() {
     let nginx = servers::nginx(1);
     let dir = TempDir::new("report");
     let file = dir.path().join("spans.jsonl");
-    let tracer = Tracer::start(&["--pid", &nginx.pid().to_string(), "--output-file", file.to_str().unwrap()]);
+    let tracer = Tracer::start(&[
+        "--pid",
+        &nginx.pid().to_string(),
+        "--output-file",
+        file.to_str().unwrap(),
+    ]);
     for _ in 0..3 {
         assert_eq!(curl(&nginx.url("/hello")), "200");
     }
@@ -474,21 +671,36 @@ fn report_reads_rotated_files_and_counts_bad_input() {
     assert_eq!(report_row(&table, "GET /fail"), (2, 2));
     assert!(table.lines().next().unwrap().contains("P99"));
     let notes = String::from_utf8(both.stderr).unwrap();
-    assert!(notes.contains("8 spans from 2 file(s); 1 malformed lines and 1 malformed spans skipped"), "{notes}");
+    assert!(
+        notes.contains("8 spans from 2 file(s); 1 malformed lines and 1 malformed spans skipped"),
+        "{notes}"
+    );
 
     // Missing files and files with nothing readable: one line each, exit 1.
     let missing = dir.path().join("nope.jsonl");
-    let out = Command::new(tracer_binary()).args(["report", missing.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(tracer_binary())
+        .args(["report", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot read") && stderr.contains("nope.jsonl"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read") && stderr.contains("nope.jsonl"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     let junk = dir.path().join("junk.jsonl");
     std::fs::write(&junk, b"\x00\xff garbage\n{}\n").unwrap();
-    let out = Command::new(tracer_binary()).args(["report", junk.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(tracer_binary())
+        .args(["report", junk.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("2 malformed lines skipped") && stderr.contains("no spans could be read"), "{stderr}");
+    assert!(
+        stderr.contains("2 malformed lines skipped") && stderr.contains("no spans could be read"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -499,16 +711,44 @@ fn bad_export_settings_are_one_clear_error_before_attaching() {
     let dir = TempDir::new("bad-export");
     let unwritable = dir.path().join("no/such/dir/spans.jsonl");
     for (args, env, expect) in [
-        (vec!["--otlp-endpoint", "collector:4317"], vec![], "not an http:// or https:// URL"),
+        (
+            vec!["--otlp-endpoint", "collector:4317"],
+            vec![],
+            "not an http:// or https:// URL",
+        ),
         (
             vec![],
-            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ],
             "unknown OTLP protocol",
         ),
-        (vec!["--otlp-endpoint", "http://c:4318", "--otlp-header", "novalue"], vec![], "OTLP header"),
-        (vec![], vec![("OTEL_RESOURCE_ATTRIBUTES", "oops")], "OTEL_RESOURCE_ATTRIBUTES"),
-        (vec!["--metrics-addr", taken_addr.as_str()], vec![], "--metrics-addr"),
-        (vec!["--output-file", unwritable.to_str().unwrap()], vec![], "--output-file"),
+        (
+            vec![
+                "--otlp-endpoint",
+                "http://c:4318",
+                "--otlp-header",
+                "novalue",
+            ],
+            vec![],
+            "OTLP header",
+        ),
+        (
+            vec![],
+            vec![("OTEL_RESOURCE_ATTRIBUTES", "oops")],
+            "OTEL_RESOURCE_ATTRIBUTES",
+        ),
+        (
+            vec!["--metrics-addr", taken_addr.as_str()],
+            vec![],
+            "--metrics-addr",
+        ),
+        (
+            vec!["--output-file", unwritable.to_str().unwrap()],
+            vec![],
+            "--output-file",
+        ),
     ] {
         let out = Command::new(tracer_binary())
             .args(["--pid", &std::process::id().to_string()])

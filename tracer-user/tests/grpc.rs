@@ -93,7 +93,10 @@ fn require_grpcio() {
         .args(["-c", "import grpc"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "{PYTHON} lacks grpcio: run `cargo xtask setup --test-deps`");
+    assert!(
+        ok,
+        "{PYTHON} lacks grpcio: run `cargo xtask setup --test-deps`"
+    );
 }
 
 /// A client process, started and waiting for `go`.
@@ -134,7 +137,10 @@ impl Client {
             "client failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -148,11 +154,16 @@ fn check_calls(spans: &[&Value], kind: &str) {
         .map(|s| {
             (
                 s["name"].as_str().unwrap_or_default().to_owned(),
-                s["attributes"]["rpc.grpc.status_code"].as_i64().unwrap_or(-1),
+                s["attributes"]["rpc.grpc.status_code"]
+                    .as_i64()
+                    .unwrap_or(-1),
             )
         })
         .collect();
-    let expected: Vec<(String, i64)> = EXPECTED_CALLS.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect();
+    let expected: Vec<(String, i64)> = EXPECTED_CALLS
+        .iter()
+        .map(|(n, c)| ((*n).to_owned(), *c))
+        .collect();
     assert_eq!(calls, expected, "{spans:#?}");
     for span in spans {
         let attrs = &span["attributes"];
@@ -162,7 +173,9 @@ fn check_calls(spans: &[&Value], kind: &str) {
         assert_eq!(attrs["network.protocol.name"], "http");
         assert_eq!(attrs["network.protocol.version"], "2");
         assert!(attrs.get("tracer.response.missing").is_none(), "{span:#}");
-        assert!(span["duration_ns"].as_u64().is_some_and(|d| d > 0 && d < 5_000_000_000));
+        assert!(span["duration_ns"]
+            .as_u64()
+            .is_some_and(|d| d > 0 && d < 5_000_000_000));
     }
     let status = |i: usize| spans[i]["status"].as_str().unwrap_or_default().to_owned();
     assert_eq!(status(0), "ok");
@@ -189,7 +202,12 @@ fn grpc_server_spans_per_call() {
     assert!(run.exit_ok, "tracer failed: {:?}", run.stderr);
     let spans = of_kind(&run.spans, "server");
     assert_eq!(spans.len(), EXPECTED_CALLS.len(), "{:#?}", run.spans);
-    assert_eq!(run.spans.len(), spans.len(), "only server spans: {:#?}", run.spans);
+    assert_eq!(
+        run.spans.len(),
+        spans.len(),
+        "only server spans: {:#?}",
+        run.spans
+    );
     check_calls(&spans, "server");
     for span in &spans {
         assert_eq!(span["attributes"]["server.port"], server.port);
@@ -208,7 +226,12 @@ fn grpc_client_spans_per_call() {
     assert!(run.exit_ok, "tracer failed: {:?}", run.stderr);
     let spans = of_kind(&run.spans, "client");
     assert_eq!(spans.len(), EXPECTED_CALLS.len(), "{:#?}", run.spans);
-    assert_eq!(run.spans.len(), spans.len(), "only client spans: {:#?}", run.spans);
+    assert_eq!(
+        run.spans.len(),
+        spans.len(),
+        "only client spans: {:#?}",
+        run.spans
+    );
     check_calls(&spans, "client");
     for span in &spans {
         assert_eq!(span["attributes"]["server.port"], server.port);
@@ -235,7 +258,14 @@ fn nginx_h2c() -> servers::Service {
 fn curl_h2(args: &[&str]) -> String {
     let out = run_ok(
         Command::new("curl")
-            .args(["-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\n"])
+            .args([
+                "-sS",
+                "--http2-prior-knowledge",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}\n",
+            ])
             .args(args),
     );
     out.trim().to_owned()
@@ -244,7 +274,10 @@ fn curl_h2(args: &[&str]) -> String {
 #[test]
 fn http2_nginx_server_spans_for_curl() {
     let features = run_ok(Command::new("curl").arg("-V"));
-    assert!(features.contains("HTTP2"), "curl without HTTP/2: {features}");
+    assert!(
+        features.contains("HTTP2"),
+        "curl without HTTP/2: {features}"
+    );
     let nginx = nginx_h2c();
     let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
     for _ in 0..3 {
@@ -255,7 +288,11 @@ fn http2_nginx_server_spans_for_curl() {
     assert_eq!(curl_h2(&[&nginx.url("/teapot")]), "2 418");
     assert_eq!(curl_h2(&["-I", &nginx.url("/index.html")]), "2 200");
     assert_eq!(
-        curl_h2(&["-H", "Authorization: Bearer sekrit-token", &nginx.url("/hello")]),
+        curl_h2(&[
+            "-H",
+            "Authorization: Bearer sekrit-token",
+            &nginx.url("/hello")
+        ]),
         "2 200"
     );
     let run = tracer.stop();
@@ -284,13 +321,34 @@ fn http2_nginx_server_spans_for_curl() {
         assert_eq!(attrs["server.port"], nginx.port);
         assert_eq!(span["process"], "nginx");
     }
-    let by_name = |name: &str| spans.iter().find(|s| s["name"] == name).copied().unwrap_or(&Value::Null);
-    assert_eq!(by_name("GET /hello")["attributes"]["http.response.status_code"], 200);
-    assert_eq!(by_name("GET /hello")["attributes"]["http.response.body.size"], 6);
+    let by_name = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"] == name)
+            .copied()
+            .unwrap_or(&Value::Null)
+    };
+    assert_eq!(
+        by_name("GET /hello")["attributes"]["http.response.status_code"],
+        200
+    );
+    assert_eq!(
+        by_name("GET /hello")["attributes"]["http.response.body.size"],
+        6
+    );
     assert_eq!(by_name("GET /fail")["status"], "error");
-    assert_eq!(by_name("GET /teapot")["status"], "ok", "4xx is not a server error");
-    assert_eq!(by_name("GET /index.html")["attributes"]["http.response.body.size"], 38);
-    assert!(by_name("GET /index.html")["attributes"].get("url.query").is_none());
+    assert_eq!(
+        by_name("GET /teapot")["status"],
+        "ok",
+        "4xx is not a server error"
+    );
+    assert_eq!(
+        by_name("GET /index.html")["attributes"]["http.response.body.size"],
+        38
+    );
+    assert!(by_name("GET /index.html")["attributes"]
+        .get("url.query")
+        .is_none());
     let everything = run.spans.iter().map(Value::to_string).collect::<String>();
     for secret in ["sekrit-token", "qwerty"] {
         assert!(!everything.contains(secret), "{secret} leaked into spans");
@@ -309,7 +367,12 @@ fn http2_curl_client_spans_via_comm() {
     let run = tracer.stop();
     let spans = of_kind(&run.spans, "client");
     let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, ["GET /hello", "GET /hello", "GET /hello", "GET /fail"], "{:#?}", run.spans);
+    assert_eq!(
+        names,
+        ["GET /hello", "GET /hello", "GET /hello", "GET /fail"],
+        "{:#?}",
+        run.spans
+    );
     for span in &spans {
         assert_eq!(span["protocol"], "http2");
         assert_eq!(span["process"], "curl");

@@ -9,7 +9,11 @@ use common::{complete, run_ok, servers, Tracer};
 use serde_json::Value;
 
 fn curl(args: &[&str]) -> String {
-    run_ok(Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}\n"]).args(args))
+    run_ok(
+        Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}\n"])
+            .args(args),
+    )
 }
 
 fn server_spans(spans: &[Value]) -> Vec<&Value> {
@@ -17,7 +21,11 @@ fn server_spans(spans: &[Value]) -> Vec<&Value> {
 }
 
 fn find<'a>(spans: &[&'a Value], name: &str) -> Vec<&'a Value> {
-    spans.iter().copied().filter(|s| s["name"] == name).collect()
+    spans
+        .iter()
+        .copied()
+        .filter(|s| s["name"] == name)
+        .collect()
 }
 
 #[test]
@@ -33,9 +41,17 @@ fn nginx_server_spans_for_each_curl_request() {
     assert_eq!(curl(&[&nginx.url("/missing")]).trim(), "404");
     assert_eq!(curl(&[&nginx.url("/big.bin")]).trim(), "200");
     assert_eq!(curl(&["-I", &nginx.url("/index.html")]).trim(), "200");
-    assert_eq!(curl(&["-d", "name=value&password=hunter2", &nginx.url("/echo")]).trim(), "200");
     assert_eq!(
-        curl(&["-H", "Authorization: Bearer sekrit-token", &nginx.url("/hello?api_key=qwerty")]).trim(),
+        curl(&["-d", "name=value&password=hunter2", &nginx.url("/echo")]).trim(),
+        "200"
+    );
+    assert_eq!(
+        curl(&[
+            "-H",
+            "Authorization: Bearer sekrit-token",
+            &nginx.url("/hello?api_key=qwerty")
+        ])
+        .trim(),
         "200"
     );
     let run = tracer.stop();
@@ -58,18 +74,28 @@ fn nginx_server_spans_for_each_curl_request() {
         assert_eq!(span["status"], "ok");
         assert_eq!(span["protocol"], "http");
         assert_eq!(span["process"], "nginx");
-        assert!(span["duration_ns"].as_u64().is_some_and(|d| d > 0 && d < 1_000_000_000));
+        assert!(span["duration_ns"]
+            .as_u64()
+            .is_some_and(|d| d > 0 && d < 1_000_000_000));
         assert_eq!(span["trace_id"].as_str().map(str::len), Some(32));
         assert_eq!(span["span_id"].as_str().map(str::len), Some(16));
     }
-    let status_of = |name: &str| find(&spans, name)[0]["attributes"]["http.response.status_code"].clone();
+    let status_of =
+        |name: &str| find(&spans, name)[0]["attributes"]["http.response.status_code"].clone();
     assert_eq!(status_of("GET /teapot"), 418);
-    assert_eq!(find(&spans, "GET /teapot")[0]["status"], "ok", "4xx is not a server error");
+    assert_eq!(
+        find(&spans, "GET /teapot")[0]["status"],
+        "ok",
+        "4xx is not a server error"
+    );
     assert_eq!(status_of("GET /fail"), 503);
     assert_eq!(find(&spans, "GET /fail")[0]["status"], "error");
     assert_eq!(status_of("GET /missing"), 404);
     let big = find(&spans, "GET /big.bin");
-    assert_eq!(big[0]["attributes"]["http.response.body.size"], 200_000, "sendfile body counted");
+    assert_eq!(
+        big[0]["attributes"]["http.response.body.size"], 200_000,
+        "sendfile body counted"
+    );
     assert_eq!(status_of("HEAD /index.html"), 200);
     let post = find(&spans, "POST /echo");
     assert_eq!(post[0]["attributes"]["http.request.body.size"], 27);
@@ -79,7 +105,10 @@ fn nginx_server_spans_for_each_curl_request() {
         assert!(!everything.contains(secret), "{secret} leaked into spans");
     }
     assert_eq!(run.summary_count("events lost"), 0, "{}", run.summary());
-    assert!(common::our_programs_loaded().is_empty(), "programs left attached");
+    assert!(
+        common::our_programs_loaded().is_empty(),
+        "programs left attached"
+    );
 }
 
 #[test]
@@ -94,13 +123,25 @@ fn keep_alive_connection_carries_several_requests() {
         cmd.args(["-o", "/dev/null", url]);
     }
     let out = run_ok(&mut cmd);
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["200", "200", "200", "418"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["200", "200", "200", "418"]
+    );
     let run = tracer.stop();
     let spans = server_spans(&run.spans);
     let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, ["GET /hello", "GET /index.html", "GET /hello", "GET /teapot"]);
-    let ports: Vec<&Value> = spans.iter().map(|s| &s["attributes"]["client.port"]).collect();
-    assert!(ports.windows(2).all(|w| w[0] == w[1]), "same connection: {ports:?}");
+    assert_eq!(
+        names,
+        ["GET /hello", "GET /index.html", "GET /hello", "GET /teapot"]
+    );
+    let ports: Vec<&Value> = spans
+        .iter()
+        .map(|s| &s["attributes"]["client.port"])
+        .collect();
+    assert!(
+        ports.windows(2).all(|w| w[0] == w[1]),
+        "same connection: {ports:?}"
+    );
 }
 
 #[test]
@@ -110,7 +151,11 @@ fn nginx_under_wrk_every_completed_request_is_a_span() {
     let out = run_ok(Command::new("wrk").args(["-t1", "-c16", "-d5s", &nginx.url("/hello")]));
     let requests: u64 = out
         .lines()
-        .find_map(|l| l.trim().split_once(" requests in").map(|(n, _)| n.trim().parse().ok()))
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in")
+                .map(|(n, _)| n.trim().parse().ok())
+        })
         .flatten()
         .unwrap_or_else(|| panic!("no request count in wrk output: {out}"));
     let run = tracer.stop();
@@ -118,10 +163,15 @@ fn nginx_under_wrk_every_completed_request_is_a_span() {
     let hello = spans
         .iter()
         .filter(|s| {
-            s["name"] == "GET /hello" && s["kind"] == "server" && s["attributes"]["http.response.status_code"] == 200
+            s["name"] == "GET /hello"
+                && s["kind"] == "server"
+                && s["attributes"]["http.response.status_code"] == 200
         })
         .count() as u64;
-    eprintln!("wrk completed {requests} requests; tracer emitted {hello} spans; {}", run.summary());
+    eprintln!(
+        "wrk completed {requests} requests; tracer emitted {hello} spans; {}",
+        run.summary()
+    );
     assert!(requests > 1000, "wrk made too few requests to judge: {out}");
     assert!(
         hello * 1000 >= requests * 999,
@@ -129,7 +179,10 @@ fn nginx_under_wrk_every_completed_request_is_a_span() {
         run.summary()
     );
     // wrk stops counting with up to one request in flight per connection.
-    assert!(hello <= requests + 16, "{hello} spans for {requests} requests");
+    assert!(
+        hello <= requests + 16,
+        "{hello} spans for {requests} requests"
+    );
     assert_eq!(spans.len() as u64, hello, "no other spans expected");
 }
 
@@ -152,7 +205,10 @@ fn python_http_server_spans() {
         assert_eq!(span["attributes"]["network.protocol.version"], "1.1");
         assert_eq!(span["process"], "python3");
     }
-    assert_eq!(find(&spans, "GET /nope")[0]["attributes"]["http.response.status_code"], 404);
+    assert_eq!(
+        find(&spans, "GET /nope")[0]["attributes"]["http.response.status_code"],
+        404
+    );
 }
 
 #[test]
@@ -177,7 +233,11 @@ fn curl_client_spans_via_comm() {
         assert_eq!(span["attributes"]["http.response.status_code"], 200);
         assert_eq!(span["status"], "ok");
     }
-    assert_eq!(find(&clients, "GET /teapot")[0]["status"], "error", "4xx is a client error");
+    assert_eq!(
+        find(&clients, "GET /teapot")[0]["status"],
+        "error",
+        "4xx is a client error"
+    );
     assert_eq!(find(&clients, "GET /fail")[0]["status"], "error");
 }
 
@@ -282,10 +342,16 @@ while True:
     let spans = server_spans(&run.spans);
     let mut names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["GET /v0", "GET /v1", "GET /v2", "GET /v3", "GET /v4", "GET /v5"], "{spans:#?}");
+    assert_eq!(
+        names,
+        ["GET /v0", "GET /v1", "GET /v2", "GET /v3", "GET /v4", "GET /v5"],
+        "{spans:#?}"
+    );
     for span in &spans {
         assert_eq!(span["attributes"]["http.response.status_code"], 200);
-        assert!(span["attributes"]["http.response.body.size"].as_u64().is_some_and(|n| n > 5));
+        assert!(span["attributes"]["http.response.body.size"]
+            .as_u64()
+            .is_some_and(|n| n > 5));
     }
 }
 
@@ -321,6 +387,9 @@ print("done")
     let out = client.wait_with_output().expect("client finished");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "done");
     let run = tracer.stop();
-    let names: Vec<&str> = server_spans(&run.spans).iter().filter_map(|s| s["name"].as_str()).collect();
+    let names: Vec<&str> = server_spans(&run.spans)
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     assert_eq!(names, ["GET /hello", "GET /index.html", "GET /teapot"]);
 }

@@ -15,7 +15,8 @@ use common::{run_ok, servers, Tracer};
 use serde_json::Value;
 
 fn curl_ok(url: &str) {
-    let code = run_ok(Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", url]));
+    let code =
+        run_ok(Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", url]));
     assert_eq!(code.trim(), "200");
 }
 
@@ -60,7 +61,8 @@ fn garbage_to_traced_servers_makes_no_spans_and_no_crash() {
     for port in [nginx.port, redis.port] {
         for size in [1, 7, 100, 3000, 20_000] {
             let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            conn.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+            conn.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
             let _ = conn.write_all(&garbage(size));
             let mut sink = [0u8; 4096];
             let _ = conn.read(&mut sink);
@@ -78,7 +80,12 @@ fn garbage_to_traced_servers_makes_no_spans_and_no_crash() {
     assert!(run.exit_ok, "{:?}", run.stderr);
     let complete: Vec<&Value> = common::complete(&run.spans);
     let names: Vec<&str> = complete.iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, ["GET /hello", "PING"], "no spans from garbage: {:#?}", run.spans);
+    assert_eq!(
+        names,
+        ["GET /hello", "PING"],
+        "no spans from garbage: {:#?}",
+        run.spans
+    );
 }
 
 #[test]
@@ -90,11 +97,20 @@ fn connection_churn_frees_closed_connections() {
     let mut requests = 0u64;
     for _ in 0..12 {
         let out = run_ok(Command::new("wrk").args([
-            "-t1", "-c8", "-d5s", "-H", "Connection: close", &nginx.url("/hello"),
+            "-t1",
+            "-c8",
+            "-d5s",
+            "-H",
+            "Connection: close",
+            &nginx.url("/hello"),
         ]));
         requests += out
             .lines()
-            .find_map(|l| l.trim().split_once(" requests in").and_then(|(n, _)| n.trim().parse::<u64>().ok()))
+            .find_map(|l| {
+                l.trim()
+                    .split_once(" requests in")
+                    .and_then(|(n, _)| n.trim().parse::<u64>().ok())
+            })
             .expect("wrk request count");
         if requests >= 100_000 {
             break;
@@ -103,14 +119,28 @@ fn connection_churn_frees_closed_connections() {
     let tracer_pid = tracer.pid();
     let rss_kib = std::fs::read_to_string(format!("/proc/{tracer_pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     let run = tracer.stop();
     let spans = named(&run.spans, "GET /hello").len() as u64;
-    eprintln!("churn: {requests} connections, {spans} spans, tracer RSS {rss_kib} KiB; {}", run.summary());
+    eprintln!(
+        "churn: {requests} connections, {spans} spans, tracer RSS {rss_kib} KiB; {}",
+        run.summary()
+    );
     assert!(requests > 5_000, "too little churn to judge: {requests}");
-    assert!(spans * 1000 >= requests * 999, "{spans} spans for {requests} requests");
-    assert!(run.summary_count("connections still tracked") <= 16, "{}", run.summary());
+    assert!(
+        spans * 1000 >= requests * 999,
+        "{spans} spans for {requests} requests"
+    );
+    assert!(
+        run.summary_count("connections still tracked") <= 16,
+        "{}",
+        run.summary()
+    );
     assert!(rss_kib < 128 * 1024, "tracer RSS {rss_kib} KiB after churn");
 }
 
@@ -127,20 +157,43 @@ fn ring_buffer_overrun_is_counted_and_recovered_from() {
         "16384",
     ]);
     run_ok(Command::new("redis-benchmark").args([
-        "-p", &redis.port.to_string(), "-n", "100000", "-c", "16", "-P", "32", "-d", "16000", "-t", "set", "-q",
+        "-p",
+        &redis.port.to_string(),
+        "-n",
+        "100000",
+        "-c",
+        "16",
+        "-P",
+        "32",
+        "-d",
+        "16000",
+        "-t",
+        "set",
+        "-q",
     ]));
     thread::sleep(Duration::from_millis(500));
     // After the storm: every request is traced again.
     for i in 0..10 {
-        run_ok(Command::new("redis-cli").args(["-p", &redis.port.to_string(), "GET", &format!("after-{i}")]));
+        run_ok(Command::new("redis-cli").args([
+            "-p",
+            &redis.port.to_string(),
+            "GET",
+            &format!("after-{i}"),
+        ]));
     }
     let run = tracer.stop();
     assert!(run.exit_ok, "{:?}", run.stderr);
     let lost = run.summary_count("events lost");
     eprintln!("overrun: {}", run.summary());
-    assert!(lost > 0, "the overrun should lose events: {}", run.summary());
     assert!(
-        run.stderr.iter().any(|l| l.contains("events lost: ring buffer full")),
+        lost > 0,
+        "the overrun should lose events: {}",
+        run.summary()
+    );
+    assert!(
+        run.stderr
+            .iter()
+            .any(|l| l.contains("events lost: ring buffer full")),
         "losses reported while running: {:?}",
         run.stderr
     );

@@ -13,11 +13,18 @@ use common::{run_ok, servers, Tracer};
 use serde_json::Value;
 
 fn curl_k(args: &[&str]) -> String {
-    run_ok(Command::new("curl").args(["-sS", "-k", "-o", "/dev/null", "-w", "%{http_code}\n"]).args(args))
+    run_ok(
+        Command::new("curl")
+            .args(["-sS", "-k", "-o", "/dev/null", "-w", "%{http_code}\n"])
+            .args(args),
+    )
 }
 
 fn named<'a>(spans: &'a [Value], kind: &str, name: &str) -> Vec<&'a Value> {
-    spans.iter().filter(|s| s["kind"] == kind && s["name"] == name).collect()
+    spans
+        .iter()
+        .filter(|s| s["kind"] == kind && s["name"] == name)
+        .collect()
 }
 
 fn assert_tls_http(span: &Value, status: u64, port: u16) {
@@ -55,7 +62,10 @@ fn nginx_https_server_spans_match_plain_http() {
         assert_eq!(span["attributes"]["http.response.body.size"], 6);
         assert_eq!(span["process"], "nginx");
     }
-    assert_eq!(named(&run.spans, "server", "GET /fail")[0]["status"], "error");
+    assert_eq!(
+        named(&run.spans, "server", "GET /fail")[0]["status"],
+        "error"
+    );
     assert_eq!(named(&run.spans, "server", "GET /index.html").len(), 2);
     assert_eq!(run.summary_count("parser desyncs"), 0, "{}", run.summary());
 }
@@ -74,7 +84,12 @@ fn curl_https_client_spans() {
         assert_tls_http(span, 200, nginx.port);
         assert_eq!(span["process"], "curl");
     }
-    assert_eq!(run.spans.len(), 4, "no spans from ciphertext: {:#?}", run.spans);
+    assert_eq!(
+        run.spans.len(),
+        4,
+        "no spans from ciphertext: {:#?}",
+        run.spans
+    );
 }
 
 #[test]
@@ -107,8 +122,18 @@ print("done")
     let out = client.wait_with_output().expect("client");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "done");
     let run = tracer.stop();
-    let names: Vec<&str> = run.spans.iter().filter(|s| s["kind"] == "client").filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, ["GET /hello", "GET /index.html", "GET /hello"], "{:?}", run.stderr);
+    let names: Vec<&str> = run
+        .spans
+        .iter()
+        .filter(|s| s["kind"] == "client")
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["GET /hello", "GET /index.html", "GET /hello"],
+        "{:?}",
+        run.stderr
+    );
     for span in &run.spans {
         assert_tls_http(span, 200, nginx.port);
         assert_eq!(span["process"], "python3");
@@ -149,13 +174,20 @@ while True:
     );
     let tracer = Tracer::start(&["--pid", &relay.pid().to_string()]);
     for _ in 0..3 {
-        assert_eq!(curl_k(&[&format!("https://127.0.0.1:{}/hello", relay.port)]).trim(), "200");
+        assert_eq!(
+            curl_k(&[&format!("https://127.0.0.1:{}/hello", relay.port)]).trim(),
+            "200"
+        );
     }
     thread::sleep(Duration::from_millis(300));
     drop(relay);
     let run = tracer.stop();
     assert!(run.spans.is_empty(), "ciphertext parsed: {:#?}", run.spans);
-    assert!(run.summary_count("TLS connections not decrypted") >= 6, "{}", run.summary());
+    assert!(
+        run.summary_count("TLS connections not decrypted") >= 6,
+        "{}",
+        run.summary()
+    );
 }
 
 #[test]
@@ -164,14 +196,21 @@ fn postgres_over_ssl_server_spans() {
     let tracer = Tracer::start(&["--pid", &pg.pid().to_string()]);
     for n in 1..=3 {
         run_ok(Command::new("psql").args([
-            &format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require", pg.port),
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require",
+                pg.port
+            ),
             "-X",
             "-c",
             &format!("SELECT {n}"),
         ]));
     }
     let run = tracer.stop();
-    let spans: Vec<&Value> = run.spans.iter().filter(|s| s["protocol"] == "postgresql").collect();
+    let spans: Vec<&Value> = run
+        .spans
+        .iter()
+        .filter(|s| s["protocol"] == "postgresql")
+        .collect();
     assert_eq!(spans.len(), 3, "{:#?}\n{:?}", run.spans, run.stderr);
     for span in &spans {
         assert_eq!(span["kind"], "server");
@@ -187,13 +226,24 @@ fn redis_over_tls_server_spans() {
     for args in [&["SET", "k", "v"][..], &["GET", "k"], &["INCR", "n"]] {
         run_ok(
             Command::new("redis-cli")
-                .args(["--tls", "-h", "127.0.0.1", "-p", &redis.port.to_string(), "--cacert"])
+                .args([
+                    "--tls",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &redis.port.to_string(),
+                    "--cacert",
+                ])
                 .arg(&cert)
                 .args(args),
         );
     }
     let run = tracer.stop();
-    let spans: Vec<&Value> = run.spans.iter().filter(|s| s["protocol"] == "redis").collect();
+    let spans: Vec<&Value> = run
+        .spans
+        .iter()
+        .filter(|s| s["protocol"] == "redis")
+        .collect();
     for name in ["SET", "GET", "INCR"] {
         let found: Vec<&&Value> = spans.iter().filter(|s| s["name"] == name).collect();
         assert_eq!(found.len(), 1, "{name}: {:#?}\n{:?}", run.spans, run.stderr);
@@ -209,7 +259,14 @@ fn http2_over_tls_negotiated_by_alpn() {
     let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
     for _ in 0..3 {
         let out = run_ok(Command::new("curl").args([
-            "-sS", "-k", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\n", &nginx.https_url("/hello"),
+            "-sS",
+            "-k",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}\n",
+            &nginx.https_url("/hello"),
         ]));
         assert_eq!(out.trim(), "2 200");
     }

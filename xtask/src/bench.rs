@@ -47,8 +47,21 @@ const MODES: [Mode; 3] = [Mode::Untraced, Mode::Tracer, Mode::Bpftrace];
 /// tracepoints with a pid filter and a per-CPU count, the least any
 /// tracepoint-based tracer pays.
 const HOOKED_SYSCALLS: &[&str] = &[
-    "read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg", "recvmmsg", "sendmmsg",
-    "sendfile64", "connect", "accept", "accept4", "close",
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "recvfrom",
+    "sendto",
+    "recvmsg",
+    "sendmsg",
+    "recvmmsg",
+    "sendmmsg",
+    "sendfile64",
+    "connect",
+    "accept",
+    "accept4",
+    "close",
 ];
 
 struct Scratch(PathBuf);
@@ -79,9 +92,13 @@ struct Group(Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.0.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0.id())])
+            .status();
         thread::sleep(Duration::from_millis(200));
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -101,7 +118,12 @@ fn spawn_group(cmd: &mut Command) -> Result<Group> {
 /// Whatever watches the service during one run.
 enum Observer {
     None,
-    Tracer { child: Child, stderr: thread::JoinHandle<Vec<String>>, span_name: String, rss_peak_kib: Arc<AtomicU64> },
+    Tracer {
+        child: Child,
+        stderr: thread::JoinHandle<Vec<String>>,
+        span_name: String,
+        rss_peak_kib: Arc<AtomicU64>,
+    },
     Bpftrace(Child),
 }
 
@@ -109,7 +131,11 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
     match mode {
         Mode::Untraced => Ok(Observer::None),
         Mode::Tracer => {
-            let pid_list = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            let pid_list = pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             // Spans are encoded as JSON lines like a user's stdout sink would,
             // but not read back here: a reader would compete for the same cores.
             // They are counted from the tracer's exit summary instead.
@@ -119,7 +145,10 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
                 .stderr(Stdio::piped())
                 .spawn()
                 .context("starting the tracer")?;
-            let stderr = child.stderr.take().ok_or_else(|| anyhow!("no tracer stderr"))?;
+            let stderr = child
+                .stderr
+                .take()
+                .ok_or_else(|| anyhow!("no tracer stderr"))?;
             let mut lines = BufReader::new(stderr).lines();
             loop {
                 match lines.next() {
@@ -138,13 +167,27 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
                     thread::sleep(Duration::from_millis(200));
                 }
             });
-            Ok(Observer::Tracer { child, stderr, span_name: span_name.to_string(), rss_peak_kib })
+            Ok(Observer::Tracer {
+                child,
+                stderr,
+                span_name: span_name.to_string(),
+                rss_peak_kib,
+            })
         }
         Mode::Bpftrace => {
-            let filter = pids.iter().map(|p| format!("pid == {p}")).collect::<Vec<_>>().join(" || ");
+            let filter = pids
+                .iter()
+                .map(|p| format!("pid == {p}"))
+                .collect::<Vec<_>>()
+                .join(" || ");
             let probes = HOOKED_SYSCALLS
                 .iter()
-                .flat_map(|s| [format!("tracepoint:syscalls:sys_enter_{s}"), format!("tracepoint:syscalls:sys_exit_{s}")])
+                .flat_map(|s| {
+                    [
+                        format!("tracepoint:syscalls:sys_enter_{s}"),
+                        format!("tracepoint:syscalls:sys_exit_{s}"),
+                    ]
+                })
                 .collect::<Vec<_>>()
                 .join(",\n");
             let script = format!("{probes}\n/{filter}/ {{ @[cpu] = count(); }}");
@@ -156,7 +199,10 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
                 .context("starting bpftrace")?;
             // bpftrace prints "Attaching N probes..." once attached.
             let mut child = child;
-            let stdout = child.stdout.take().ok_or_else(|| anyhow!("no bpftrace stdout"))?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| anyhow!("no bpftrace stdout"))?;
             let mut lines = BufReader::new(stdout).lines();
             match lines.next() {
                 Some(Ok(line)) if line.contains("Attaching") => {}
@@ -174,20 +220,37 @@ fn stop_observer(observer: Observer) -> Result<Option<TracerRun>> {
     match observer {
         Observer::None => Ok(None),
         Observer::Bpftrace(mut child) => {
-            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
             let _ = child.wait();
             Ok(None)
         }
-        Observer::Tracer { mut child, stderr, span_name, rss_peak_kib } => {
+        Observer::Tracer {
+            mut child,
+            stderr,
+            span_name,
+            rss_peak_kib,
+        } => {
             thread::sleep(Duration::from_millis(500));
-            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
             child.wait().context("waiting for the tracer")?;
-            let lines = stderr.join().map_err(|_| anyhow!("tracer stderr reader panicked"))?;
-            let spans = server_spans_named(&lines, &span_name)
-                .ok_or_else(|| anyhow!("no `server {span_name}` row in the tracer's exit summary: {lines:?}"))?;
-            let events_lost = summary_count(&lines, " events lost")
-                .ok_or_else(|| anyhow!("no `events lost` in the tracer's exit summary: {lines:?}"))?;
-            Ok(Some(TracerRun { spans, events_lost, rss_peak_kib: rss_peak_kib.load(Ordering::Relaxed) }))
+            let lines = stderr
+                .join()
+                .map_err(|_| anyhow!("tracer stderr reader panicked"))?;
+            let spans = server_spans_named(&lines, &span_name).ok_or_else(|| {
+                anyhow!("no `server {span_name}` row in the tracer's exit summary: {lines:?}")
+            })?;
+            let events_lost = summary_count(&lines, " events lost").ok_or_else(|| {
+                anyhow!("no `events lost` in the tracer's exit summary: {lines:?}")
+            })?;
+            Ok(Some(TracerRun {
+                spans,
+                events_lost,
+                rss_peak_kib: rss_peak_kib.load(Ordering::Relaxed),
+            }))
         }
     }
 }
@@ -235,14 +298,25 @@ fn pss_kib(pid: u32) -> Option<u64> {
 /// A `Name:  1234 kB` field of a /proc file.
 fn kib_field(path: &str, name: &str) -> Option<u64> {
     let text = fs::read_to_string(path).ok()?;
-    text.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
+    text.lines()
+        .find(|l| l.starts_with(name))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn children_of(pid: u32) -> Vec<u32> {
-    let out = Command::new("pgrep").args(["-P", &pid.to_string()]).output();
+    let out = Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output();
     let mut pids = vec![pid];
     if let Ok(out) = out {
-        pids.extend(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        pids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok()),
+        );
     }
     pids
 }
@@ -265,7 +339,10 @@ fn parse_latency(value: &str) -> f64 {
     } else {
         (value, 1.0)
     };
-    number.parse::<f64>().map(|n| n * factor).unwrap_or(f64::NAN)
+    number
+        .parse::<f64>()
+        .map(|n| n * factor)
+        .unwrap_or(f64::NAN)
 }
 
 fn run_wrk(url: &str, seconds: u32) -> Result<WrkResult> {
@@ -276,18 +353,31 @@ fn run_wrk(url: &str, seconds: u32) -> Result<WrkResult> {
     let text = String::from_utf8_lossy(&out.stdout);
     let requests = text
         .lines()
-        .find_map(|l| l.trim().split_once(" requests in").and_then(|(n, _)| n.trim().parse().ok()))
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in")
+                .and_then(|(n, _)| n.trim().parse().ok())
+        })
         .ok_or_else(|| anyhow!("no request count in wrk output: {text}"))?;
     let rps = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:").and_then(|n| n.trim().parse().ok()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Requests/sec:")
+                .and_then(|n| n.trim().parse().ok())
+        })
         .ok_or_else(|| anyhow!("no Requests/sec in wrk output: {text}"))?;
     let percentile = |p: &str| {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(p).map(parse_latency))
             .unwrap_or(f64::NAN)
     };
-    Ok(WrkResult { requests, rps, p50_ms: percentile("50%"), p99_ms: percentile("99%") })
+    Ok(WrkResult {
+        requests,
+        rps,
+        p50_ms: percentile("50%"),
+        p99_ms: percentile("99%"),
+    })
 }
 
 fn start_nginx(scratch: &Path) -> Result<(Group, u16)> {
@@ -340,7 +430,16 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
     run_wrk(&url, 1)?; // warm-up
     let mut rows: Vec<NginxRow> = MODES
         .iter()
-        .map(|&mode| NginxRow { mode, rps: vec![], p50: vec![], p99: vec![], requests: 0, spans: 0, events_lost: 0, rss_kib: 0 })
+        .map(|&mode| NginxRow {
+            mode,
+            rps: vec![],
+            p50: vec![],
+            p99: vec![],
+            requests: 0,
+            spans: 0,
+            events_lost: 0,
+            rss_kib: 0,
+        })
         .collect();
     for round in 0..rounds {
         for row in &mut rows {
@@ -376,7 +475,10 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
          latency table, less any the sinks dropped); the floor is bpftrace counting the same {n} syscall tracepoint pairs with a pid filter.\n",
         n = HOOKED_SYSCALLS.len()
     );
-    let _ = writeln!(report, "| configuration | requests/s (mean) | vs untraced | p50 ms | p99 ms |");
+    let _ = writeln!(
+        report,
+        "| configuration | requests/s (mean) | vs untraced | p50 ms | p99 ms |"
+    );
     let _ = writeln!(report, "|---|---|---|---|---|");
     for row in &rows {
         let _ = writeln!(
@@ -416,7 +518,21 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
 
 fn redis_rps(port: u16, pipeline: u32) -> Result<(f64, f64)> {
     let out = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-n", "200000", "-c", "16", "-P", &pipeline.to_string(), "-t", "set,get", "-q"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-n",
+            "200000",
+            "-c",
+            "16",
+            "-P",
+            &pipeline.to_string(),
+            "-t",
+            "set,get",
+            "-q",
+        ])
         .output()
         .context("running redis-benchmark")?;
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
@@ -424,7 +540,14 @@ fn redis_rps(port: u16, pipeline: u32) -> Result<(f64, f64)> {
         text.lines()
             .rev()
             .filter(|l| l.starts_with(cmd))
-            .find_map(|l| l.split(':').nth(1)?.split_whitespace().next()?.parse::<f64>().ok())
+            .find_map(|l| {
+                l.split(':')
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
             .unwrap_or(f64::NAN)
     };
     Ok((rps("SET"), rps("GET")))
@@ -436,7 +559,16 @@ fn bench_redis(scratch: &Path, rounds: u32, report: &mut String) -> Result<()> {
     fs::create_dir_all(&dir)?;
     let redis = spawn_group(
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&dir),
     )?;
@@ -447,7 +579,10 @@ fn bench_redis(scratch: &Path, rounds: u32, report: &mut String) -> Result<()> {
         report,
         "`redis-benchmark -n 200000 -c 16 -P {{1,16}} -t set,get -q`, {rounds} interleaved rounds; requests/s (mean).\n"
     );
-    let _ = writeln!(report, "| configuration | SET -P1 | GET -P1 | SET -P16 | GET -P16 |");
+    let _ = writeln!(
+        report,
+        "| configuration | SET -P1 | GET -P1 | SET -P16 | GET -P16 |"
+    );
     let _ = writeln!(report, "|---|---|---|---|---|");
     for &mode in &MODES {
         let mut cells = [0.0f64; 4];
@@ -480,12 +615,19 @@ fn bench_redis(scratch: &Path, rounds: u32, report: &mut String) -> Result<()> {
 fn bench_kernel_cost(scratch: &Path, seconds: u32, report: &mut String) -> Result<()> {
     let (nginx, port) = start_nginx(scratch)?;
     let pids = children_of(nginx.0.id());
-    let _ = Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=1"]).status();
+    let _ = Command::new("sysctl")
+        .args(["-q", "kernel.bpf_stats_enabled=1"])
+        .status();
     let observer = start_observer(Mode::Tracer, &pids, "GET /hello")?;
     run_wrk(&format!("http://127.0.0.1:{port}/hello"), seconds)?;
-    let out = Command::new("bpftool").args(["prog", "show", "--json"]).output().context("bpftool")?;
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .context("bpftool")?;
     stop_observer(observer)?;
-    let _ = Command::new("sysctl").args(["-q", "kernel.bpf_stats_enabled=0"]).status();
+    let _ = Command::new("sysctl")
+        .args(["-q", "kernel.bpf_stats_enabled=0"])
+        .status();
     let text = String::from_utf8_lossy(&out.stdout);
     let _ = writeln!(report, "## Kernel cost per program run\n");
     let _ = writeln!(
@@ -498,16 +640,25 @@ fn bench_kernel_cost(scratch: &Path, seconds: u32, report: &mut String) -> Resul
     // Minimal JSON scan: objects with "name", "run_time_ns", "run_cnt".
     for object in text.split('{').skip(1) {
         let field = |key: &str| {
-            object
-                .split(&format!("\"{key}\":"))
-                .nth(1)
-                .map(|rest| rest.trim_start_matches('"').split(['"', ',', '}']).next().unwrap_or("").to_owned())
+            object.split(&format!("\"{key}\":")).nth(1).map(|rest| {
+                rest.trim_start_matches('"')
+                    .split(['"', ',', '}'])
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
         };
-        let (Some(name), Some(time), Some(count)) = (field("name"), field("run_time_ns"), field("run_cnt")) else { continue };
+        let (Some(name), Some(time), Some(count)) =
+            (field("name"), field("run_time_ns"), field("run_cnt"))
+        else {
+            continue;
+        };
         if !name.starts_with("tracer_") {
             continue;
         }
-        let (Ok(time), Ok(count)) = (time.parse::<u64>(), count.parse::<u64>()) else { continue };
+        let (Ok(time), Ok(count)) = (time.parse::<u64>(), count.parse::<u64>()) else {
+            continue;
+        };
         if count == 0 {
             continue;
         }
@@ -521,11 +672,22 @@ fn bench_kernel_cost(scratch: &Path, seconds: u32, report: &mut String) -> Resul
 fn bench_pipeline(report: &mut String) -> Result<()> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace_root())
-        .args(["run", "--release", "-q", "-p", "tracer-user", "--example", "pipeline_throughput"])
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "tracer-user",
+            "--example",
+            "pipeline_throughput",
+        ])
         .output()
         .context("running the pipeline_throughput example")?;
     if !out.status.success() {
-        bail!("pipeline_throughput failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "pipeline_throughput failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let _ = writeln!(report, "## User-side pipeline capacity (one core)\n");
     let _ = writeln!(
@@ -568,7 +730,10 @@ time.sleep(4)
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the 10k-connection client")?;
-    let stdout = client.stdout.take().ok_or_else(|| anyhow!("no client stdout"))?;
+    let stdout = client
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no client stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
     let opened = matches!(lines.next(), Some(Ok(ref l)) if l == "open");
     thread::sleep(Duration::from_secs(2));
@@ -602,7 +767,11 @@ fn machine_facts() -> String {
     };
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
     format!(
         "Machine: {} cores ({cpu}), {} memory, kernel {}; nginx {}, {}, redis {}.\n",
@@ -610,13 +779,17 @@ fn machine_facts() -> String {
         cmd("sh", &["-c", "free -h | awk '/Mem:/ {print $2}'"]),
         cmd("uname", &["-r"]),
         cmd("sh", &["-c", "nginx -v 2>&1 | cut -d/ -f2"]),
-        cmd("sh", &["-c", "wrk --version 2>&1 | head -1 | cut -d' ' -f1-2"]),
+        cmd(
+            "sh",
+            &["-c", "wrk --version 2>&1 | head -1 | cut -d' ' -f1-2"]
+        ),
         cmd("sh", &["-c", "redis-server --version | cut -d' ' -f3"]),
     )
 }
 
 pub fn run(seconds: u32, rounds: u32) -> Result<()> {
-    let scratch = Scratch(std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id())));
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id())));
     fs::create_dir_all(&scratch.0)?;
     let mut report = String::new();
     let _ = writeln!(report, "# Benchmarks\n");

@@ -132,7 +132,10 @@ const FUZZ_TARGETS: &[&str] = &["parsers", "decode"];
 fn fuzz(seconds: u32, deterministic_runs: Option<u32>) -> Result<()> {
     for target in FUZZ_TARGETS {
         eprintln!("xtask: fuzzing {target} for {seconds} s");
-        let mut libfuzzer_args = vec![format!("-max_total_time={seconds}"), "-rss_limit_mb=4096".to_owned()];
+        let mut libfuzzer_args = vec![
+            format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=4096".to_owned(),
+        ];
         if let Some(runs) = deterministic_runs {
             libfuzzer_args.extend([format!("-runs={runs}"), "-seed=1".to_owned()]);
         }
@@ -158,7 +161,15 @@ fn test(extra: &[String]) -> Result<()> {
     // other's measurements.
     run_checked(
         cargo()
-            .args(["test", "--release", "--no-fail-fast", "-p", "tracer-common", "-p", "tracer-user"])
+            .args([
+                "test",
+                "--release",
+                "--no-fail-fast",
+                "-p",
+                "tracer-common",
+                "-p",
+                "tracer-user",
+            ])
             .args(extra)
             .args(["--", "--test-threads=1"]),
     )

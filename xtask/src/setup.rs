@@ -9,7 +9,12 @@ use crate::run_checked;
 
 /// Debian packages the eBPF build needs (bpf-linker links against LLVM 22,
 /// the LLVM of the pinned nightly).
-const BUILD_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"];
+const BUILD_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
 
 /// Real servers and clients the integration tests and benchmarks run.
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -28,13 +33,19 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("postgresql", "/usr/bin/pgbench"),
     ("mariadb-server", "/usr/sbin/mariadbd"),
     ("mariadb-client", "/usr/bin/mariadb"),
-    ("libdbd-mariadb-perl", "/usr/lib/x86_64-linux-gnu/perl5/5.36/DBD/MariaDB.pm"),
+    (
+        "libdbd-mariadb-perl",
+        "/usr/lib/x86_64-linux-gnu/perl5/5.36/DBD/MariaDB.pm",
+    ),
     ("openssl", "/usr/bin/openssl"),
     ("util-linux", "/usr/bin/setpriv"),
     ("procps", "/usr/bin/pgrep"),
     // gRPC for /usr/bin/python3, the interpreter the tests run: Debian's
     // package, as its Python refuses pip installs into the system.
-    ("python3-grpcio", "/usr/lib/python3/dist-packages/grpc/__init__.py"),
+    (
+        "python3-grpcio",
+        "/usr/lib/python3/dist-packages/grpc/__init__.py",
+    ),
 ];
 
 pub fn run(test_deps: bool) -> Result<()> {
@@ -56,7 +67,10 @@ pub fn run(test_deps: bool) -> Result<()> {
     if !has_rust_src() {
         let mut cmd = Command::new("rustup");
         cmd.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
-        run_or_explain(&mut cmd, "rustup component add rust-src --toolchain nightly")?;
+        run_or_explain(
+            &mut cmd,
+            "rustup component add rust-src --toolchain nightly",
+        )?;
     }
     if !has_bpf_linker() {
         if !Path::new("/usr/lib/llvm-22/lib/libLLVM.so").exists() {
@@ -94,7 +108,11 @@ fn has_rust_src() -> bool {
     Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("rust-src")))
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with("rust-src"))
+        })
         .unwrap_or(false)
 }
 
@@ -113,13 +131,15 @@ fn is_root() -> bool {
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
-    let line = format!("apt-get update && apt-get install -y {}", packages.join(" "));
+    let line = format!(
+        "apt-get update && apt-get install -y {}",
+        packages.join(" ")
+    );
     if !is_root() || !Path::new("/usr/bin/apt-get").exists() {
         bail!("missing packages; as root on Debian/Ubuntu run: {line}");
     }
     eprintln!("xtask: installing {}", packages.join(" "));
-    run_checked(Command::new("apt-get").arg("update").arg("-q"))
-        .context("apt-get update")?;
+    run_checked(Command::new("apt-get").arg("update").arg("-q")).context("apt-get update")?;
     run_checked(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")

@@ -17,7 +17,9 @@ use std::net::SocketAddr;
 // Looked up on every record: seeded foldhash, much cheaper than SipHash.
 use foldhash::HashMap;
 
-use tracer_common::{ConnEvent, DataEvent, Direction, Role, DATA_FLAG_TLS, DATA_FLAG_TRUNCATED, IPPROTO_UDP};
+use tracer_common::{
+    ConnEvent, DataEvent, Direction, Role, DATA_FLAG_TLS, DATA_FLAG_TRUNCATED, IPPROTO_UDP,
+};
 
 use crate::{
     protocols::{self, ParseOutput, Parser, ParserOptions, Protocol, Side, Transport},
@@ -49,7 +51,9 @@ pub struct ConnRef {
 }
 
 enum ProtocolState {
-    Detecting { attempts: u8 },
+    Detecting {
+        attempts: u8,
+    },
     Active {
         protocol: Protocol,
         /// What the traced process is on this connection.
@@ -179,7 +183,10 @@ impl ConnectionTable {
     /// When the unanswered request on server connection `conn` started.
     pub fn open_request_since(&self, conn: ConnRef) -> Option<u64> {
         self.conns
-            .get(&ConnKey { pid: conn.pid, fd: conn.fd })
+            .get(&ConnKey {
+                pid: conn.pid,
+                fd: conn.fd,
+            })
             .filter(|c| c.sock == conn.sock)
             .and_then(|c| c.open_since)
     }
@@ -208,17 +215,31 @@ impl ConnectionTable {
     /// A socket seen for the first time: start a connection (ending the
     /// previous one on that fd, whose close may not have been seen).
     pub fn on_open(&mut self, event: &ConnEvent, out: &mut ParseOutput) -> Option<Origin> {
-        let key = ConnKey { pid: event.pid, fd: event.fd };
+        let key = ConnKey {
+            pid: event.pid,
+            fd: event.fd,
+        };
         let origin = self.close(key, event.timestamp_ns, out);
         if self.conns.len() >= self.max_connections {
             self.stats.table_full += 1;
             return origin;
         }
         let (local, remote) = socket_addrs(event);
-        let transport = if event.protocol == IPPROTO_UDP { Transport::Udp } else { Transport::Tcp };
+        let transport = if event.protocol == IPPROTO_UDP {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        };
         self.conns.insert(
             key,
-            Connection::new(event.sock, transport, local, remote, Role::from_u8(event.role), event.timestamp_ns),
+            Connection::new(
+                event.sock,
+                transport,
+                local,
+                remote,
+                Role::from_u8(event.role),
+                event.timestamp_ns,
+            ),
         );
         self.peers.insert(local, remote, key);
         self.stats.opened += 1;
@@ -227,7 +248,10 @@ impl ConnectionTable {
 
     /// The traced process closed the socket.
     pub fn on_close(&mut self, event: &ConnEvent, out: &mut ParseOutput) -> Option<Origin> {
-        let key = ConnKey { pid: event.pid, fd: event.fd };
+        let key = ConnKey {
+            pid: event.pid,
+            fd: event.fd,
+        };
         match self.conns.get(&key) {
             Some(conn) if conn.sock == event.sock => self.close(key, event.timestamp_ns, out),
             _ => None,
@@ -253,20 +277,32 @@ impl ConnectionTable {
     /// Drops what the side indexes know of a connection that ended.
     fn forget(&mut self, key: ConnKey, conn: &Connection) {
         self.peers.remove(conn.local, conn.remote, key);
-        let conn_ref = ConnRef { pid: key.pid, fd: key.fd, sock: conn.sock };
+        let conn_ref = ConnRef {
+            pid: key.pid,
+            fd: key.fd,
+            sock: conn.sock,
+        };
         self.activity.connection_closed(conn_ref, conn.reader);
     }
 
     /// All connections of an exited process end.
     pub fn on_process_exit(&mut self, pid: u32, ts_ns: u64, out: &mut ParseOutput) -> Vec<Origin> {
-        let keys: Vec<ConnKey> = self.conns.keys().filter(|k| k.pid == pid).copied().collect();
+        let keys: Vec<ConnKey> = self
+            .conns
+            .keys()
+            .filter(|k| k.pid == pid)
+            .copied()
+            .collect();
         let mut origins = Vec::new();
         for key in keys {
             let before = out.exchanges.len();
             if let Some(origin) = self.close(key, ts_ns, out) {
                 // One origin per exchange so the caller can pair them.
                 let added = (out.exchanges.len() - before) as u64;
-                origins.extend((0..added).map(|i| Origin { seq: origin.seq + i, ..origin }));
+                origins.extend((0..added).map(|i| Origin {
+                    seq: origin.seq + i,
+                    ..origin
+                }));
             }
         }
         self.activity.process_exited(pid);
@@ -275,8 +311,16 @@ impl ConnectionTable {
 
     /// Payload moved by the traced process; exchanges it completes are
     /// appended to `out` and all come from the returned origin.
-    pub fn on_data(&mut self, event: &DataEvent, payload: &[u8], out: &mut ParseOutput) -> Option<Origin> {
-        let key = ConnKey { pid: event.pid, fd: event.fd };
+    pub fn on_data(
+        &mut self,
+        event: &DataEvent,
+        payload: &[u8],
+        out: &mut ParseOutput,
+    ) -> Option<Origin> {
+        let key = ConnKey {
+            pid: event.pid,
+            fd: event.fd,
+        };
         let known = self.conns.get(&key).is_some_and(|c| c.sock == event.sock);
         if !known {
             // The open record was lost or the socket predates its kernel
@@ -288,7 +332,14 @@ impl ConnectionTable {
             }
             self.conns.insert(
                 key,
-                Connection::new(event.sock, Transport::Tcp, None, None, Role::Unknown, event.timestamp_ns),
+                Connection::new(
+                    event.sock,
+                    Transport::Tcp,
+                    None,
+                    None,
+                    Role::Unknown,
+                    event.timestamp_ns,
+                ),
             );
             self.stats.opened += 1;
         }
@@ -320,14 +371,25 @@ impl ConnectionTable {
                 return None;
             }
             match protocols::detect(&self.enabled, conn.transport, payload) {
-                Some((protocol, side)) => match protocols::new_parser(protocol, conn.transport, self.options) {
-                    Some(parser) => {
-                        let client_bytes_come_in = (side == Side::Client) == (direction == Direction::Ingress);
-                        let we_are = if client_bytes_come_in { SpanKind::Server } else { SpanKind::Client };
-                        conn.state = ProtocolState::Active { protocol, we_are, parser };
+                Some((protocol, side)) => {
+                    match protocols::new_parser(protocol, conn.transport, self.options) {
+                        Some(parser) => {
+                            let client_bytes_come_in =
+                                (side == Side::Client) == (direction == Direction::Ingress);
+                            let we_are = if client_bytes_come_in {
+                                SpanKind::Server
+                            } else {
+                                SpanKind::Client
+                            };
+                            conn.state = ProtocolState::Active {
+                                protocol,
+                                we_are,
+                                parser,
+                            };
+                        }
+                        None => conn.state = ProtocolState::Ignored,
                     }
-                    None => conn.state = ProtocolState::Ignored,
-                },
+                }
                 None => {
                     *attempts += 1;
                     if *attempts >= DETECTION_ATTEMPTS {
@@ -342,7 +404,9 @@ impl ConnectionTable {
             return None;
         };
         let side = match (*we_are, direction) {
-            (SpanKind::Server, Direction::Ingress) | (SpanKind::Client, Direction::Egress) => Side::Client,
+            (SpanKind::Server, Direction::Ingress) | (SpanKind::Client, Direction::Egress) => {
+                Side::Client
+            }
             _ => Side::Server,
         };
         let we_are = *we_are;
@@ -357,7 +421,11 @@ impl ConnectionTable {
         }
         self.stats.desyncs += out.desyncs - before;
         let completed = (out.exchanges.len() - exchanges_before) as u64;
-        let conn_ref = ConnRef { pid: key.pid, fd: key.fd, sock: conn.sock };
+        let conn_ref = ConnRef {
+            pid: key.pid,
+            fd: key.fd,
+            sock: conn.sock,
+        };
         let (tid, ts) = (event.tid, event.timestamp_ns);
         if completed > 0 && conn.open_since.take().is_some() && we_are == SpanKind::Server {
             self.activity.request_closed(conn_ref, conn.reader);
@@ -373,7 +441,8 @@ impl ConnectionTable {
                 // thread serves it; on a client one, what it is for.
                 let cause = match we_are {
                     SpanKind::Server => {
-                        self.activity.request_opened(tid, conn_ref, ts, conn.open_since.is_none());
+                        self.activity
+                            .request_opened(tid, conn_ref, ts, conn.open_since.is_none());
                         None
                     }
                     SpanKind::Client => self.activity.claim(tid),
@@ -418,14 +487,20 @@ fn looks_like_tls_record(data: &[u8]) -> bool {
 impl Connection {
     fn origin(&self, key: ConnKey) -> Option<Origin> {
         match &self.state {
-            ProtocolState::Active { protocol, we_are, .. } => Some(Origin {
+            ProtocolState::Active {
+                protocol, we_are, ..
+            } => Some(Origin {
                 kind: *we_are,
                 protocol: *protocol,
                 local: self.local,
                 remote: self.remote,
                 role: self.role,
                 tls: self.tls,
-                conn: ConnRef { pid: key.pid, fd: key.fd, sock: self.sock },
+                conn: ConnRef {
+                    pid: key.pid,
+                    fd: key.fd,
+                    sock: self.sock,
+                },
                 seq: self.exchanges,
                 requests: self.requests,
             }),

@@ -57,9 +57,13 @@ struct Member {
 
 #[derive(Clone, Debug)]
 enum Type {
-    Composite { members: Vec<Member> },
+    Composite {
+        members: Vec<Member>,
+    },
     /// typedef, const, volatile, restrict, type tag: look through to `target`.
-    Alias { target: u32 },
+    Alias {
+        target: u32,
+    },
     Other,
 }
 
@@ -97,7 +101,9 @@ impl KernelBtf {
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .ok_or(BtfError::Malformed("truncated header"))?;
         if magic != BTF_MAGIC {
-            return Err(BtfError::Malformed("bad magic (big-endian BTF is not supported)"));
+            return Err(BtfError::Malformed(
+                "bad magic (big-endian BTF is not supported)",
+            ));
         }
         let hdr_len = u32_at(data, 4)? as usize;
         let type_off = u32_at(data, 8)? as usize;
@@ -140,7 +146,11 @@ impl KernelBtf {
                         members.push(Member {
                             name_off: u32_at(section, at)?,
                             type_id: u32_at(section, at + 4)?,
-                            bit_offset: if kind_flag { offset & 0xff_ffff } else { offset },
+                            bit_offset: if kind_flag {
+                                offset & 0xff_ffff
+                            } else {
+                                offset
+                            },
                         });
                     }
                     pos += vlen * 12;
@@ -251,12 +261,34 @@ mod tests {
         let Ok(btf) = KernelBtf::from_sys_fs() else {
             panic!("this test needs /sys/kernel/btf/vmlinux");
         };
-        assert_eq!(btf.field_offset("sock", &["__sk_common", "skc_daddr"]).unwrap(), 0);
-        assert_eq!(btf.field_offset("sock", &["__sk_common", "skc_rcv_saddr"]).unwrap(), 4);
-        assert_eq!(btf.field_offset("sock", &["__sk_common", "skc_dport"]).unwrap(), 12);
-        assert_eq!(btf.field_offset("sock", &["__sk_common", "skc_num"]).unwrap(), 14);
-        assert_eq!(btf.field_offset("sock", &["__sk_common", "skc_family"]).unwrap(), 16);
-        let v6 = btf.field_offset("sock", &["__sk_common", "skc_v6_daddr"]).unwrap();
+        assert_eq!(
+            btf.field_offset("sock", &["__sk_common", "skc_daddr"])
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            btf.field_offset("sock", &["__sk_common", "skc_rcv_saddr"])
+                .unwrap(),
+            4
+        );
+        assert_eq!(
+            btf.field_offset("sock", &["__sk_common", "skc_dport"])
+                .unwrap(),
+            12
+        );
+        assert_eq!(
+            btf.field_offset("sock", &["__sk_common", "skc_num"])
+                .unwrap(),
+            14
+        );
+        assert_eq!(
+            btf.field_offset("sock", &["__sk_common", "skc_family"])
+                .unwrap(),
+            16
+        );
+        let v6 = btf
+            .field_offset("sock", &["__sk_common", "skc_v6_daddr"])
+            .unwrap();
         assert!(v6 > 16 && v6 < 200, "skc_v6_daddr at {v6}");
         let tgid = btf.field_offset("task_struct", &["tgid"]).unwrap();
         assert!(tgid > 0);
@@ -267,6 +299,8 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(KernelBtf::parse(b"").is_err());
-        assert!(KernelBtf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(
+            KernelBtf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_err()
+        );
     }
 }

@@ -123,7 +123,8 @@ impl AttachedKernel {
             return Err(KernelError::NoObject);
         }
         let config = kernel_config(options)?;
-        let cpus = aya::util::nr_cpus().map_err(|(what, source)| KernelError::Cpus { what, source })?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(what, source)| KernelError::Cpus { what, source })?;
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", options.ring_buffer_bytes)
@@ -150,7 +151,10 @@ impl AttachedKernel {
             prog.attach()
                 .map_err(|source| KernelError::Program { program, source })?;
         }
-        for (category, list) in [("syscalls", SYSCALL_TRACEPOINTS), ("sched", SCHED_TRACEPOINTS)] {
+        for (category, list) in [
+            ("syscalls", SYSCALL_TRACEPOINTS),
+            ("sched", SCHED_TRACEPOINTS),
+        ] {
             for &(program, tracepoint) in list {
                 let prog: &mut TracePoint = ebpf
                     .program_mut(program)
@@ -164,20 +168,40 @@ impl AttachedKernel {
             }
         }
         // Uprobes are attached per library later, as traced processes reveal them.
-        for program in OPENSSL_FUNCTIONS.iter().map(|(_, p)| *p).chain([OPENSSL_RETURN]) {
+        for program in OPENSSL_FUNCTIONS
+            .iter()
+            .map(|(_, p)| *p)
+            .chain([OPENSSL_RETURN])
+        {
             let prog: &mut UProbe = ebpf
                 .program_mut(program)
                 .ok_or(KernelError::Missing(program))?
                 .try_into()
                 .map_err(|source| KernelError::Program { program, source })?;
-            prog.load().map_err(|source| KernelError::Program { program, source })?;
+            prog.load()
+                .map_err(|source| KernelError::Program { program, source })?;
         }
-        let traced_pids = HashMap::try_from(take_map(&mut ebpf, "TRACED_PIDS")?)
-            .map_err(|source| KernelError::Map { map: "TRACED_PIDS", source })?;
-        let traced_comms = HashMap::try_from(take_map(&mut ebpf, "TRACED_COMMS")?)
-            .map_err(|source| KernelError::Map { map: "TRACED_COMMS", source })?;
-        let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
-            .map_err(|source| KernelError::Map { map: "COUNTERS", source })?;
+        let traced_pids =
+            HashMap::try_from(take_map(&mut ebpf, "TRACED_PIDS")?).map_err(|source| {
+                KernelError::Map {
+                    map: "TRACED_PIDS",
+                    source,
+                }
+            })?;
+        let traced_comms =
+            HashMap::try_from(take_map(&mut ebpf, "TRACED_COMMS")?).map_err(|source| {
+                KernelError::Map {
+                    map: "TRACED_COMMS",
+                    source,
+                }
+            })?;
+        let counters =
+            PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|source| {
+                KernelError::Map {
+                    map: "COUNTERS",
+                    source,
+                }
+            })?;
         Ok(AttachedKernel {
             ebpf,
             traced_pids,
@@ -189,20 +213,28 @@ impl AttachedKernel {
 
     /// The ring buffer of events; call once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
-        RingBuf::try_from(take_map(&mut self.ebpf, "EVENTS")?)
-            .map_err(|source| KernelError::Map { map: "EVENTS", source })
+        RingBuf::try_from(take_map(&mut self.ebpf, "EVENTS")?).map_err(|source| KernelError::Map {
+            map: "EVENTS",
+            source,
+        })
     }
 
     pub fn trace_pid(&mut self, pid: u32) -> Result<(), KernelError> {
         self.traced_pids
             .insert(pid, TRACED_BY_PID, 0)
-            .map_err(|source| KernelError::Map { map: "TRACED_PIDS", source })
+            .map_err(|source| KernelError::Map {
+                map: "TRACED_PIDS",
+                source,
+            })
     }
 
     pub fn trace_comm(&mut self, comm: &str) -> Result<(), KernelError> {
         self.traced_comms
             .insert(comm_key(comm), 1, 0)
-            .map_err(|source| KernelError::Map { map: "TRACED_COMMS", source })
+            .map_err(|source| KernelError::Map {
+                map: "TRACED_COMMS",
+                source,
+            })
     }
 
     /// Hooks OpenSSL's read/write functions in `target` (a libssl or an
@@ -232,9 +264,15 @@ impl AttachedKernel {
                 .program_mut(OPENSSL_RETURN)
                 .ok_or(KernelError::Missing(OPENSSL_RETURN))?
                 .try_into()
-                .map_err(|source| KernelError::Program { program: OPENSSL_RETURN, source })?;
+                .map_err(|source| KernelError::Program {
+                    program: OPENSSL_RETURN,
+                    source,
+                })?;
             ret.attach(function, target, UProbeScope::AllProcesses)
-                .map_err(|source| KernelError::Program { program: OPENSSL_RETURN, source })?;
+                .map_err(|source| KernelError::Program {
+                    program: OPENSSL_RETURN,
+                    source,
+                })?;
             attached += 1;
         }
         Ok(attached)

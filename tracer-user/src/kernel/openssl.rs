@@ -63,7 +63,9 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 impl OpensslHooks {
     /// Hooks `path` unless it was hooked already; returns whether it is now.
     pub fn hook(&mut self, kernel: &mut AttachedKernel, path: &Path) -> Result<bool, KernelError> {
-        let Some(id) = file_id(path) else { return Ok(false) };
+        let Some(id) = file_id(path) else {
+            return Ok(false);
+        };
         if self.hooked.contains(&id) {
             return Ok(true);
         }
@@ -76,7 +78,11 @@ impl OpensslHooks {
     }
 
     /// Hooks whatever OpenSSL `pid` uses now.
-    pub fn hook_process(&mut self, kernel: &mut AttachedKernel, pid: u32) -> Result<(), KernelError> {
+    pub fn hook_process(
+        &mut self,
+        kernel: &mut AttachedKernel,
+        pid: u32,
+    ) -> Result<(), KernelError> {
         for lib in mapped_libssl(pid) {
             self.hook(kernel, &lib)?;
         }

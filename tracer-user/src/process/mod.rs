@@ -70,9 +70,7 @@ pub fn pids_with_comm(names: &[String]) -> Result<Vec<u32>, ProcessError> {
     let wanted: Vec<&[u8]> = names.iter().map(|n| truncated_comm(n)).collect();
     Ok(all_pids()?
         .into_iter()
-        .filter(|&pid| {
-            comm_of(pid).is_some_and(|comm| wanted.contains(&truncated_comm(&comm)))
-        })
+        .filter(|&pid| comm_of(pid).is_some_and(|comm| wanted.contains(&truncated_comm(&comm))))
         .collect())
 }
 
@@ -118,7 +116,11 @@ mod tests {
             .unwrap();
         let pids = with_descendants(&[me]).unwrap();
         assert!(pids.contains(&me));
-        assert!(pids.contains(&child.id()), "child {} not in {pids:?}", child.id());
+        assert!(
+            pids.contains(&child.id()),
+            "child {} not in {pids:?}",
+            child.id()
+        );
         let sleepers = pids_with_comm(&["sleep".to_owned()]).unwrap();
         assert!(sleepers.contains(&child.id()));
         child.kill().unwrap();

@@ -1,7 +1,9 @@
 //! Which protocols exist, how a connection's first bytes select one, and
 //! making its parser.
 
-use super::{dns, http1, http2, memcached, mysql, postgresql, redis, Parser, ParserOptions, Protocol, Side};
+use super::{
+    dns, http1, http2, memcached, mysql, postgresql, redis, Parser, ParserOptions, Protocol, Side,
+};
 
 /// The transport a connection runs on, as the kernel reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +68,11 @@ fn stream_detection(enabled: &[Protocol], protocol: Protocol) -> Option<Protocol
 /// A fresh parser for `protocol`, `None` for protocols not parsed (yet).
 /// gRPC rides on HTTP/2: its parser is the HTTP/2 one, reporting only gRPC
 /// calls.
-pub fn new_parser(protocol: Protocol, transport: Transport, options: ParserOptions) -> Option<Box<dyn Parser>> {
+pub fn new_parser(
+    protocol: Protocol,
+    transport: Transport,
+    options: ParserOptions,
+) -> Option<Box<dyn Parser>> {
     Some(match (protocol, transport) {
         (Protocol::Http, _) => Box::new(http1::Http1Parser::new(options)),
         (Protocol::Http2, Transport::Tcp) => Box::new(http2::Http2Parser::new(options)),
@@ -97,13 +103,32 @@ mod tests {
     fn detection_picks_the_right_protocol_and_side() {
         let all = default_enabled();
         let tcp = |data: &[u8]| detect(&all, Transport::Tcp, data);
-        assert_eq!(tcp(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Some((Protocol::Http, Side::Client)));
-        assert_eq!(tcp(b"HTTP/1.1 200 OK\r\n"), Some((Protocol::Http, Side::Server)));
-        assert_eq!(tcp(b"*1\r\n$4\r\nPING\r\n"), Some((Protocol::Redis, Side::Client)));
-        assert_eq!(tcp(b"get foo\r\n"), Some((Protocol::Memcached, Side::Client)));
-        assert_eq!(tcp(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), None, "TLS is not a protocol we parse");
+        assert_eq!(
+            tcp(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some((Protocol::Http, Side::Client))
+        );
+        assert_eq!(
+            tcp(b"HTTP/1.1 200 OK\r\n"),
+            Some((Protocol::Http, Side::Server))
+        );
+        assert_eq!(
+            tcp(b"*1\r\n$4\r\nPING\r\n"),
+            Some((Protocol::Redis, Side::Client))
+        );
+        assert_eq!(
+            tcp(b"get foo\r\n"),
+            Some((Protocol::Memcached, Side::Client))
+        );
+        assert_eq!(
+            tcp(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+            None,
+            "TLS is not a protocol we parse"
+        );
         let only_http = [Protocol::Http];
-        assert_eq!(detect(&only_http, Transport::Tcp, b"*1\r\n$4\r\nPING\r\n"), None);
+        assert_eq!(
+            detect(&only_http, Transport::Tcp, b"*1\r\n$4\r\nPING\r\n"),
+            None
+        );
     }
 
     #[test]
@@ -112,14 +137,26 @@ mod tests {
         let settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64";
         let all = default_enabled();
         assert!(all.contains(&Protocol::Http2) && all.contains(&Protocol::Grpc));
-        assert_eq!(detect(&all, Transport::Tcp, preface), Some((Protocol::Http2, Side::Client)));
-        assert_eq!(detect(&all, Transport::Tcp, settings), Some((Protocol::Http2, Side::Server)));
+        assert_eq!(
+            detect(&all, Transport::Tcp, preface),
+            Some((Protocol::Http2, Side::Client))
+        );
+        assert_eq!(
+            detect(&all, Transport::Tcp, settings),
+            Some((Protocol::Http2, Side::Server))
+        );
         assert_eq!(detect(&all, Transport::Udp, preface), None);
         let grpc = [Protocol::Grpc];
-        assert_eq!(detect(&grpc, Transport::Tcp, preface), Some((Protocol::Grpc, Side::Client)));
+        assert_eq!(
+            detect(&grpc, Transport::Tcp, preface),
+            Some((Protocol::Grpc, Side::Client))
+        );
         assert!(new_parser(Protocol::Grpc, Transport::Tcp, ParserOptions::default()).is_some());
         let both = [Protocol::Grpc, Protocol::Http2];
-        assert_eq!(detect(&both, Transport::Tcp, preface), Some((Protocol::Http2, Side::Client)));
+        assert_eq!(
+            detect(&both, Transport::Tcp, preface),
+            Some((Protocol::Http2, Side::Client))
+        );
         assert_eq!(detect(&[Protocol::Http], Transport::Tcp, preface), None);
         // HTTP/1.x keeps its bytes.
         assert_eq!(

@@ -36,7 +36,11 @@ pub struct ReadStats {
 
 /// Reads `files`, prints the table on `out` and a one-line account on
 /// `notes` (with a line per unreadable file).
-pub fn run(files: &[PathBuf], out: &mut impl Write, notes: &mut impl Write) -> Result<ReadStats, ReportError> {
+pub fn run(
+    files: &[PathBuf],
+    out: &mut impl Write,
+    notes: &mut impl Write,
+) -> Result<ReadStats, ReportError> {
     let mut table = LatencyTable::default();
     let mut stats = ReadStats::default();
     for path in files {
@@ -53,10 +57,18 @@ pub fn run(files: &[PathBuf], out: &mut impl Write, notes: &mut impl Write) -> R
             }
         }
     }
-    let names = files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let names = files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     if stats.spans == 0 {
         if stats.malformed_lines > 0 {
-            writeln!(notes, "tracer: {} malformed lines skipped", stats.malformed_lines)?;
+            writeln!(
+                notes,
+                "tracer: {} malformed lines skipped",
+                stats.malformed_lines
+            )?;
         }
         return Err(ReportError::NothingRead(names));
     }
@@ -72,7 +84,11 @@ pub fn run(files: &[PathBuf], out: &mut impl Write, notes: &mut impl Write) -> R
 }
 
 /// Adds every span of one OTLP-JSON lines stream to `table`.
-pub fn read(mut input: impl BufRead, table: &mut LatencyTable, stats: &mut ReadStats) -> io::Result<()> {
+pub fn read(
+    mut input: impl BufRead,
+    table: &mut LatencyTable,
+    stats: &mut ReadStats,
+) -> io::Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -101,7 +117,11 @@ fn add_request(request: &Value, table: &mut LatencyTable, stats: &mut ReadStats)
             .find(|kv| kv["key"] == "service.name")
             .and_then(|kv| kv["value"]["stringValue"].as_str())
             .unwrap_or("unknown_service");
-        for scope_spans in resource_spans["scopeSpans"].as_array().into_iter().flatten() {
+        for scope_spans in resource_spans["scopeSpans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             for span in scope_spans["spans"].as_array().into_iter().flatten() {
                 match parse_span(span) {
                     Some(s) => {
@@ -152,7 +172,12 @@ fn parse_span(span: &Value) -> Option<StoredSpan<'_>> {
         Value::String(s) => s == "STATUS_CODE_ERROR",
         _ => false,
     };
-    Some(StoredSpan { name, kind, duration_ns: end.saturating_sub(start), error })
+    Some(StoredSpan {
+        name,
+        kind,
+        duration_ns: end.saturating_sub(start),
+        error,
+    })
 }
 
 /// A fixed64 as OTLP/JSON writes it (a decimal string) or as a number.
@@ -190,8 +215,14 @@ mod tests {
         let mut failed = sample_span();
         failed.status = SpanStatus::Error;
         let mut out = Vec::new();
-        json::write_line(&mut out, &encode::request([&ok, &ok], &ResourceConfig::default()));
-        json::write_line(&mut out, &encode::request([&failed], &ResourceConfig::default()));
+        json::write_line(
+            &mut out,
+            &encode::request([&ok, &ok], &ResourceConfig::default()),
+        );
+        json::write_line(
+            &mut out,
+            &encode::request([&failed], &ResourceConfig::default()),
+        );
         out
     }
 
@@ -203,7 +234,10 @@ mod tests {
         assert_eq!((stats.lines, stats.spans, stats.malformed_lines), (2, 3, 0));
         let rows = table.rows();
         assert_eq!(rows.len(), 1);
-        assert_eq!((rows[0].service.as_str(), rows[0].kind.as_str()), ("nginx", "server"));
+        assert_eq!(
+            (rows[0].service.as_str(), rows[0].kind.as_str()),
+            ("nginx", "server")
+        );
         assert_eq!((rows[0].count, rows[0].errors), (3, 1));
     }
 
@@ -219,8 +253,15 @@ mod tests {
         assert_eq!(stats.malformed_lines, 4, "{stats:?}");
         assert_eq!(stats.malformed_spans, 1);
         assert_eq!(stats.spans, 4);
-        let y = table.rows().into_iter().find(|r| r.operation == "y").unwrap();
-        assert_eq!((y.service.as_str(), y.kind.as_str(), y.errors), ("unknown_service", "client", 1));
+        let y = table
+            .rows()
+            .into_iter()
+            .find(|r| r.operation == "y")
+            .unwrap();
+        assert_eq!(
+            (y.service.as_str(), y.kind.as_str(), y.errors),
+            ("unknown_service", "client", 1)
+        );
     }
 
     #[test]
@@ -234,7 +275,10 @@ mod tests {
         let err = run(&[missing, junk.clone()], &mut out, &mut notes).unwrap_err();
         assert!(matches!(err, ReportError::NothingRead(_)));
         let notes = String::from_utf8(notes).unwrap();
-        assert!(notes.contains("cannot read") && notes.contains("missing.jsonl"), "{notes}");
+        assert!(
+            notes.contains("cannot read") && notes.contains("missing.jsonl"),
+            "{notes}"
+        );
         assert!(notes.contains("1 malformed lines skipped"), "{notes}");
 
         let good = dir.join("good.jsonl");

@@ -114,19 +114,40 @@ pub struct RowStats {
 }
 
 impl LatencyTable {
-    pub fn record(&mut self, service: &str, kind: &str, operation: &str, duration_ns: u64, error: bool) {
+    pub fn record(
+        &mut self,
+        service: &str,
+        kind: &str,
+        operation: &str,
+        duration_ns: u64,
+        error: bool,
+    ) {
         // A known row is found by the borrowed key; owned strings are made
         // only for a new row.
-        if let Some(row) = self.rows.get_mut(&(service, kind, operation) as &dyn KeyView) {
+        if let Some(row) = self
+            .rows
+            .get_mut(&(service, kind, operation) as &dyn KeyView)
+        {
             row.add(duration_ns, error);
             return;
         }
-        let operation = if self.rows.len() >= MAX_ROWS { OTHER } else { operation };
-        if let Some(row) = self.rows.get_mut(&(service, kind, operation) as &dyn KeyView) {
+        let operation = if self.rows.len() >= MAX_ROWS {
+            OTHER
+        } else {
+            operation
+        };
+        if let Some(row) = self
+            .rows
+            .get_mut(&(service, kind, operation) as &dyn KeyView)
+        {
             row.add(duration_ns, error);
             return;
         }
-        let key = RowKey { service: service.to_owned(), kind: kind.to_owned(), operation: operation.to_owned() };
+        let key = RowKey {
+            service: service.to_owned(),
+            kind: kind.to_owned(),
+            operation: operation.to_owned(),
+        };
         let mut row = Row {
             count: 0,
             errors: 0,
@@ -157,18 +178,33 @@ impl LatencyTable {
                 operation: key.operation.clone(),
                 count: row.count,
                 errors: row.errors,
-                p50_ns: row.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.50)),
-                p90_ns: row.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.90)),
-                p99_ns: row.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.99)),
+                p50_ns: row
+                    .latency
+                    .as_ref()
+                    .map_or(0, |h| h.value_at_quantile(0.50)),
+                p90_ns: row
+                    .latency
+                    .as_ref()
+                    .map_or(0, |h| h.value_at_quantile(0.90)),
+                p99_ns: row
+                    .latency
+                    .as_ref()
+                    .map_or(0, |h| h.value_at_quantile(0.99)),
             })
             .collect();
         rows.sort_by(|a, b| {
-            (&a.service, std::cmp::Reverse(a.count), &a.kind, &a.operation).cmp(&(
-                &b.service,
-                std::cmp::Reverse(b.count),
-                &b.kind,
-                &b.operation,
-            ))
+            (
+                &a.service,
+                std::cmp::Reverse(a.count),
+                &a.kind,
+                &a.operation,
+            )
+                .cmp(&(
+                    &b.service,
+                    std::cmp::Reverse(b.count),
+                    &b.kind,
+                    &b.operation,
+                ))
         });
         rows
     }
@@ -176,7 +212,17 @@ impl LatencyTable {
     /// The table as text, at most `max_rows` rows (the rest summed up in
     /// one line).
     pub fn render(&self, max_rows: usize) -> String {
-        const HEADER: [&str; 9] = ["SERVICE", "KIND", "OPERATION", "COUNT", "ERRORS", "ERR%", "P50", "P90", "P99"];
+        const HEADER: [&str; 9] = [
+            "SERVICE",
+            "KIND",
+            "OPERATION",
+            "COUNT",
+            "ERRORS",
+            "ERR%",
+            "P50",
+            "P90",
+            "P99",
+        ];
         let rows = self.rows();
         let shown = rows.len().min(max_rows);
         let cells: Vec<[String; 9]> = rows[..shown]
@@ -266,7 +312,10 @@ mod tests {
         let rows = table.rows();
         assert_eq!(rows.len(), 3);
         let a = &rows[0];
-        assert_eq!((a.service.as_str(), a.operation.as_str(), a.count, a.errors), ("nginx", "GET /a", 100, 10));
+        assert_eq!(
+            (a.service.as_str(), a.operation.as_str(), a.count, a.errors),
+            ("nginx", "GET /a", 100, 10)
+        );
         let close = |got: u64, want: u64| got.abs_diff(want) * 100 <= want;
         assert!(close(a.p50_ns, 50_000_000), "{}", a.p50_ns);
         assert!(close(a.p90_ns, 90_000_000), "{}", a.p90_ns);
@@ -279,7 +328,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].starts_with("SERVICE"));
-        assert!(lines[1].contains("GET /a") && lines[1].contains("10.0%") && lines[1].contains("50."), "{text}");
+        assert!(
+            lines[1].contains("GET /a") && lines[1].contains("10.0%") && lines[1].contains("50."),
+            "{text}"
+        );
         assert!(lines[3].contains("100.0%"), "{text}");
         let short = table.render(1);
         assert!(short.ends_with("... 2 more rows (2 spans)\n"), "{short}");

@@ -32,7 +32,13 @@ impl RotatingFile {
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(RotatingFile { path: path.to_owned(), file, size, max_bytes, keep })
+        Ok(RotatingFile {
+            path: path.to_owned(),
+            file,
+            size,
+            max_bytes,
+            keep,
+        })
     }
 
     /// Appends whole lines; rotates first when they would not fit (a file
@@ -69,14 +75,22 @@ impl RotatingFile {
             }
             fs::rename(&self.path, numbered(1))?;
         }
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = 0;
         Ok(())
     }
 }
 
 /// The `--output-file` sink.
-pub fn spawn(path: &Path, max_bytes: u64, resource: Arc<ResourceConfig>, capacity: usize) -> io::Result<SinkHandle> {
+pub fn spawn(
+    path: &Path,
+    max_bytes: u64,
+    resource: Arc<ResourceConfig>,
+    capacity: usize,
+) -> io::Result<SinkHandle> {
     let mut file = RotatingFile::open(path, max_bytes, KEEP_ROTATED)?;
     let mut line = Vec::with_capacity(64 * 1024);
     SinkHandle::spawn_blocking("file", capacity, move |spans| {
@@ -103,17 +117,34 @@ mod tests {
         let dir = temp_dir("rotate");
         let path = dir.join("spans.jsonl");
         let mut file = RotatingFile::open(&path, 10, 2).unwrap();
-        for line in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n", "eeee\n", "ffff\n", "gggggggggggggggg\n"] {
+        for line in [
+            "aaaa\n",
+            "bbbb\n",
+            "cccc\n",
+            "dddd\n",
+            "eeee\n",
+            "ffff\n",
+            "gggggggggggggggg\n",
+        ] {
             file.write(line.as_bytes()).unwrap();
         }
         assert_eq!(fs::read_to_string(&path).unwrap(), "gggggggggggggggg\n");
-        assert_eq!(fs::read_to_string(dir.join("spans.jsonl.1")).unwrap(), "eeee\nffff\n");
-        assert_eq!(fs::read_to_string(dir.join("spans.jsonl.2")).unwrap(), "cccc\ndddd\n");
+        assert_eq!(
+            fs::read_to_string(dir.join("spans.jsonl.1")).unwrap(),
+            "eeee\nffff\n"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("spans.jsonl.2")).unwrap(),
+            "cccc\ndddd\n"
+        );
         assert!(!dir.join("spans.jsonl.3").exists());
         // Reopening appends and counts what is there.
         let mut file = RotatingFile::open(&path, 20, 2).unwrap();
         file.write(b"hhhh\n").unwrap();
-        assert_eq!(fs::read_to_string(dir.join("spans.jsonl.1")).unwrap(), "gggggggggggggggg\n");
+        assert_eq!(
+            fs::read_to_string(dir.join("spans.jsonl.1")).unwrap(),
+            "gggggggggggggggg\n"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -128,9 +159,18 @@ mod tests {
         let reports = sinks.finish();
         assert_eq!(reports[0].written, 3);
         let text = fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0]["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            lines[0]["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -130,7 +130,12 @@ fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
         out.push(b'\\');
         out.push(short);
         if short == b'u' {
-            out.extend_from_slice(&[b'0', b'0', HEX_DIGITS[usize::from(b >> 4)], HEX_DIGITS[usize::from(b & 0xf)]]);
+            out.extend_from_slice(&[
+                b'0',
+                b'0',
+                HEX_DIGITS[usize::from(b >> 4)],
+                HEX_DIGITS[usize::from(b & 0xf)],
+            ]);
         }
     }
     out.extend_from_slice(bytes.get(run_start..).unwrap_or_default());
@@ -216,7 +221,10 @@ pub(crate) mod tests {
                 let mut map = serializer.serialize_map(None)?;
                 map.serialize_entry("trace_id", &span.trace_id.to_string())?;
                 map.serialize_entry("span_id", &span.span_id.to_string())?;
-                map.serialize_entry("parent_span_id", &span.parent_span_id.map(|id| id.to_string()))?;
+                map.serialize_entry(
+                    "parent_span_id",
+                    &span.parent_span_id.map(|id| id.to_string()),
+                )?;
                 if let Some(state) = &span.tracestate {
                     map.serialize_entry("tracestate", state)?;
                 }
@@ -255,7 +263,10 @@ pub(crate) mod tests {
         write_json_line(&mut ours, span);
         let mut theirs = b"kept\n".to_vec();
         reference::write_json_line(&mut theirs, span);
-        assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&theirs)
+        );
         assert_eq!(ours, theirs);
     }
 
@@ -268,7 +279,9 @@ pub(crate) mod tests {
         awkward.push_str("é€😀\u{2028}\u{fffd}\\\"end");
         let mut span = sample_span();
         span.parent_span_id = Some(SpanId([0, 0xff, 0x10, 0x0a, 0, 0, 0, 1]));
-        span.trace_id = TraceId([0x00, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xf0, 0, 0, 0, 0, 0, 0x0f]);
+        span.trace_id = TraceId([
+            0x00, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xf0, 0, 0, 0, 0, 0, 0x0f,
+        ]);
         span.tracestate = Some(format!("vendor={awkward}"));
         span.name = awkward.clone();
         span.kind = SpanKind::Client;
@@ -287,7 +300,10 @@ pub(crate) mod tests {
             ("zero", AttrValue::Int(0)),
             ("yes", AttrValue::Bool(true)),
             ("no", AttrValue::Bool(false)),
-            ("shared", AttrValue::Str(crate::protocols::SharedStr::Shared(Arc::from("::1")))),
+            (
+                "shared",
+                AttrValue::Str(crate::protocols::SharedStr::Shared(Arc::from("::1"))),
+            ),
             ("dup", AttrValue::Int(1)),
             ("dup", AttrValue::Int(2)),
         ];

@@ -64,7 +64,10 @@ pub struct SinkVerbs {
 }
 
 impl SinkVerbs {
-    pub const WRITE: SinkVerbs = SinkVerbs { written: "written", failed: "failed" };
+    pub const WRITE: SinkVerbs = SinkVerbs {
+        written: "written",
+        failed: "failed",
+    };
 }
 
 impl SinkReport {
@@ -122,11 +125,21 @@ impl SinkHandle {
     ) -> std::io::Result<Self> {
         let (queue, batches) = mpsc::sync_channel::<SpanBatch>(capacity);
         let counters = Arc::new(SinkCounters::default());
-        let sink_queue = SinkQueue { batches, counters: counters.clone() };
+        let sink_queue = SinkQueue {
+            batches,
+            counters: counters.clone(),
+        };
         let worker = thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || work(sink_queue))?;
-        Ok(SinkHandle { name, queue, counters, worker, verbs: SinkVerbs::WRITE, reported: true })
+        Ok(SinkHandle {
+            name,
+            queue,
+            counters,
+            worker,
+            verbs: SinkVerbs::WRITE,
+            reported: true,
+        })
     }
 
     /// Runs `write` on its own thread for every batch queued.
@@ -209,7 +222,10 @@ impl Sinks {
 
     /// Every sink's name and counters, for the health metrics.
     pub fn counters(&self) -> Vec<(&'static str, Arc<SinkCounters>)> {
-        self.sinks.iter().map(|s| (s.name, s.counters.clone())).collect()
+        self.sinks
+            .iter()
+            .map(|s| (s.name, s.counters.clone()))
+            .collect()
     }
 
     /// Spans lost by any sink so far.
@@ -217,7 +233,8 @@ impl Sinks {
         self.sinks
             .iter()
             .map(|s| {
-                s.counters.queue_full.load(Ordering::Relaxed) + s.counters.failed.load(Ordering::Relaxed)
+                s.counters.queue_full.load(Ordering::Relaxed)
+                    + s.counters.failed.load(Ordering::Relaxed)
             })
             .sum()
     }
@@ -228,7 +245,14 @@ impl Sinks {
     pub fn finish(self) -> Vec<SinkReport> {
         let mut workers = Vec::with_capacity(self.sinks.len());
         for sink in self.sinks {
-            let SinkHandle { name, queue, worker, counters, verbs, reported } = sink;
+            let SinkHandle {
+                name,
+                queue,
+                worker,
+                counters,
+                verbs,
+                reported,
+            } = sink;
             drop(queue);
             workers.push((name, worker, counters, verbs, reported));
         }

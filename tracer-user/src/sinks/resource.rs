@@ -46,8 +46,10 @@ impl ResourceConfig {
             })?,
             None => Vec::new(),
         };
-        let from_attributes =
-            attributes.iter().rposition(|(k, _)| k == "service.name").map(|i| attributes[i].1.clone());
+        let from_attributes = attributes
+            .iter()
+            .rposition(|(k, _)| k == "service.name")
+            .map(|i| attributes[i].1.clone());
         attributes.retain(|(k, _)| k != "service.name");
         // Precedence per the OpenTelemetry SDK spec: OTEL_SERVICE_NAME wins
         // over service.name in OTEL_RESOURCE_ATTRIBUTES; our flag wins over both.
@@ -55,7 +57,11 @@ impl ResourceConfig {
             .map(str::to_owned)
             .or_else(|| env("OTEL_SERVICE_NAME").filter(|s| !s.is_empty()))
             .or(from_attributes);
-        Ok(ResourceConfig { service_name, attributes, host_name: host_name() })
+        Ok(ResourceConfig {
+            service_name,
+            attributes,
+            host_name: host_name(),
+        })
     }
 
     /// The service a process's spans belong to.
@@ -74,13 +80,25 @@ impl ResourceConfig {
     /// The Resource attributes of one traced process.
     pub fn attributes(&self, pid: u32, process: &str) -> Vec<(String, ResourceValue)> {
         let mut out: Vec<(String, ResourceValue)> = Vec::with_capacity(8 + self.attributes.len());
-        out.push(("service.name".into(), ResourceValue::Str(self.service_name(process).to_string())));
+        out.push((
+            "service.name".into(),
+            ResourceValue::Str(self.service_name(process).to_string()),
+        ));
         if let Some(host) = &self.host_name {
             out.push(("host.name".into(), ResourceValue::Str(host.clone())));
         }
-        out.push(("telemetry.sdk.name".into(), ResourceValue::Str("tracer".into())));
-        out.push(("telemetry.sdk.language".into(), ResourceValue::Str("rust".into())));
-        out.push(("telemetry.sdk.version".into(), ResourceValue::Str(env!("CARGO_PKG_VERSION").into())));
+        out.push((
+            "telemetry.sdk.name".into(),
+            ResourceValue::Str("tracer".into()),
+        ));
+        out.push((
+            "telemetry.sdk.language".into(),
+            ResourceValue::Str("rust".into()),
+        ));
+        out.push((
+            "telemetry.sdk.version".into(),
+            ResourceValue::Str(env!("CARGO_PKG_VERSION").into()),
+        ));
         // The user's attributes may override host.name and the like, but
         // not what identifies the process: that is measured, not configured.
         for (key, value) in &self.attributes {
@@ -93,13 +111,19 @@ impl ResourceConfig {
             }
         }
         out.push(("process.pid".into(), ResourceValue::Int(i64::from(pid))));
-        out.push(("process.executable.name".into(), ResourceValue::Str(process.to_owned())));
+        out.push((
+            "process.executable.name".into(),
+            ResourceValue::Str(process.to_owned()),
+        ));
         out
     }
 }
 
 fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -123,7 +147,8 @@ pub(crate) fn parse_key_values(list: &str) -> Result<Vec<(String, String)>, KeyV
         if key.is_empty() {
             return Err(KeyValueError::NotKeyValue(member.trim().to_owned()));
         }
-        let value = percent_decode(value.trim()).ok_or_else(|| KeyValueError::BadEncoding(value.trim().to_owned()))?;
+        let value = percent_decode(value.trim())
+            .ok_or_else(|| KeyValueError::BadEncoding(value.trim().to_owned()))?;
         out.push((key.to_owned(), value));
     }
     Ok(out)
@@ -154,7 +179,10 @@ mod tests {
     use super::*;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| vars.get(k).cloned()
     }
 
@@ -162,12 +190,28 @@ mod tests {
     fn key_values_are_trimmed_and_percent_decoded() {
         assert_eq!(
             parse_key_values(" a = b ,c=d%2Ce%3Df,, empty=").unwrap(),
-            [("a".into(), "b".into()), ("c".into(), "d,e=f".into()), ("empty".into(), String::new())]
+            [
+                ("a".into(), "b".into()),
+                ("c".into(), "d,e=f".into()),
+                ("empty".into(), String::new())
+            ]
         );
-        assert_eq!(parse_key_values("novalue"), Err(KeyValueError::NotKeyValue("novalue".into())));
-        assert_eq!(parse_key_values("=v"), Err(KeyValueError::NotKeyValue("=v".into())));
-        assert_eq!(parse_key_values("a=%zz"), Err(KeyValueError::BadEncoding("%zz".into())));
-        assert_eq!(parse_key_values("a=%4"), Err(KeyValueError::BadEncoding("%4".into())));
+        assert_eq!(
+            parse_key_values("novalue"),
+            Err(KeyValueError::NotKeyValue("novalue".into()))
+        );
+        assert_eq!(
+            parse_key_values("=v"),
+            Err(KeyValueError::NotKeyValue("=v".into()))
+        );
+        assert_eq!(
+            parse_key_values("a=%zz"),
+            Err(KeyValueError::BadEncoding("%zz".into()))
+        );
+        assert_eq!(
+            parse_key_values("a=%4"),
+            Err(KeyValueError::BadEncoding("%4".into()))
+        );
         assert_eq!(parse_key_values("").unwrap(), []);
     }
 
@@ -176,34 +220,58 @@ mod tests {
         let attrs = "service.name=from-attrs,deployment.environment=prod";
         let c = ResourceConfig::from_env(None, env(&[])).unwrap();
         assert_eq!(&*c.service_name("nginx"), "nginx");
-        let c = ResourceConfig::from_env(None, env(&[("OTEL_RESOURCE_ATTRIBUTES", attrs)])).unwrap();
+        let c =
+            ResourceConfig::from_env(None, env(&[("OTEL_RESOURCE_ATTRIBUTES", attrs)])).unwrap();
         assert_eq!(&*c.service_name("nginx"), "from-attrs");
         let c = ResourceConfig::from_env(
             None,
-            env(&[("OTEL_RESOURCE_ATTRIBUTES", attrs), ("OTEL_SERVICE_NAME", "from-env")]),
+            env(&[
+                ("OTEL_RESOURCE_ATTRIBUTES", attrs),
+                ("OTEL_SERVICE_NAME", "from-env"),
+            ]),
         )
         .unwrap();
         assert_eq!(&*c.service_name("nginx"), "from-env");
-        let c = ResourceConfig::from_env(Some("flag"), env(&[("OTEL_SERVICE_NAME", "from-env")])).unwrap();
+        let c = ResourceConfig::from_env(Some("flag"), env(&[("OTEL_SERVICE_NAME", "from-env")]))
+            .unwrap();
         assert_eq!(&*c.service_name("nginx"), "flag");
-        assert!(ResourceConfig::from_env(None, env(&[("OTEL_RESOURCE_ATTRIBUTES", "junk")])).is_err());
+        assert!(
+            ResourceConfig::from_env(None, env(&[("OTEL_RESOURCE_ATTRIBUTES", "junk")])).is_err()
+        );
     }
 
     #[test]
     fn process_attributes_are_measured_not_configured() {
         let c = ResourceConfig::from_env(
             None,
-            env(&[("OTEL_RESOURCE_ATTRIBUTES", "process.pid=1,host.name=h,team=a%20b")]),
+            env(&[(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "process.pid=1,host.name=h,team=a%20b",
+            )]),
         )
         .unwrap();
         let attrs = c.attributes(42, "nginx");
-        let get = |k: &str| attrs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            attrs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(get("process.pid"), Some(ResourceValue::Int(42)));
-        assert_eq!(get("process.executable.name"), Some(ResourceValue::Str("nginx".into())));
-        assert_eq!(get("service.name"), Some(ResourceValue::Str("nginx".into())));
+        assert_eq!(
+            get("process.executable.name"),
+            Some(ResourceValue::Str("nginx".into()))
+        );
+        assert_eq!(
+            get("service.name"),
+            Some(ResourceValue::Str("nginx".into()))
+        );
         assert_eq!(get("host.name"), Some(ResourceValue::Str("h".into())));
         assert_eq!(get("team"), Some(ResourceValue::Str("a b".into())));
-        assert_eq!(get("telemetry.sdk.name"), Some(ResourceValue::Str("tracer".into())));
+        assert_eq!(
+            get("telemetry.sdk.name"),
+            Some(ResourceValue::Str("tracer".into()))
+        );
         assert_eq!(attrs.iter().filter(|(k, _)| k == "process.pid").count(), 1);
     }
 }

@@ -36,7 +36,10 @@ pub enum SetupError {
 pub fn start(args: &Args, queue_batches: usize, health: &Arc<Health>) -> Result<Sinks, SetupError> {
     let env = |name: &str| std::env::var(name).ok();
     let export = &args.export;
-    let resource = Arc::new(ResourceConfig::from_env(export.service_name.as_deref(), env)?);
+    let resource = Arc::new(ResourceConfig::from_env(
+        export.service_name.as_deref(),
+        env,
+    )?);
     let otlp_config = OtlpConfig::resolve(
         OtlpFlags {
             endpoint: export.otlp_endpoint.as_deref(),
@@ -47,12 +50,23 @@ pub fn start(args: &Args, queue_batches: usize, health: &Arc<Health>) -> Result<
     )?;
 
     let mut sinks = Sinks::default();
-    if let Some(sink) = stdout_sink(args.output, queue_batches).map_err(|e| SetupError::Spawn("stdout", e))? {
+    if let Some(sink) =
+        stdout_sink(args.output, queue_batches).map_err(|e| SetupError::Spawn("stdout", e))?
+    {
         sinks.add(sink);
     }
     if let Some(config) = &otlp_config {
-        sinks.add(otlp::spawn(config, resource.clone(), queue_batches, otlp::Timing::default())?);
-        log::info!("exporting spans over OTLP {} to {}", config.protocol, config.endpoint);
+        sinks.add(otlp::spawn(
+            config,
+            resource.clone(),
+            queue_batches,
+            otlp::Timing::default(),
+        )?);
+        log::info!(
+            "exporting spans over OTLP {} to {}",
+            config.protocol,
+            config.endpoint
+        );
     }
     if let Some(path) = &export.output_file {
         let max_bytes = export.output_file_max_mib.saturating_mul(1024 * 1024);
@@ -61,10 +75,18 @@ pub fn start(args: &Args, queue_batches: usize, health: &Arc<Health>) -> Result<
         sinks.add(sink);
     }
     if let Some(addr) = export.metrics_addr {
-        sinks.add(metrics::spawn(addr, resource.clone(), health.clone(), queue_batches)?);
+        sinks.add(metrics::spawn(
+            addr,
+            resource.clone(),
+            health.clone(),
+            queue_batches,
+        )?);
     }
     let every = export.summary_every.map(Duration::from_secs);
-    sinks.add(summary::spawn(resource, every, queue_batches).map_err(|e| SetupError::Spawn("summary", e))?);
+    sinks.add(
+        summary::spawn(resource, every, queue_batches)
+            .map_err(|e| SetupError::Spawn("summary", e))?,
+    );
     health.set_sinks(sinks.counters());
     Ok(sinks)
 }

@@ -16,7 +16,11 @@ use crate::{
 /// Rows printed on stderr; the rest are summed up in one line.
 const MAX_PRINTED_ROWS: usize = 40;
 
-pub fn spawn(resource: Arc<ResourceConfig>, every: Option<Duration>, capacity: usize) -> std::io::Result<SinkHandle> {
+pub fn spawn(
+    resource: Arc<ResourceConfig>,
+    every: Option<Duration>,
+    capacity: usize,
+) -> std::io::Result<SinkHandle> {
     let sink = SinkHandle::spawn("summary", capacity, move |queue| {
         let mut table = LatencyTable::default();
         let mut next_print = every.map(|every| Instant::now() + every);
@@ -30,7 +34,10 @@ pub fn spawn(resource: Arc<ResourceConfig>, every: Option<Duration>, capacity: u
             match received {
                 Ok(batch) => {
                     add(&mut table, &batch, &resource);
-                    queue.counters().written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    queue
+                        .counters()
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,

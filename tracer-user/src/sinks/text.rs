@@ -252,12 +252,34 @@ mod tests {
         let mut spans = Vec::new();
         let base = sample_span();
         spans.push(base.clone());
-        for ns in [0, 1, 999, 1_000, 1_049, 1_050, 1_150, 999_949, 999_950, 1_000_000, 1_234_567, 5_555_000, 999_999_999, 1_000_000_000, 3_600_000_000_000] {
+        for ns in [
+            0,
+            1,
+            999,
+            1_000,
+            1_049,
+            1_050,
+            1_150,
+            999_949,
+            999_950,
+            1_000_000,
+            1_234_567,
+            5_555_000,
+            999_999_999,
+            1_000_000_000,
+            3_600_000_000_000,
+        ] {
             let mut s = base.clone();
             s.end_time_unix_nano = s.start_time_unix_nano + ns;
             spans.push(s);
         }
-        for start in [0, 59_999_999_999, 86_399_999_999_999, 1_764_431_958_123_456_789, u64::MAX] {
+        for start in [
+            0,
+            59_999_999_999,
+            86_399_999_999_999,
+            1_764_431_958_123_456_789,
+            u64::MAX,
+        ] {
             let mut s = base.clone();
             s.start_time_unix_nano = start;
             s.end_time_unix_nano = start.saturating_add(2_000);
@@ -273,7 +295,8 @@ mod tests {
         s.attributes.retain(|(k, _)| !k.contains("status_code"));
         spans.push(s.clone());
         s.status = SpanStatus::Ok;
-        s.attributes.push(("db.response.status_code", AttrValue::Str("ERR".into())));
+        s.attributes
+            .push(("db.response.status_code", AttrValue::Str("ERR".into())));
         spans.push(s);
         // Addresses: IPv6, without port, only one side, none.
         let mut s = base.clone();
@@ -290,7 +313,8 @@ mod tests {
         s.attributes.retain(|(k, _)| *k != "server.address");
         spans.push(s);
         let mut s = base.clone();
-        s.attributes.push(("tracer.response.missing", AttrValue::Bool(true)));
+        s.attributes
+            .push(("tracer.response.missing", AttrValue::Bool(true)));
         spans.push(s);
         for protocol in Protocol::ALL {
             let mut s = base.clone();
@@ -300,7 +324,10 @@ mod tests {
         for span in &spans {
             let mut out = Vec::new();
             write_text_line(&mut out, span);
-            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&old_line(span)));
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&old_line(span))
+            );
         }
     }
 }

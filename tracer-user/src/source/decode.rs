@@ -41,9 +41,7 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
     Ok(match kind {
         EventKind::Data => {
             let header: DataEvent = read_struct(record).ok_or_else(short)?;
-            let payload = record
-                .get(size_of::<DataEvent>()..)
-                .unwrap_or_default();
+            let payload = record.get(size_of::<DataEvent>()..).unwrap_or_default();
             let captured = payload.len().min(header.captured_len as usize);
             Event::Data(header, payload.get(..captured).unwrap_or_default())
         }
@@ -108,7 +106,13 @@ mod tests {
     fn rejects_bad_records() {
         assert_eq!(decode(&[]).unwrap_err(), DecodeError::Empty);
         assert_eq!(decode(&[200]).unwrap_err(), DecodeError::UnknownKind(200));
-        assert!(matches!(decode(&[1, 0, 0]), Err(DecodeError::Short { kind: 1, len: 3 })));
-        assert!(matches!(decode(&[2; 10]), Err(DecodeError::Short { kind: 2, .. })));
+        assert!(matches!(
+            decode(&[1, 0, 0]),
+            Err(DecodeError::Short { kind: 1, len: 3 })
+        ));
+        assert!(matches!(
+            decode(&[2; 10]),
+            Err(DecodeError::Short { kind: 2, .. })
+        ));
     }
 }

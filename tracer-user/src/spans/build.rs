@@ -49,9 +49,11 @@ impl SpanBuilder {
             // Only a server span continues the caller's trace from the request
             // it received; a client span's header was written by this process
             // and the linking stage ties it to its server span.
-            Some(tc) if ctx.kind == SpanKind::Server => {
-                (TraceId(tc.trace_id), Some(SpanId(tc.parent_span_id)), tc.tracestate)
-            }
+            Some(tc) if ctx.kind == SpanKind::Server => (
+                TraceId(tc.trace_id),
+                Some(SpanId(tc.parent_span_id)),
+                tc.tracestate,
+            ),
             _ => (TraceId::random(&mut self.rng), None, None),
         };
         let mut attributes = exchange.attributes;
@@ -60,11 +62,17 @@ impl SpanBuilder {
             SpanKind::Client => (ctx.remote, ctx.local),
         };
         if let Some(addr) = server {
-            attributes.push(("server.address", AttrValue::Str(self.addresses.get(addr.ip()))));
+            attributes.push((
+                "server.address",
+                AttrValue::Str(self.addresses.get(addr.ip())),
+            ));
             attributes.push(("server.port", AttrValue::Int(i64::from(addr.port()))));
         }
         if let Some(addr) = client {
-            attributes.push(("client.address", AttrValue::Str(self.addresses.get(addr.ip()))));
+            attributes.push((
+                "client.address",
+                AttrValue::Str(self.addresses.get(addr.ip())),
+            ));
             attributes.push(("client.port", AttrValue::Int(i64::from(addr.port()))));
         }
         if ctx.tls {

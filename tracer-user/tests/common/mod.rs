@@ -1,7 +1,10 @@
 //! Harness for integration tests: the real tracer binary (with its real
 //! eBPF programs) against real servers and clients on 127.0.0.1, all
 //! started and stopped by the test.
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 pub mod servers;
 
@@ -30,7 +33,8 @@ impl TempDir {
     pub fn new(tag: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("tracer-test-{tag}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("tracer-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir(path)
@@ -157,9 +161,17 @@ impl Tracer {
                     stderr_lines.lock().expect("stderr lock").join("\n")
                 );
             }
-            assert!(Instant::now() < deadline, "tracer did not attach within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "tracer did not attach within 60 s"
+            );
         }
-        Tracer { child, stdout: line_rx, early: Vec::new(), stderr_lines }
+        Tracer {
+            child,
+            stdout: line_rx,
+            early: Vec::new(),
+            stderr_lines,
+        }
     }
 
     /// Spans printed so far (they are still returned by `stop`).
@@ -169,7 +181,9 @@ impl Tracer {
         }
         self.early
             .iter()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}")))
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"))
+            })
             .collect()
     }
 
@@ -190,15 +204,24 @@ impl Tracer {
         let status = wait_with_timeout(&mut self.child, Duration::from_secs(30));
         let mut spans: Vec<Value> = std::mem::take(&mut self.early)
             .iter()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}")))
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"))
+            })
             .collect();
         while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(2)) {
-            spans.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}")));
+            spans.push(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}")),
+            );
         }
         // Give the stderr reader a moment to collect the summary.
         thread::sleep(Duration::from_millis(100));
         let stderr = self.stderr_lines.lock().expect("stderr lock").clone();
-        TracerRun { spans, stderr, exit_ok: status.is_some_and(|s| s.success()) }
+        TracerRun {
+            spans,
+            stderr,
+            exit_ok: status.is_some_and(|s| s.success()),
+        }
     }
 }
 
@@ -234,7 +257,9 @@ impl Drop for Tracer {
 
 /// Runs a command to completion and returns its stdout; panics on failure.
 pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -278,20 +303,38 @@ pub fn our_programs_loaded() -> Vec<String> {
 
 /// Names of loaded eBPF maps (from `bpftool map show`).
 pub fn loaded_map_names() -> Vec<String> {
-    let out = Command::new("bpftool").args(["map", "show", "--json"]).output().expect("run bpftool");
+    let out = Command::new("bpftool")
+        .args(["map", "show", "--json"])
+        .output()
+        .expect("run bpftool");
     let maps: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
     maps.as_array()
-        .map(|a| a.iter().filter_map(|m| m["name"].as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["name"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Maps the tracer creates (kernel names keep 15 bytes).
 pub fn our_maps_loaded() -> Vec<String> {
     const OURS: &[&str] = &[
-        "EVENTS", "TRACED_PIDS", "TRACED_COMMS", "IN_FLIGHT", "SOCKETS", "SCRATCH", "COUNTERS", "SSL_IN_FLIGHT",
-        "SSL_SOCKETS", "AYA_LOGS",
+        "EVENTS",
+        "TRACED_PIDS",
+        "TRACED_COMMS",
+        "IN_FLIGHT",
+        "SOCKETS",
+        "SCRATCH",
+        "COUNTERS",
+        "SSL_IN_FLIGHT",
+        "SSL_SOCKETS",
+        "AYA_LOGS",
     ];
-    loaded_map_names().into_iter().filter(|n| OURS.contains(&n.as_str())).collect()
+    loaded_map_names()
+        .into_iter()
+        .filter(|n| OURS.contains(&n.as_str()))
+        .collect()
 }
 
 /// Server spans with a complete response.
@@ -326,7 +369,11 @@ impl GatedClient {
             .spawn()
             .expect("start python client");
         thread::sleep(Duration::from_millis(300));
-        GatedClient { child, go, _dir: dir }
+        GatedClient {
+            child,
+            go,
+            _dir: dir,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -337,7 +384,11 @@ impl GatedClient {
     pub fn run(self) -> String {
         std::fs::write(&self.go, "").expect("open the gate");
         let out = self.child.wait_with_output().expect("client finished");
-        assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }

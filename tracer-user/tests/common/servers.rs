@@ -29,9 +29,13 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         // Children (nginx workers) go with the group.
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.child.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
         std::thread::sleep(Duration::from_millis(100));
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -52,12 +56,20 @@ pub const HELLO_BODY: &str = "hello\n";
 /// nginx in the foreground from a temporary prefix with a `www/` root
 /// holding `index.html`: the settings every test server shares, then
 /// `http_body(root, port)` inside `http {}`.
-pub fn nginx_with(tag: &str, workers: u32, http_body: impl FnOnce(&std::path::Path, u16) -> String) -> Service {
+pub fn nginx_with(
+    tag: &str,
+    workers: u32,
+    http_body: impl FnOnce(&std::path::Path, u16) -> String,
+) -> Service {
     let dir = TempDir::new(tag);
     let port = free_port();
     let root = dir.path();
     fs::create_dir_all(root.join("www")).expect("www dir");
-    fs::write(root.join("www/index.html"), "<html><body>tracer test</body></html>\n").expect("index");
+    fs::write(
+        root.join("www/index.html"),
+        "<html><body>tracer test</body></html>\n",
+    )
+    .expect("index");
     let conf = format!(
         r#"daemon off;
 master_process on;
@@ -120,7 +132,14 @@ pub fn python_http() -> Service {
     fs::write(dir.path().join("index.html"), "<html>python</html>\n").expect("index");
     let child = spawn_in_own_group(
         Command::new("/usr/bin/python3")
-            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(dir.path()),
     );
     wait_for_port(port, Duration::from_secs(10));
@@ -140,7 +159,10 @@ pub fn python_script(tag: &str, script: &str) -> Service {
 
 /// Pids of `pid` and its children.
 pub fn with_children(pid: u32) -> Vec<u32> {
-    let out = Command::new("pgrep").args(["-P", &pid.to_string()]).output().expect("pgrep");
+    let out = Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .expect("pgrep");
     let mut pids = vec![pid];
     pids.extend(
         String::from_utf8_lossy(&out.stdout)
@@ -156,7 +178,16 @@ pub fn redis() -> Service {
     let port = free_port();
     let child = spawn_in_own_group(
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir.path()),
     );
@@ -208,7 +239,17 @@ pub fn self_signed_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -270,35 +311,52 @@ pub fn postgres_with_ssl(ssl: bool) -> Service {
     let ssl_settings = if ssl {
         let (cert, key) = self_signed_cert(dir.path());
         let _ = Command::new("chmod").arg("600").arg(&key).status();
-        format!("-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert.display(), key.display())
+        format!(
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        )
     } else {
         "-c ssl=off".to_owned()
     };
-    let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
-    run_as_postgres(&format!("/usr/lib/postgresql/15/bin/initdb -D {} -A trust -U postgres", data.display()));
-    let child = spawn_in_own_group(Command::new("runuser").args([
-        "-u",
-        "postgres",
-        "--",
-        "/usr/lib/postgresql/15/bin/postgres",
-        "-D",
-        &data.display().to_string(),
-        "-p",
-        &port.to_string(),
-        "-k",
-        &dir.path().display().to_string(),
-        "-c",
-        "listen_addresses=127.0.0.1",
-        "-c",
-        "fsync=off",
-    ]).args(ssl_settings.split(' ')));
+    let _ = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(dir.path())
+        .status();
+    run_as_postgres(&format!(
+        "/usr/lib/postgresql/15/bin/initdb -D {} -A trust -U postgres",
+        data.display()
+    ));
+    let child = spawn_in_own_group(
+        Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "/usr/lib/postgresql/15/bin/postgres",
+                "-D",
+                &data.display().to_string(),
+                "-p",
+                &port.to_string(),
+                "-k",
+                &dir.path().display().to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
+            .args(ssl_settings.split(' ')),
+    );
     wait_for_port(port, Duration::from_secs(30));
     Service { child, port, dir }
 }
 
 /// The pid of the process listening on a loopback TCP port.
 pub fn listener_pid(port: u16) -> u32 {
-    let out = Command::new("ss").args(["-Htlnp", &format!("sport = :{port}")]).output().expect("ss");
+    let out = Command::new("ss")
+        .args(["-Htlnp", &format!("sport = :{port}")])
+        .output()
+        .expect("ss");
     let text = String::from_utf8_lossy(&out.stdout);
     text.split("pid=")
         .nth(1)
@@ -314,7 +372,11 @@ pub fn mariadb() -> Service {
     let data = dir.path().join("data");
     let status = Command::new("mariadb-install-db")
         .arg(format!("--datadir={}", data.display()))
-        .args(["--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+        .args([
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -326,7 +388,12 @@ pub fn mariadb() -> Service {
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}/mysql.sock", dir.path().display()))
             .arg(format!("--pid-file={}/mysql.pid", dir.path().display()))
-            .args(["--user=root", "--bind-address=127.0.0.1", "--skip-grant-tables", "--skip-log-bin"])
+            .args([
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                "--skip-grant-tables",
+                "--skip-log-bin",
+            ])
             .arg(format!("--port={port}")),
     );
     wait_for_port(port, Duration::from_secs(60));
@@ -340,7 +407,18 @@ pub fn redis_tls() -> (Service, std::path::PathBuf) {
     let (cert, key) = self_signed_cert(dir.path());
     let child = spawn_in_own_group(
         Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--tls-auth-clients", "no"])
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--tls-auth-clients",
+                "no",
+            ])
             .arg("--tls-cert-file")
             .arg(&cert)
             .arg("--tls-key-file")
@@ -359,10 +437,14 @@ pub fn nginx_proxy(upstream: u16, keepalive: bool) -> Service {
     let (pool, proxy) = if keepalive {
         (
             format!("upstream app {{ server 127.0.0.1:{upstream}; keepalive 32; }}"),
-            "proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\";".to_owned(),
+            "proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\";"
+                .to_owned(),
         )
     } else {
-        (String::new(), format!("proxy_pass http://127.0.0.1:{upstream};"))
+        (
+            String::new(),
+            format!("proxy_pass http://127.0.0.1:{upstream};"),
+        )
     };
     nginx_with("nginx-proxy", 1, |_, port| {
         format!(

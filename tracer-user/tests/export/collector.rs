@@ -88,7 +88,11 @@ impl Collector {
             Transport::Grpc => {
                 let service = TraceServiceServer::new(GrpcReceiver(inbox.clone()));
                 runtime.spawn(async move {
-                    if let Err(err) = tonic::transport::Server::builder().add_service(service).serve(addr).await {
+                    if let Err(err) = tonic::transport::Server::builder()
+                        .add_service(service)
+                        .serve(addr)
+                        .await
+                    {
                         eprintln!("test collector: {err}");
                     }
                 });
@@ -96,16 +100,25 @@ impl Collector {
             Transport::Http => {
                 let inbox = inbox.clone();
                 runtime.spawn(async move {
-                    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the HTTP collector");
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .expect("bind the HTTP collector");
                     loop {
-                        let Ok((stream, _)) = listener.accept().await else { continue };
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
                         tokio::spawn(serve_http(stream, inbox.clone()));
                     }
                 });
             }
         }
         wait_for_port(port, Duration::from_secs(10));
-        Collector { port, inbox, transport, runtime: Some(runtime) }
+        Collector {
+            port,
+            inbox,
+            transport,
+            runtime: Some(runtime),
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -147,8 +160,14 @@ impl TraceService for GrpcReceiver {
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect();
-        self.0.push(Received { request: request.into_inner(), headers, path: String::new() });
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        self.0.push(Received {
+            request: request.into_inner(),
+            headers,
+            path: String::new(),
+        });
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -174,7 +193,10 @@ async fn serve_http(mut stream: tokio::net::TcpStream, inbox: Inbox) {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         while buf.len() < head_end + length {
             let mut chunk = [0u8; 65536];
             match stream.read(&mut chunk).await {
@@ -183,20 +205,33 @@ async fn serve_http(mut stream: tokio::net::TcpStream, inbox: Inbox) {
             }
         }
         let body: Vec<u8> = buf.drain(..head_end + length).skip(head_end).collect();
-        let path = request_line.split(' ').nth(1).unwrap_or_default().to_owned();
+        let path = request_line
+            .split(' ')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
         let status = match ExportTraceServiceRequest::decode(body.as_slice()) {
             Ok(request) if request_line.starts_with("POST ") => {
-                inbox.push(Received { request, headers, path });
+                inbox.push(Received {
+                    request,
+                    headers,
+                    path,
+                });
                 "200 OK"
             }
             _ => "400 Bad Request",
         };
-        let response = ExportTraceServiceResponse { partial_success: None }.encode_to_vec();
+        let response = ExportTraceServiceResponse {
+            partial_success: None,
+        }
+        .encode_to_vec();
         let head = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
             response.len()
         );
-        if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(&response).await.is_err() {
+        if stream.write_all(head.as_bytes()).await.is_err()
+            || stream.write_all(&response).await.is_err()
+        {
             return;
         }
     }
@@ -213,12 +248,14 @@ pub enum Attr {
 
 pub fn attr(attrs: &[KeyValue], key: &str) -> Option<Attr> {
     let kv = attrs.iter().find(|kv| kv.key == key)?;
-    Some(match kv.value.as_ref().and_then(|v: &AnyValue| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => Attr::Str(s.clone()),
-        Some(any_value::Value::IntValue(i)) => Attr::Int(*i),
-        Some(any_value::Value::BoolValue(b)) => Attr::Bool(*b),
-        _ => Attr::Other,
-    })
+    Some(
+        match kv.value.as_ref().and_then(|v: &AnyValue| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => Attr::Str(s.clone()),
+            Some(any_value::Value::IntValue(i)) => Attr::Int(*i),
+            Some(any_value::Value::BoolValue(b)) => Attr::Bool(*b),
+            _ => Attr::Other,
+        },
+    )
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -256,7 +256,11 @@ mod tests {
             *line = match (*line, byte) {
                 (LineState::AfterLf | LineState::AfterLfCr, b'\n') => {
                     *line = LineState::InLine;
-                    return Scan { take: i + 1, ended: true, saw_line_end: true };
+                    return Scan {
+                        take: i + 1,
+                        ended: true,
+                        saw_line_end: true,
+                    };
                 }
                 (_, b'\n') => {
                     saw_line_end = true;
@@ -266,7 +270,11 @@ mod tests {
                 _ => LineState::InLine,
             };
         }
-        Scan { take: input.len(), ended: false, saw_line_end }
+        Scan {
+            take: input.len(),
+            ended: false,
+            saw_line_end,
+        }
     }
 
     #[test]

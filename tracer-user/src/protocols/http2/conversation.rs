@@ -59,7 +59,8 @@ impl Conversation {
         if self.grpc_only && !stream.is_grpc() {
             return;
         }
-        out.exchanges.push(build(stream, end_ns, ending, self.options));
+        out.exchanges
+            .push(build(stream, end_ns, ending, self.options));
     }
 
     fn on_frame(&mut self, side: Side, ts_ns: u64, frame: Frame<'_>, out: &mut ParseOutput) {
@@ -81,7 +82,16 @@ impl Conversation {
                 end_stream,
                 push_promise,
                 start_ns,
-            } => self.on_headers(side, ts_ns, stream, block, end_stream, push_promise, start_ns, out),
+            } => self.on_headers(
+                side,
+                ts_ns,
+                stream,
+                block,
+                end_stream,
+                push_promise,
+                start_ns,
+                out,
+            ),
             Frame::Data {
                 stream,
                 len,
@@ -163,7 +173,13 @@ impl Conversation {
     }
 
     /// A block that failed to decode dropped a synchronised table.
-    fn count_hpack_loss(&mut self, side: Side, decoded: bool, was_synchronised: bool, out: &mut ParseOutput) {
+    fn count_hpack_loss(
+        &mut self,
+        side: Side,
+        decoded: bool,
+        was_synchronised: bool,
+        out: &mut ParseOutput,
+    ) {
         if decoded && was_synchronised && !self.hpack(side).is_synchronised() {
             out.desyncs += 1;
         }
@@ -176,7 +192,10 @@ impl Conversation {
         start_ns: u64,
         out: &mut ParseOutput,
     ) {
-        if stream.is_multiple_of(2) || self.streams.contains_key(&stream) || stream <= self.last_request_stream {
+        if stream.is_multiple_of(2)
+            || self.streams.contains_key(&stream)
+            || stream <= self.last_request_stream
+        {
             // Even: not a client stream. Known: request trailers. Lower:
             // trailers of a stream already answered.
             return;

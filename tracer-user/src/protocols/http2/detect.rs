@@ -72,7 +72,9 @@ fn side_of_frames(data: &[u8]) -> Option<Side> {
         let Some(header) = data.get(at..).and_then(FrameHeader::parse_prefix) else {
             break;
         };
-        let sequence_ok = previous.map_or(header.kind != FrameType::Continuation, |p| p.may_precede(&header));
+        let sequence_ok = previous.map_or(header.kind != FrameType::Continuation, |p| {
+            p.may_precede(&header)
+        });
         if !header.is_plausible() || !sequence_ok {
             return None;
         }
@@ -90,7 +92,9 @@ fn side_of_frames(data: &[u8]) -> Option<Side> {
     }
     let whole = at == data.len();
     // One frame alone proves little unless it is all there is.
-    (complete_frames >= 2 || (complete_frames == 1 && whole)).then_some(side).flatten()
+    (complete_frames >= 2 || (complete_frames == 1 && whole))
+        .then_some(side)
+        .flatten()
 }
 
 fn side_of_frame(header: &FrameHeader, payload: &[u8]) -> Option<Side> {
@@ -124,7 +128,10 @@ fn side_of_block(fragment: &[u8], whole_block: bool) -> Option<Side> {
         if side.is_some() {
             return;
         }
-        if let Field { name: Some(name), .. } = field {
+        if let Field {
+            name: Some(name), ..
+        } = field
+        {
             side = match name {
                 b":method" | b":scheme" | b":path" | b":authority" => Some(Side::Client),
                 b":status" => Some(Side::Server),
@@ -163,7 +170,14 @@ mod tests {
 
     #[test]
     fn server_settings() {
-        let nginx = frame(4, 0, 0, &[0, 3, 0, 0, 0, 0x80, 0, 4, 0, 1, 0, 0, 0, 5, 0, 0xff, 0xff, 0xff]);
+        let nginx = frame(
+            4,
+            0,
+            0,
+            &[
+                0, 3, 0, 0, 0, 0x80, 0, 4, 0, 1, 0, 0, 0, 5, 0, 0xff, 0xff, 0xff,
+            ],
+        );
         assert_eq!(detect(&nginx), Some(Side::Server));
         let mut more = nginx.clone();
         more.extend(frame(8, 0, 0, &[0, 0, 0x7f, 0xff]));

@@ -45,7 +45,12 @@ impl Stream {
     }
 }
 
-pub(super) fn build(stream: Stream, end_ns: u64, ending: Ending, options: ParserOptions) -> Exchange {
+pub(super) fn build(
+    stream: Stream,
+    end_ns: u64,
+    ending: Ending,
+    options: ParserOptions,
+) -> Exchange {
     let incomplete = match ending {
         Ending::Complete => false,
         Ending::Reset { .. } => stream.response.is_none(),
@@ -145,9 +150,15 @@ fn http_parts(stream: &Stream, options: ParserOptions) -> (Protocol, String, Att
     if let Some(status) = status {
         attributes.push(("http.response.status_code", AttrValue::from(status)));
     }
-    attributes.push(("http.request.body.size", AttrValue::from(stream.request_body)));
+    attributes.push((
+        "http.request.body.size",
+        AttrValue::from(stream.request_body),
+    ));
     if response.is_some() {
-        attributes.push(("http.response.body.size", AttrValue::from(stream.response_body)));
+        attributes.push((
+            "http.response.body.size",
+            AttrValue::from(stream.response_body),
+        ));
     }
     (Protocol::Http2, name, attributes, http_fault(status))
 }

@@ -90,8 +90,8 @@ pub(super) fn request(decoder: &mut Decoder, block: &[u8]) -> RequestFields {
             ..RequestFields::default()
         };
     }
-    fields.trace_context = traceparent
-        .and_then(|tp| trace_context_of(&tp, traceparents, tracestate.as_deref()));
+    fields.trace_context =
+        traceparent.and_then(|tp| trace_context_of(&tp, traceparents, tracestate.as_deref()));
     fields
 }
 
@@ -200,12 +200,18 @@ mod tests {
                 (":path", "/demo.v1.Greeter/SayHello?x=1"),
                 ("content-type", "application/grpc+proto"),
                 ("authorization", "Bearer secret"),
-                ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
                 ("tracestate", "rojo=00f067aa0ba902b7"),
             ]),
         );
         assert_eq!(fields.method.as_deref(), Some("POST"));
-        assert_eq!(fields.path.as_deref(), Some("/demo.v1.Greeter/SayHello?x=1"));
+        assert_eq!(
+            fields.path.as_deref(),
+            Some("/demo.v1.Greeter/SayHello?x=1")
+        );
         assert!(fields.grpc);
         assert!(!fields.incomplete);
         let context = fields.trace_context.unwrap();
@@ -216,7 +222,10 @@ mod tests {
     #[test]
     fn two_traceparents_give_no_context() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let fields = request(&mut Decoder::new(), &block(&[("traceparent", tp), ("traceparent", tp)]));
+        let fields = request(
+            &mut Decoder::new(),
+            &block(&[("traceparent", tp), ("traceparent", tp)]),
+        );
         assert_eq!(fields.trace_context, None);
     }
 
@@ -238,10 +247,16 @@ mod tests {
     #[test]
     fn response_fields_and_trailers() {
         let mut decoder = Decoder::new();
-        let mut head = response(&mut decoder, &block(&[(":status", "200"), ("content-type", "text/html")]));
+        let mut head = response(
+            &mut decoder,
+            &block(&[(":status", "200"), ("content-type", "text/html")]),
+        );
         assert_eq!(head.status, Some(200));
         assert!(!head.grpc);
-        let trailers = response(&mut decoder, &block(&[("grpc-status", "5"), ("grpc-message", "nope")]));
+        let trailers = response(
+            &mut decoder,
+            &block(&[("grpc-status", "5"), ("grpc-message", "nope")]),
+        );
         head.merge_trailers(trailers);
         assert!(head.grpc);
         assert_eq!(head.grpc_status, Some(5));

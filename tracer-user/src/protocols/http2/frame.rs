@@ -183,7 +183,10 @@ impl FrameHeader {
 pub(super) fn settings(payload: &[u8]) -> impl Iterator<Item = (u16, u32)> + '_ {
     payload.chunks_exact(6).map(|pair| {
         let [i0, i1, v0, v1, v2, v3] = <[u8; 6]>::try_from(pair).unwrap_or_default();
-        (u16::from_be_bytes([i0, i1]), u32::from_be_bytes([v0, v1, v2, v3]))
+        (
+            u16::from_be_bytes([i0, i1]),
+            u32::from_be_bytes([v0, v1, v2, v3]),
+        )
     })
 }
 
@@ -221,29 +224,29 @@ mod tests {
     #[test]
     fn validity_rules() {
         let valid = [
-            [0, 0, 8, 6, 0, 0, 0, 0, 0],   // PING
-            [0, 0, 4, 3, 0, 0, 0, 0, 1],   // RST_STREAM
-            [0, 0, 0, 4, 1, 0, 0, 0, 0],   // SETTINGS ACK
-            [0, 0, 12, 4, 0, 0, 0, 0, 0],  // SETTINGS
-            [0, 0, 0, 0, 1, 0, 0, 0, 1],   // empty DATA, END_STREAM
-            [0, 0, 4, 8, 0, 0, 0, 0, 0],   // WINDOW_UPDATE
-            [0, 0, 5, 2, 0, 0, 0, 0, 3],   // PRIORITY
-            [0, 0, 20, 7, 0, 0, 0, 0, 0],  // GOAWAY
+            [0, 0, 8, 6, 0, 0, 0, 0, 0],    // PING
+            [0, 0, 4, 3, 0, 0, 0, 0, 1],    // RST_STREAM
+            [0, 0, 0, 4, 1, 0, 0, 0, 0],    // SETTINGS ACK
+            [0, 0, 12, 4, 0, 0, 0, 0, 0],   // SETTINGS
+            [0, 0, 0, 0, 1, 0, 0, 0, 1],    // empty DATA, END_STREAM
+            [0, 0, 4, 8, 0, 0, 0, 0, 0],    // WINDOW_UPDATE
+            [0, 0, 5, 2, 0, 0, 0, 0, 3],    // PRIORITY
+            [0, 0, 20, 7, 0, 0, 0, 0, 0],   // GOAWAY
             [0, 0, 3, 0xfa, 0, 0, 0, 0, 0], // extension frame
         ];
         for bytes in valid {
             assert!(header(bytes).is_valid(), "{bytes:?}");
         }
         let invalid = [
-            [0, 0, 7, 6, 0, 0, 0, 0, 0],  // PING of 7 bytes
-            [0, 0, 8, 6, 0, 0, 0, 0, 1],  // PING on a stream
-            [0, 0, 4, 3, 0, 0, 0, 0, 0],  // RST_STREAM on stream 0
-            [0, 0, 6, 4, 1, 0, 0, 0, 0],  // SETTINGS ACK with payload
-            [0, 0, 7, 4, 0, 0, 0, 0, 0],  // SETTINGS of 7 bytes
-            [0, 0, 1, 0, 0, 0, 0, 0, 0],  // DATA on stream 0
-            [0, 0, 0, 0, 8, 0, 0, 0, 1],  // PADDED without a pad length
+            [0, 0, 7, 6, 0, 0, 0, 0, 0],    // PING of 7 bytes
+            [0, 0, 8, 6, 0, 0, 0, 0, 1],    // PING on a stream
+            [0, 0, 4, 3, 0, 0, 0, 0, 0],    // RST_STREAM on stream 0
+            [0, 0, 6, 4, 1, 0, 0, 0, 0],    // SETTINGS ACK with payload
+            [0, 0, 7, 4, 0, 0, 0, 0, 0],    // SETTINGS of 7 bytes
+            [0, 0, 1, 0, 0, 0, 0, 0, 0],    // DATA on stream 0
+            [0, 0, 0, 0, 8, 0, 0, 0, 1],    // PADDED without a pad length
             [0, 0, 4, 1, 0x20, 0, 0, 0, 1], // PRIORITY flag, 4 bytes
-            [0, 0, 3, 5, 0, 0, 0, 0, 1],  // PUSH_PROMISE of 3 bytes
+            [0, 0, 3, 5, 0, 0, 0, 0, 1],    // PUSH_PROMISE of 3 bytes
         ];
         for bytes in invalid {
             assert!(!header(bytes).is_valid(), "{bytes:?}");
@@ -252,12 +255,25 @@ mod tests {
 
     #[test]
     fn plausibility_is_stricter() {
-        assert!(!header([0, 0, 3, 0xfa, 0, 0, 0, 0, 0]).is_plausible(), "unknown type");
-        assert!(!header([0, 0, 1, 0, 0x2, 0, 0, 0, 1]).is_plausible(), "undefined flag");
-        assert!(!header([0, 0x40, 1, 0, 0, 0, 0, 0, 1]).is_plausible(), "over 16 KiB");
+        assert!(
+            !header([0, 0, 3, 0xfa, 0, 0, 0, 0, 0]).is_plausible(),
+            "unknown type"
+        );
+        assert!(
+            !header([0, 0, 1, 0, 0x2, 0, 0, 0, 1]).is_plausible(),
+            "undefined flag"
+        );
+        assert!(
+            !header([0, 0x40, 1, 0, 0, 0, 0, 0, 1]).is_plausible(),
+            "over 16 KiB"
+        );
         assert!(header([0, 0x40, 0, 0, 0, 0, 0, 0, 1]).is_plausible());
         // What other protocols start with.
-        for text in [&b"GET / HTTP/1.1\r\n"[..], b"*1\r\n$4\r\nPING\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc"] {
+        for text in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"*1\r\n$4\r\nPING\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc",
+        ] {
             assert!(!FrameHeader::parse_prefix(text).unwrap().is_plausible());
         }
     }
@@ -277,7 +293,9 @@ mod tests {
 
     #[test]
     fn settings_values() {
-        let nginx = [0, 3, 0, 0, 0, 0x80, 0, 4, 0, 1, 0, 0, 0, 5, 0, 0xff, 0xff, 0xff];
+        let nginx = [
+            0, 3, 0, 0, 0, 0x80, 0, 4, 0, 1, 0, 0, 0, 5, 0, 0xff, 0xff, 0xff,
+        ];
         assert_eq!(
             settings(&nginx).collect::<Vec<_>>(),
             [(3, 128), (4, 65536), (5, 0xff_ffff)]
@@ -285,6 +303,9 @@ mod tests {
         assert!(settings_are_legal(&nginx));
         assert!(!settings_are_legal(&[0, 2, 0, 0, 0, 2]));
         assert!(!settings_are_legal(&[0, 5, 0, 0, 0, 1]));
-        assert!(settings_are_legal(&[0xfe, 3, 0, 0, 0, 1]), "unknown ids are ignored");
+        assert!(
+            settings_are_legal(&[0xfe, 3, 0, 0, 0, 1]),
+            "unknown ids are ignored"
+        );
     }
 }

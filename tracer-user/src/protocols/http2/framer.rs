@@ -43,7 +43,11 @@ pub(super) enum Frame<'a> {
         start_ns: u64,
     },
     /// A DATA frame; `len` excludes padding.
-    Data { stream: u32, len: u64, end_stream: bool },
+    Data {
+        stream: u32,
+        len: u64,
+        end_stream: bool,
+    },
     /// `code` is `None` when the payload was not captured.
     RstStream { stream: u32, code: Option<u32> },
     /// A SETTINGS frame (not an acknowledgement).
@@ -62,7 +66,9 @@ pub(super) trait FrameSink {
 #[derive(Debug, PartialEq, Eq)]
 enum Mode {
     /// The client side's first bytes, checked against the preface.
-    Preface { matched: usize },
+    Preface {
+        matched: usize,
+    },
     InSync,
     /// Looking for a frame boundary.
     Scanning,
@@ -164,7 +170,11 @@ impl ScanBuffer {
             return Candidate::Rejected;
         }
         let next_at = at + HEADER_LEN + header.length as usize;
-        match self.bytes.get(next_at..).and_then(FrameHeader::parse_prefix) {
+        match self
+            .bytes
+            .get(next_at..)
+            .and_then(FrameHeader::parse_prefix)
+        {
             None => Candidate::Waiting,
             Some(next) if next.is_plausible() && header.may_precede(&next) => Candidate::Confirmed,
             Some(_) => Candidate::Rejected,
@@ -201,15 +211,20 @@ impl ScanBuffer {
 
     /// Bytes before this offset will never be needed.
     fn first_needed(&self) -> usize {
-        self.waiting.first().copied().unwrap_or(self.scanned_to).min(self.scanned_to)
+        self.waiting
+            .first()
+            .copied()
+            .unwrap_or(self.scanned_to)
+            .min(self.scanned_to)
     }
 
     /// A waiting candidate that ends exactly where the bytes end (taken
     /// when no more bytes will come).
     fn exact_fit(&self) -> Option<usize> {
         self.waiting.iter().copied().find(|&at| {
-            FrameHeader::parse_prefix(self.bytes.get(at..).unwrap_or_default())
-                .is_some_and(|h| !h.opens_block() && at + HEADER_LEN + h.length as usize == self.bytes.len())
+            FrameHeader::parse_prefix(self.bytes.get(at..).unwrap_or_default()).is_some_and(|h| {
+                !h.opens_block() && at + HEADER_LEN + h.length as usize == self.bytes.len()
+            })
         })
     }
 
@@ -375,13 +390,16 @@ impl Framer {
         if bytes.get(..n) != expected.get(..n) {
             // Not the preface: a connection caught mid-stream.
             self.mode = Mode::Scanning;
-            self.scan.push(ts_ns, PREFACE.get(..matched).unwrap_or_default());
+            self.scan
+                .push(ts_ns, PREFACE.get(..matched).unwrap_or_default());
             self.scan.push(ts_ns, bytes);
             self.scan_found(sink, queue);
             return;
         }
         if matched + n < PREFACE.len() {
-            self.mode = Mode::Preface { matched: matched + n };
+            self.mode = Mode::Preface {
+                matched: matched + n,
+            };
             return;
         }
         self.mode = Mode::InSync;
@@ -394,7 +412,11 @@ impl Framer {
     /// Starts looking for a boundary after losing sync; the bytes of a
     /// frame header read so far are kept (a frame may start among them).
     fn start_scanning(&mut self, ts_ns: u64, rest: &[u8]) {
-        let held = self.header.get(..self.header_len).unwrap_or_default().to_vec();
+        let held = self
+            .header
+            .get(..self.header_len)
+            .unwrap_or_default()
+            .to_vec();
         self.mode = Mode::Scanning;
         self.reset_frame_state();
         self.scan.skipped = true;
@@ -426,7 +448,12 @@ impl Framer {
         }
     }
 
-    fn hand_over(&mut self, pos: usize, sink: &mut impl FrameSink, queue: &mut VecDeque<(u64, Vec<u8>)>) {
+    fn hand_over(
+        &mut self,
+        pos: usize,
+        sink: &mut impl FrameSink,
+        queue: &mut VecDeque<(u64, Vec<u8>)>,
+    ) {
         if self.scan.skipped || pos > 0 {
             sink.lost_sync(self.side);
         }
@@ -474,7 +501,8 @@ impl Framer {
             let take = current.remaining.min(rest.len());
             let kept = self.payload.len().saturating_sub(self.payload_start);
             let keep = current.keep.saturating_sub(kept).min(take);
-            self.payload.extend_from_slice(rest.get(..keep).unwrap_or_default());
+            self.payload
+                .extend_from_slice(rest.get(..keep).unwrap_or_default());
             current.remaining -= take;
             at += take;
             if current.remaining == 0 {
@@ -531,7 +559,11 @@ impl Framer {
         match header.kind {
             FrameType::Data => {
                 let padding = if header.has(PADDED) {
-                    let pad = if current.damaged { 0 } else { payload.first().copied().unwrap_or(0) };
+                    let pad = if current.damaged {
+                        0
+                    } else {
+                        payload.first().copied().unwrap_or(0)
+                    };
                     1 + u64::from(pad)
                 } else {
                     0
@@ -548,7 +580,11 @@ impl Framer {
                 self.payload.clear();
             }
             FrameType::Headers | FrameType::PushPromise => {
-                let fragment = if complete { fragment(&header, payload) } else { None };
+                let fragment = if complete {
+                    fragment(&header, payload)
+                } else {
+                    None
+                };
                 let lost = fragment.is_none();
                 self.keep_fragment(fragment);
                 self.open_block = Some(OpenBlock {
@@ -574,7 +610,14 @@ impl Framer {
                 let code = complete
                     .then(|| payload.try_into().ok().map(u32::from_be_bytes))
                     .flatten();
-                sink.frame(self.side, ts_ns, Frame::RstStream { stream: header.stream, code });
+                sink.frame(
+                    self.side,
+                    ts_ns,
+                    Frame::RstStream {
+                        stream: header.stream,
+                        code,
+                    },
+                );
                 self.payload.clear();
             }
             FrameType::Settings => {
@@ -616,7 +659,12 @@ impl Framer {
         self.payload_start = self.payload.len();
     }
 
-    fn end_of_block_fragment(&mut self, header: &FrameHeader, ts_ns: u64, sink: &mut impl FrameSink) {
+    fn end_of_block_fragment(
+        &mut self,
+        header: &FrameHeader,
+        ts_ns: u64,
+        sink: &mut impl FrameSink,
+    ) {
         if !header.has(END_HEADERS) {
             return;
         }

@@ -33,8 +33,13 @@ mod tests {
             split_path("/demo.v1.Greeter/SayHello"),
             Some(("demo.v1.Greeter", "SayHello"))
         );
-        assert_eq!(split_path("/Greeter/SayHello"), Some(("Greeter", "SayHello")));
-        for bad in ["", "/", "//x", "/svc/", "/svc", "svc/m", "/a/b/c", "/a/b?x=1"] {
+        assert_eq!(
+            split_path("/Greeter/SayHello"),
+            Some(("Greeter", "SayHello"))
+        );
+        for bad in [
+            "", "/", "//x", "/svc/", "/svc", "svc/m", "/a/b/c", "/a/b?x=1",
+        ] {
             assert_eq!(split_path(bad), None, "{bad}");
         }
     }

@@ -207,7 +207,9 @@ impl Decoder {
             Some(Cow::Borrowed(text(raw, &mut scratch.name)?))
         } else {
             // Copied: inserting the new entry may evict the one named.
-            self.lookup(name_index)?.name().map(|n| Cow::Owned(n.to_vec()))
+            self.lookup(name_index)?
+                .name()
+                .map(|n| Cow::Owned(n.to_vec()))
         };
         let value = text(string(input)?, &mut scratch.value)?;
         Ok((name, value))
@@ -235,7 +237,9 @@ impl Decoder {
     /// Where eviction starts; see the module documentation.
     fn table_bound(&self) -> usize {
         if self.synchronised {
-            self.size_update.max(self.settings_limit).min(MAX_TABLE_BYTES)
+            self.size_update
+                .max(self.settings_limit)
+                .min(MAX_TABLE_BYTES)
         } else {
             MAX_TABLE_BYTES
         }

@@ -16,21 +16,63 @@ use super::*;
 use crate::protocols::{AttrValue, Exchange, Fault, Protocol};
 
 pub(super) const CAPTURES: [(&str, &[u8]); 15] = [
-    ("curl_get_secrets", include_bytes!("../testdata/http2/curl_get_secrets.cap")),
-    ("curl_post", include_bytes!("../testdata/http2/curl_post.cap")),
-    ("curl_head", include_bytes!("../testdata/http2/curl_head.cap")),
+    (
+        "curl_get_secrets",
+        include_bytes!("../testdata/http2/curl_get_secrets.cap"),
+    ),
+    (
+        "curl_post",
+        include_bytes!("../testdata/http2/curl_post.cap"),
+    ),
+    (
+        "curl_head",
+        include_bytes!("../testdata/http2/curl_head.cap"),
+    ),
     ("curl_503", include_bytes!("../testdata/http2/curl_503.cap")),
-    ("nghttp_nginx_multi", include_bytes!("../testdata/http2/nghttp_nginx_multi.cap")),
-    ("nghttp_nginx_post", include_bytes!("../testdata/http2/nghttp_nginx_post.cap")),
-    ("nghttpd_padding_push", include_bytes!("../testdata/http2/nghttpd_padding_push.cap")),
-    ("nghttpd_table_size_0", include_bytes!("../testdata/http2/nghttpd_table_size_0.cap")),
-    ("nghttpd_small_encoder_table", include_bytes!("../testdata/http2/nghttpd_small_encoder_table.cap")),
-    ("grpc_unary", include_bytes!("../testdata/http2/grpc_unary.cap")),
-    ("grpc_stream", include_bytes!("../testdata/http2/grpc_stream.cap")),
-    ("grpc_deadline", include_bytes!("../testdata/http2/grpc_deadline.cap")),
-    ("grpc_unimplemented", include_bytes!("../testdata/http2/grpc_unimplemented.cap")),
-    ("grpc_many", include_bytes!("../testdata/http2/grpc_many.cap")),
-    ("grpc_concurrent", include_bytes!("../testdata/http2/grpc_concurrent.cap")),
+    (
+        "nghttp_nginx_multi",
+        include_bytes!("../testdata/http2/nghttp_nginx_multi.cap"),
+    ),
+    (
+        "nghttp_nginx_post",
+        include_bytes!("../testdata/http2/nghttp_nginx_post.cap"),
+    ),
+    (
+        "nghttpd_padding_push",
+        include_bytes!("../testdata/http2/nghttpd_padding_push.cap"),
+    ),
+    (
+        "nghttpd_table_size_0",
+        include_bytes!("../testdata/http2/nghttpd_table_size_0.cap"),
+    ),
+    (
+        "nghttpd_small_encoder_table",
+        include_bytes!("../testdata/http2/nghttpd_small_encoder_table.cap"),
+    ),
+    (
+        "grpc_unary",
+        include_bytes!("../testdata/http2/grpc_unary.cap"),
+    ),
+    (
+        "grpc_stream",
+        include_bytes!("../testdata/http2/grpc_stream.cap"),
+    ),
+    (
+        "grpc_deadline",
+        include_bytes!("../testdata/http2/grpc_deadline.cap"),
+    ),
+    (
+        "grpc_unimplemented",
+        include_bytes!("../testdata/http2/grpc_unimplemented.cap"),
+    ),
+    (
+        "grpc_many",
+        include_bytes!("../testdata/http2/grpc_many.cap"),
+    ),
+    (
+        "grpc_concurrent",
+        include_bytes!("../testdata/http2/grpc_concurrent.cap"),
+    ),
 ];
 
 pub(super) fn capture(name: &str) -> Vec<Record> {
@@ -69,13 +111,27 @@ pub(super) fn summary(out: &ParseOutput) -> Vec<Summary> {
                 Some(AttrValue::Int(code)) => Some(*code),
                 _ => None,
             };
-            (e.protocol, e.name.clone(), status, e.fault, e.start_ns / 1000 - 1, e.end_ns / 1000 - 1)
+            (
+                e.protocol,
+                e.name.clone(),
+                status,
+                e.fault,
+                e.start_ns / 1000 - 1,
+                e.end_ns / 1000 - 1,
+            )
         })
         .collect()
 }
 
 pub(super) fn http(name: &str, status: i64, fault: Fault, start: u64, end: u64) -> Summary {
-    (Protocol::Http2, name.to_owned(), Some(status), fault, start, end)
+    (
+        Protocol::Http2,
+        name.to_owned(),
+        Some(status),
+        fault,
+        start,
+        end,
+    )
 }
 
 pub(super) fn grpc(name: &str, status: Option<i64>, fault: Fault, start: u64, end: u64) -> Summary {
@@ -92,14 +148,18 @@ pub(super) fn int_attr(exchange: &Exchange, key: &str) -> Option<i64> {
 pub(super) fn body_sizes(out: &ParseOutput) -> Vec<(Option<i64>, Option<i64>)> {
     out.exchanges
         .iter()
-        .map(|e| (int_attr(e, "http.request.body.size"), int_attr(e, "http.response.body.size")))
+        .map(|e| {
+            (
+                int_attr(e, "http.request.body.size"),
+                int_attr(e, "http.response.body.size"),
+            )
+        })
         .collect()
 }
 
 pub(super) const SAY_HELLO: &str = "demo.v1.Greeter/SayHello";
 pub(super) const FAIL: &str = "demo.v1.Greeter/Fail";
 pub(super) const STREAM_HELLOS: &str = "demo.v1.Greeter/StreamHellos";
-
 
 /// Frame types and flags for hand-built frames.
 pub(super) const DATA: u8 = 0;
@@ -159,6 +219,12 @@ pub(super) fn client_opening() -> Vec<u8> {
 }
 
 /// Feeds one side's bytes at `ts_ns`.
-pub(super) fn feed(parser: &mut Http2Parser, side: Side, ts_ns: u64, data: &[u8], out: &mut ParseOutput) {
+pub(super) fn feed(
+    parser: &mut Http2Parser,
+    side: Side,
+    ts_ns: u64,
+    data: &[u8],
+    out: &mut ParseOutput,
+) {
     parser.on_data(side, ts_ns, data, out);
 }

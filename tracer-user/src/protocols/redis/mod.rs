@@ -11,8 +11,8 @@ mod tests;
 use std::{collections::VecDeque, sync::Arc};
 
 use commands::{
-    command_kind, command_name, is_container, is_known_command, is_secret, query_text,
-    CommandKind, PubSubKind,
+    command_kind, command_name, is_container, is_known_command, is_secret, query_text, CommandKind,
+    PubSubKind,
 };
 pub use detect::detect;
 use resp::{CaptureLimits, Event, RespReader, Role, Value};
@@ -108,7 +108,6 @@ impl RedisParser {
             masked_query: None,
         }
     }
-
 
     fn on_commands(&mut self, ts_ns: u64, data: &[u8], out: &mut ParseOutput) {
         let mut rest = data;

@@ -37,14 +37,25 @@ pub struct Health {
 
 impl Health {
     /// The run loop's numbers as of now.
-    pub fn publish(&self, pipeline: PipelineStats, connections: ConnectionStats, kernel: &HashMap<Counter, u64>) {
+    pub fn publish(
+        &self,
+        pipeline: PipelineStats,
+        connections: ConnectionStats,
+        kernel: &HashMap<Counter, u64>,
+    ) {
         self.events_read.store(pipeline.records, Ordering::Relaxed);
-        self.malformed_events.store(pipeline.malformed_records, Ordering::Relaxed);
+        self.malformed_events
+            .store(pipeline.malformed_records, Ordering::Relaxed);
         self.spans_emitted.store(pipeline.spans, Ordering::Relaxed);
-        self.parser_desyncs.store(connections.desyncs, Ordering::Relaxed);
-        self.connections_over_limit.store(connections.table_full, Ordering::Relaxed);
+        self.parser_desyncs
+            .store(connections.desyncs, Ordering::Relaxed);
+        self.connections_over_limit
+            .store(connections.table_full, Ordering::Relaxed);
         for (slot, (counter, _)) in self.lost.iter().zip(LOST) {
-            slot.store(kernel.get(&counter).copied().unwrap_or(0), Ordering::Relaxed);
+            slot.store(
+                kernel.get(&counter).copied().unwrap_or(0),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -61,13 +72,35 @@ impl Health {
             out.family(name, help, "counter");
             out.sample(name, &[], load(value));
         };
-        single(out, "tracer_events_read_total", "Kernel events read from the ring buffer.", &self.events_read);
-        out.family("tracer_events_lost_total", "Events lost before reaching user space, by reason.", "counter");
+        single(
+            out,
+            "tracer_events_read_total",
+            "Kernel events read from the ring buffer.",
+            &self.events_read,
+        );
+        out.family(
+            "tracer_events_lost_total",
+            "Events lost before reaching user space, by reason.",
+            "counter",
+        );
         for (value, (_, reason)) in self.lost.iter().zip(LOST) {
-            out.sample("tracer_events_lost_total", &[("reason", reason)], load(value));
+            out.sample(
+                "tracer_events_lost_total",
+                &[("reason", reason)],
+                load(value),
+            );
         }
-        out.sample("tracer_events_lost_total", &[("reason", "malformed")], load(&self.malformed_events));
-        single(out, "tracer_spans_emitted_total", "Spans built and handed to the sinks.", &self.spans_emitted);
+        out.sample(
+            "tracer_events_lost_total",
+            &[("reason", "malformed")],
+            load(&self.malformed_events),
+        );
+        single(
+            out,
+            "tracer_spans_emitted_total",
+            "Spans built and handed to the sinks.",
+            &self.spans_emitted,
+        );
         single(
             out,
             "tracer_parser_desyncs_total",
@@ -81,13 +114,16 @@ impl Health {
             &self.connections_over_limit,
         );
         let Ok(sinks) = self.sinks.lock() else { return };
-        let per_sink =
-            |out: &mut Exposition, name: &str, help: &str, kind: &str, get: &dyn Fn(&SinkCounters) -> u64| {
-                out.family(name, help, kind);
-                for (sink, counters) in sinks.iter() {
-                    out.sample(name, &[("sink", sink)], get(counters) as f64);
-                }
-            };
+        let per_sink = |out: &mut Exposition,
+                        name: &str,
+                        help: &str,
+                        kind: &str,
+                        get: &dyn Fn(&SinkCounters) -> u64| {
+            out.family(name, help, kind);
+            for (sink, counters) in sinks.iter() {
+                out.sample(name, &[("sink", sink)], get(counters) as f64);
+            }
+        };
         let relaxed = |a: &AtomicU64| a.load(Ordering::Relaxed);
         per_sink(
             out,
@@ -110,8 +146,12 @@ impl Health {
             "counter",
             &|c| relaxed(&c.queue_full),
         );
-        per_sink(out, "tracer_sink_queue_depth", "Span batches waiting in a sink's queue.", "gauge", &|c| {
-            relaxed(&c.queued)
-        });
+        per_sink(
+            out,
+            "tracer_sink_queue_depth",
+            "Span batches waiting in a sink's queue.",
+            "gauge",
+            &|c| relaxed(&c.queued),
+        );
     }
 }

@@ -56,7 +56,10 @@ pub fn spawn(
                     red.observe(span, &resource);
                 }
             }
-            queue.counters().written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            queue
+                .counters()
+                .written
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
         drop(server);
     })?;

@@ -23,8 +23,8 @@ const MAX_LABEL_LEN: usize = 128;
 /// The OpenTelemetry recommended buckets, with sub-millisecond ones added:
 /// local requests traced here are often faster than 5 ms.
 const BUCKETS: [f64; 19] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
-    10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
 /// One kind of operation: a duration histogram, a request counter with the
@@ -58,7 +58,15 @@ impl Family {
         labels: &'static [&'static str],
         status_label: &'static str,
     ) -> Self {
-        Family { duration, requests, errors, what, labels, status_label, series: BTreeMap::new() }
+        Family {
+            duration,
+            requests,
+            errors,
+            what,
+            labels,
+            status_label,
+            series: BTreeMap::new(),
+        }
     }
 
     fn observe(&mut self, mut labels: Vec<String>, status: String, seconds: f64, error: bool) {
@@ -79,10 +87,18 @@ impl Family {
 
     fn write(&self, out: &mut Exposition) {
         let pairs = |values: &[String]| -> Vec<(&str, String)> {
-            self.labels.iter().copied().zip(values.iter().cloned()).collect()
+            self.labels
+                .iter()
+                .copied()
+                .zip(values.iter().cloned())
+                .collect()
         };
 
-        out.family(self.duration, &format!("Duration of {}, in seconds.", self.what), "histogram");
+        out.family(
+            self.duration,
+            &format!("Duration of {}, in seconds.", self.what),
+            "histogram",
+        );
         let bucket = format!("{}_bucket", self.duration);
         let sum = format!("{}_sum", self.duration);
         let count = format!("{}_count", self.duration);
@@ -98,14 +114,26 @@ impl Family {
             out.sample(&sum, &borrow(&labels), series.sum);
             out.sample(&count, &borrow(&labels), series.count as f64);
         }
-        out.family(self.requests, &format!("Number of {}.", self.what), "counter");
+        out.family(
+            self.requests,
+            &format!("Number of {}.", self.what),
+            "counter",
+        );
         for (values, series) in &self.series {
             let labels = pairs(values);
             for (status, n) in &series.by_status {
-                out.sample(self.requests, &with(&labels, (self.status_label, status)), *n as f64);
+                out.sample(
+                    self.requests,
+                    &with(&labels, (self.status_label, status)),
+                    *n as f64,
+                );
             }
         }
-        out.family(self.errors, &format!("Number of {} that failed (span status error).", self.what), "counter");
+        out.family(
+            self.errors,
+            &format!("Number of {} that failed (span status error).", self.what),
+            "counter",
+        );
         for (values, series) in &self.series {
             out.sample(self.errors, &borrow(&pairs(values)), series.errors as f64);
         }
@@ -216,7 +244,12 @@ impl Red {
                     SpanKind::Server => (&mut self.http_server, route(span)),
                     SpanKind::Client => (&mut self.http_client, attr("server.address")),
                 };
-                family.observe(vec![service, method, target], status("http.response.status_code"), seconds, error);
+                family.observe(
+                    vec![service, method, target],
+                    status("http.response.status_code"),
+                    seconds,
+                    error,
+                );
             }
             (Protocol::Grpc, kind) => {
                 let (rpc_service, rpc_method) = rpc_names(span);
@@ -232,9 +265,17 @@ impl Red {
                 );
             }
             (Protocol::Dns, SpanKind::Client) => {
-                self.dns.observe(vec![service, attr("dns.question.type")], status("dns.response.code"), seconds, error);
+                self.dns.observe(
+                    vec![service, attr("dns.question.type")],
+                    status("dns.response.code"),
+                    seconds,
+                    error,
+                );
             }
-            (Protocol::Redis | Protocol::Postgresql | Protocol::Mysql | Protocol::Memcached, SpanKind::Client) => {
+            (
+                Protocol::Redis | Protocol::Postgresql | Protocol::Mysql | Protocol::Memcached,
+                SpanKind::Client,
+            ) => {
                 let system = match span.attribute("db.system.name") {
                     Some(_) => attr("db.system.name"),
                     None => span.protocol.as_str().to_owned(),
@@ -252,7 +293,12 @@ impl Red {
             }
             (protocol, kind) => {
                 self.other.observe(
-                    vec![service, protocol.as_str().into(), kind.as_str().into(), truncate(span.name.clone())],
+                    vec![
+                        service,
+                        protocol.as_str().into(),
+                        kind.as_str().into(),
+                        truncate(span.name.clone()),
+                    ],
                     span.status.as_str().into(),
                     seconds,
                     error,
@@ -366,7 +412,10 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
-        let sum_line = text.lines().find(|l| l.starts_with("http_server_request_duration_seconds_sum")).unwrap();
+        let sum_line = text
+            .lines()
+            .find(|l| l.starts_with("http_server_request_duration_seconds_sum"))
+            .unwrap();
         let sum: f64 = sum_line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!((sum - 3.0 * 0.00123).abs() < 1e-9, "{sum_line}");
     }
@@ -381,19 +430,26 @@ mod tests {
             red.observe(&span, &resource);
         }
         assert_eq!(red.http_server.series.len(), MAX_SERIES + 1);
-        let other = &red.http_server.series[&vec!["nginx".to_owned(), OTHER.to_owned(), OTHER.to_owned()]];
+        let other =
+            &red.http_server.series[&vec!["nginx".to_owned(), OTHER.to_owned(), OTHER.to_owned()]];
         assert_eq!(other.count, 10);
     }
 
     #[test]
     fn protocols_go_to_their_families() {
         let mut red = Red::default();
-        let resource = ResourceConfig { service_name: Some("svc".into()), ..Default::default() };
+        let resource = ResourceConfig {
+            service_name: Some("svc".into()),
+            ..Default::default()
+        };
         let mut db = sample_span();
         db.protocol = Protocol::Redis;
         db.kind = SpanKind::Client;
         db.name = "SET".into();
-        db.attributes = vec![("db.system.name", "redis".into()), ("db.operation.name", "SET".into())];
+        db.attributes = vec![
+            ("db.system.name", "redis".into()),
+            ("db.operation.name", "SET".into()),
+        ];
         red.observe(&db, &resource);
         let mut server_side = db.clone();
         server_side.kind = SpanKind::Server;

@@ -25,26 +25,35 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     /// Serves `render()` on `listener` from a new thread.
-    pub fn start(listener: TcpListener, render: impl Fn() -> String + Send + 'static) -> io::Result<Self> {
+    pub fn start(
+        listener: TcpListener,
+        render: impl Fn() -> String + Send + 'static,
+    ) -> io::Result<Self> {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        let thread = thread::Builder::new().name("metrics-http".into()).spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::Relaxed) {
-                    break;
-                }
-                match stream {
-                    Ok(stream) => {
-                        if let Err(err) = handle(stream, &render) {
-                            log::debug!("metrics: {err}");
-                        }
+        let thread = thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
                     }
-                    Err(err) => log::debug!("metrics: accept: {err}"),
+                    match stream {
+                        Ok(stream) => {
+                            if let Err(err) = handle(stream, &render) {
+                                log::debug!("metrics: {err}");
+                            }
+                        }
+                        Err(err) => log::debug!("metrics: accept: {err}"),
+                    }
                 }
-            }
-        })?;
-        Ok(MetricsServer { addr, stop, thread: Some(thread) })
+            })?;
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -58,7 +67,11 @@ impl Drop for MetricsServer {
         // Wake the blocking accept with a connection of our own.
         let mut wake = self.addr;
         if wake.ip().is_unspecified() {
-            wake.set_ip(if wake.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
+            wake.set_ip(if wake.is_ipv4() {
+                Ipv4Addr::LOCALHOST.into()
+            } else {
+                Ipv6Addr::LOCALHOST.into()
+            });
         }
         if TcpStream::connect_timeout(&wake, Duration::from_secs(1)).is_ok() {
             if let Some(thread) = self.thread.take() {
@@ -86,9 +99,11 @@ fn handle(mut stream: TcpStream, render: &impl Fn() -> String) -> io::Result<()>
                 let path = request.path.unwrap_or("/").split('?').next().unwrap_or("/");
                 break match (request.method, path) {
                     (Some("GET" | "HEAD"), "/metrics") => ("200 OK", render(), CONTENT_TYPE),
-                    (Some("GET" | "HEAD"), _) => {
-                        ("404 Not Found", "metrics are at /metrics\n".to_owned(), "text/plain")
-                    }
+                    (Some("GET" | "HEAD"), _) => (
+                        "404 Not Found",
+                        "metrics are at /metrics\n".to_owned(),
+                        "text/plain",
+                    ),
                     _ => ("405 Method Not Allowed", String::new(), "text/plain"),
                 };
             }
@@ -127,7 +142,10 @@ mod tests {
         let addr = server.addr();
         let ok = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(ok.contains("Content-Type: text/plain; version=0.0.4"), "{ok}");
+        assert!(
+            ok.contains("Content-Type: text/plain; version=0.0.4"),
+            "{ok}"
+        );
         assert!(ok.ends_with("\r\n\r\na_total 1\n"), "{ok}");
         assert!(get(addr, "GET /other HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get(addr, "POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 405"));

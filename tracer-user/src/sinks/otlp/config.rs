@@ -85,7 +85,9 @@ impl OtlpConfig {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let protocol = match flags.protocol {
             Some(p) => p,
-            None => match env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+            None => match env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            {
                 Some(p) => p.parse()?,
                 // The OpenTelemetry default.
                 None => OtlpProtocol::HttpProtobuf,
@@ -105,10 +107,15 @@ impl OtlpConfig {
         let endpoint = endpoint_url(&url, protocol, is_base)?;
 
         let mut headers: Vec<(String, String)> = Vec::new();
-        for var in ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"] {
+        for var in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        ] {
             if let Some(list) = env(var) {
                 let parsed = parse_key_values(&list).map_err(|err| match err {
-                    KeyValueError::NotKeyValue(s) | KeyValueError::BadEncoding(s) => ConfigError::BadHeader(s),
+                    KeyValueError::NotKeyValue(s) | KeyValueError::BadEncoding(s) => {
+                        ConfigError::BadHeader(s)
+                    }
                 })?;
                 for (k, v) in parsed {
                     set_header(&mut headers, &k, v)?;
@@ -122,9 +129,12 @@ impl OtlpConfig {
             set_header(&mut headers, k.trim(), v.trim().to_owned())?;
         }
 
-        let timeout = match ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
-            .into_iter()
-            .find_map(|var| env(var).map(|v| (var, v)))
+        let timeout = match [
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ]
+        .into_iter()
+        .find_map(|var| env(var).map(|v| (var, v)))
         {
             Some((var, ms)) => match ms.trim().parse::<u64>() {
                 Ok(ms) if ms > 0 => Duration::from_millis(ms),
@@ -132,7 +142,12 @@ impl OtlpConfig {
             },
             None => DEFAULT_TIMEOUT,
         };
-        Ok(Some(OtlpConfig { protocol, endpoint, headers, timeout }))
+        Ok(Some(OtlpConfig {
+            protocol,
+            endpoint,
+            headers,
+            timeout,
+        }))
     }
 }
 
@@ -148,14 +163,22 @@ fn endpoint_url(url: &str, protocol: OtlpProtocol, is_base: bool) -> Result<Stri
     Ok(match protocol {
         // gRPC routes by method name; a path in the URL means nothing to it.
         OtlpProtocol::Grpc => format!("{scheme}://{}", &rest[..authority_end]),
-        OtlpProtocol::HttpProtobuf if is_base && !url.ends_with(TRACES_PATH) => format!("{url}{TRACES_PATH}"),
+        OtlpProtocol::HttpProtobuf if is_base && !url.ends_with(TRACES_PATH) => {
+            format!("{url}{TRACES_PATH}")
+        }
         OtlpProtocol::HttpProtobuf => url.to_owned(),
     })
 }
 
-fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: String) -> Result<(), ConfigError> {
-    let valid_name =
-        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+fn set_header(
+    headers: &mut Vec<(String, String)>,
+    name: &str,
+    value: String,
+) -> Result<(), ConfigError> {
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !valid_name || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(ConfigError::BadHeader(format!("{name}={value}")));
     }
@@ -174,31 +197,49 @@ mod tests {
     use super::*;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| vars.get(k).cloned()
     }
 
-    fn resolve(flags: OtlpFlags<'_>, vars: &[(&str, &str)]) -> Result<Option<OtlpConfig>, ConfigError> {
+    fn resolve(
+        flags: OtlpFlags<'_>,
+        vars: &[(&str, &str)],
+    ) -> Result<Option<OtlpConfig>, ConfigError> {
         OtlpConfig::resolve(flags, env(vars))
     }
 
     #[test]
     fn off_without_an_endpoint() {
-        assert_eq!(resolve(OtlpFlags::default(), &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), Ok(None));
+        assert_eq!(
+            resolve(
+                OtlpFlags::default(),
+                &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]
+            ),
+            Ok(None)
+        );
     }
 
     #[test]
     fn base_endpoint_gets_the_traces_path_for_http_only() {
-        let c = resolve(OtlpFlags::default(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")])
-            .unwrap()
-            .unwrap();
+        let c = resolve(
+            OtlpFlags::default(),
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")],
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(c.protocol, OtlpProtocol::HttpProtobuf, "the spec's default");
         assert_eq!(c.endpoint, "http://collector:4318/v1/traces");
         assert_eq!(c.timeout, Duration::from_secs(10));
         let c = resolve(
             OtlpFlags::default(),
             &[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317/ignored"),
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "https://collector:4317/ignored",
+                ),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ],
         )
@@ -206,22 +247,39 @@ mod tests {
         .unwrap();
         assert_eq!(c.endpoint, "https://collector:4317");
         // Already a traces URL: not doubled.
-        let flags = OtlpFlags { endpoint: Some("http://c:4318/v1/traces"), ..Default::default() };
-        assert_eq!(resolve(flags, &[]).unwrap().unwrap().endpoint, "http://c:4318/v1/traces");
+        let flags = OtlpFlags {
+            endpoint: Some("http://c:4318/v1/traces"),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(flags, &[]).unwrap().unwrap().endpoint,
+            "http://c:4318/v1/traces"
+        );
     }
 
     #[test]
     fn traces_endpoint_is_used_as_is_and_flags_win() {
         let vars = [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:9999/custom/path"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:9999/custom/path",
+            ),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
         ];
         let c = resolve(OtlpFlags::default(), &vars).unwrap().unwrap();
         assert_eq!(c.endpoint, "http://traces:9999/custom/path");
-        assert_eq!(c.protocol, OtlpProtocol::HttpProtobuf, "the traces variable wins");
-        let flags = OtlpFlags { endpoint: Some("http://flag:4317"), protocol: Some(OtlpProtocol::Grpc), headers: &[] };
+        assert_eq!(
+            c.protocol,
+            OtlpProtocol::HttpProtobuf,
+            "the traces variable wins"
+        );
+        let flags = OtlpFlags {
+            endpoint: Some("http://flag:4317"),
+            protocol: Some(OtlpProtocol::Grpc),
+            headers: &[],
+        };
         let c = resolve(flags, &vars).unwrap().unwrap();
         assert_eq!(c.endpoint, "http://flag:4317");
         assert_eq!(c.protocol, OtlpProtocol::Grpc);
@@ -230,7 +288,11 @@ mod tests {
     #[test]
     fn headers_from_env_then_flags() {
         let flags_headers = ["X-Token=flag".to_owned(), "extra = 1".to_owned()];
-        let flags = OtlpFlags { endpoint: Some("http://c:4318"), protocol: None, headers: &flags_headers };
+        let flags = OtlpFlags {
+            endpoint: Some("http://c:4318"),
+            protocol: None,
+            headers: &flags_headers,
+        };
         let c = resolve(
             flags,
             &[
@@ -243,7 +305,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.headers,
-            [("x-token".into(), "flag".into()), ("api-key".into(), "traces".into()), ("extra".into(), "1".into())]
+            [
+                ("x-token".into(), "flag".into()),
+                ("api-key".into(), "traces".into()),
+                ("extra".into(), "1".into())
+            ]
         );
         assert_eq!(c.timeout, Duration::from_millis(2500));
     }
@@ -251,27 +317,66 @@ mod tests {
     #[test]
     fn bad_values_are_errors() {
         let with = |flags: OtlpFlags<'_>, vars: &[(&str, &str)]| resolve(flags, vars).unwrap_err();
-        let endpoint = OtlpFlags { endpoint: Some("http://c:4318"), ..Default::default() };
+        let endpoint = OtlpFlags {
+            endpoint: Some("http://c:4318"),
+            ..Default::default()
+        };
         assert!(matches!(
-            with(OtlpFlags { endpoint: Some("collector:4317"), ..Default::default() }, &[]),
+            with(
+                OtlpFlags {
+                    endpoint: Some("collector:4317"),
+                    ..Default::default()
+                },
+                &[]
+            ),
             ConfigError::BadEndpoint(_)
         ));
         assert!(matches!(
-            with(OtlpFlags { endpoint: Some("ftp://c"), ..Default::default() }, &[]),
+            with(
+                OtlpFlags {
+                    endpoint: Some("ftp://c"),
+                    ..Default::default()
+                },
+                &[]
+            ),
             ConfigError::BadEndpoint(_)
         ));
         assert!(matches!(
-            with(OtlpFlags { endpoint: Some("http://"), ..Default::default() }, &[]),
+            with(
+                OtlpFlags {
+                    endpoint: Some("http://"),
+                    ..Default::default()
+                },
+                &[]
+            ),
             ConfigError::BadEndpoint(_)
         ));
         assert!(matches!(
             with(endpoint, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]),
             ConfigError::UnknownProtocol(_)
         ));
-        assert!(matches!(with(endpoint, &[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]), ConfigError::BadHeader(_)));
-        assert!(matches!(with(endpoint, &[("OTEL_EXPORTER_OTLP_HEADERS", "bad name=1")]), ConfigError::BadHeader(_)));
-        assert!(matches!(with(endpoint, &[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")]), ConfigError::BadTimeout(..)));
+        assert!(matches!(
+            with(endpoint, &[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]),
+            ConfigError::BadHeader(_)
+        ));
+        assert!(matches!(
+            with(endpoint, &[("OTEL_EXPORTER_OTLP_HEADERS", "bad name=1")]),
+            ConfigError::BadHeader(_)
+        ));
+        assert!(matches!(
+            with(endpoint, &[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")]),
+            ConfigError::BadTimeout(..)
+        ));
         let headers = ["nope".to_owned()];
-        assert!(matches!(with(OtlpFlags { headers: &headers, ..endpoint }, &[]), ConfigError::BadHeader(_)));
+        assert!(matches!(
+            with(
+                OtlpFlags {
+                    headers: &headers,
+                    ..endpoint
+                },
+                &[]
+            ),
+            ConfigError::BadHeader(_)
+        ));
     }
 }

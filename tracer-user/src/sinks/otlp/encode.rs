@@ -19,12 +19,18 @@ pub const SCOPE_NAME: &str = "tracer";
 
 /// Builds one export request from `spans`, grouped by process in order of
 /// first appearance.
-pub fn request<'a>(spans: impl IntoIterator<Item = &'a Span>, resource: &ResourceConfig) -> ExportTraceServiceRequest {
+pub fn request<'a>(
+    spans: impl IntoIterator<Item = &'a Span>,
+    resource: &ResourceConfig,
+) -> ExportTraceServiceRequest {
     let mut groups: Vec<(u32, &'a str, Vec<OtlpSpan>)> = Vec::new();
     for span in spans {
         let otlp = span_to_otlp(span);
         // Few processes per batch: a linear scan beats hashing here.
-        match groups.iter_mut().find(|(pid, process, _)| *pid == span.pid && *process == &*span.process) {
+        match groups
+            .iter_mut()
+            .find(|(pid, process, _)| *pid == span.pid && *process == &*span.process)
+        {
             Some((_, _, spans)) => spans.push(otlp),
             None => groups.push((span.pid, &span.process, vec![otlp])),
         }
@@ -74,7 +80,10 @@ fn span_to_otlp(span: &Span) -> OtlpSpan {
     // instrumentation that knows better says OK.
     let status = match span.status {
         SpanStatus::Ok => Status::default(),
-        SpanStatus::Error => Status { message: String::new(), code: status::StatusCode::Error as i32 },
+        SpanStatus::Error => Status {
+            message: String::new(),
+            code: status::StatusCode::Error as i32,
+        },
     };
     // The trace was sampled (we report it); whether the parent is remote is
     // known: a parent always came over the wire in `traceparent`.
@@ -85,14 +94,23 @@ fn span_to_otlp(span: &Span) -> OtlpSpan {
     let mut attributes: Vec<KeyValue> = span
         .attributes
         .iter()
-        .map(|(key, value)| KeyValue { key: (*key).to_owned(), value: Some(any_value(value)) })
+        .map(|(key, value)| KeyValue {
+            key: (*key).to_owned(),
+            value: Some(any_value(value)),
+        })
         .collect();
-    attributes.push(KeyValue { key: "thread.id".into(), value: Some(any_value(&AttrValue::Int(i64::from(span.tid)))) });
+    attributes.push(KeyValue {
+        key: "thread.id".into(),
+        value: Some(any_value(&AttrValue::Int(i64::from(span.tid)))),
+    });
     OtlpSpan {
         trace_id: span.trace_id.0.to_vec(),
         span_id: span.span_id.0.to_vec(),
         trace_state: span.tracestate.clone().unwrap_or_default(),
-        parent_span_id: span.parent_span_id.map(|id| id.0.to_vec()).unwrap_or_default(),
+        parent_span_id: span
+            .parent_span_id
+            .map(|id| id.0.to_vec())
+            .unwrap_or_default(),
         flags,
         name: span.name.clone(),
         kind: kind as i32,
@@ -126,7 +144,13 @@ mod tests {
     use crate::{sinks::json::tests::sample_span, spans::SpanId};
 
     fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-        attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)?
+            .value
+            .as_ref()?
+            .value
+            .as_ref()
     }
 
     #[test]
@@ -145,24 +169,45 @@ mod tests {
         assert_eq!(req.resource_spans.len(), 2);
         let nginx = &req.resource_spans[0];
         let attrs = &nginx.resource.as_ref().unwrap().attributes;
-        assert_eq!(attr(attrs, "service.name"), Some(&any_value::Value::StringValue("nginx".into())));
-        assert_eq!(attr(attrs, "process.pid"), Some(&any_value::Value::IntValue(1234)));
+        assert_eq!(
+            attr(attrs, "service.name"),
+            Some(&any_value::Value::StringValue("nginx".into()))
+        );
+        assert_eq!(
+            attr(attrs, "process.pid"),
+            Some(&any_value::Value::IntValue(1234))
+        );
         let spans = &nginx.scope_spans[0].spans;
         assert_eq!(spans.len(), 2);
         assert_eq!(spans[0].trace_id, a.trace_id.0);
         assert_eq!(spans[0].span_id, a.span_id.0);
         assert!(spans[0].parent_span_id.is_empty());
         assert_eq!(spans[0].kind, span::SpanKind::Server as i32);
-        assert_eq!(spans[0].status.as_ref().unwrap().code, status::StatusCode::Unset as i32);
+        assert_eq!(
+            spans[0].status.as_ref().unwrap().code,
+            status::StatusCode::Unset as i32
+        );
         assert_eq!(spans[0].start_time_unix_nano, a.start_time_unix_nano);
         assert_eq!(spans[0].end_time_unix_nano, a.end_time_unix_nano);
-        assert_eq!(attr(&spans[0].attributes, "http.response.status_code"), Some(&any_value::Value::IntValue(200)));
-        assert_eq!(attr(&spans[0].attributes, "thread.id"), Some(&any_value::Value::IntValue(1235)));
-        assert_eq!(nginx.scope_spans[0].scope.as_ref().unwrap().name, SCOPE_NAME);
+        assert_eq!(
+            attr(&spans[0].attributes, "http.response.status_code"),
+            Some(&any_value::Value::IntValue(200))
+        );
+        assert_eq!(
+            attr(&spans[0].attributes, "thread.id"),
+            Some(&any_value::Value::IntValue(1235))
+        );
+        assert_eq!(
+            nginx.scope_spans[0].scope.as_ref().unwrap().name,
+            SCOPE_NAME
+        );
 
         let redis = &req.resource_spans[1].scope_spans[0].spans[0];
         assert_eq!(redis.kind, span::SpanKind::Client as i32);
-        assert_eq!(redis.status.as_ref().unwrap().code, status::StatusCode::Error as i32);
+        assert_eq!(
+            redis.status.as_ref().unwrap().code,
+            status::StatusCode::Error as i32
+        );
         assert_eq!(redis.parent_span_id, [9; 8]);
         assert_eq!(redis.trace_state, "vendor=1");
         assert_eq!(redis.flags, 0x301);

@@ -36,10 +36,14 @@ impl GrpcExporter {
         let mut metadata = MetadataMap::new();
         for (name, value) in &config.headers {
             let key = MetadataKey::from_str(name).map_err(|_| OtlpError::Header(name.clone()))?;
-            let value = MetadataValue::try_from(value.as_str()).map_err(|_| OtlpError::Header(name.clone()))?;
+            let value = MetadataValue::try_from(value.as_str())
+                .map_err(|_| OtlpError::Header(name.clone()))?;
             metadata.insert(key, value);
         }
-        Ok(GrpcExporter { client: TraceServiceClient::new(endpoint.connect_lazy()), metadata })
+        Ok(GrpcExporter {
+            client: TraceServiceClient::new(endpoint.connect_lazy()),
+            metadata,
+        })
     }
 
     /// Sends one request; `Ok` holds the spans the collector rejected.
@@ -47,15 +51,17 @@ impl GrpcExporter {
         let mut request = tonic::Request::new(request);
         *request.metadata_mut() = self.metadata.clone();
         match self.client.export(request).await {
-            Ok(response) => {
-                Ok(response.into_inner().partial_success.map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)))
-            }
+            Ok(response) => Ok(response
+                .into_inner()
+                .partial_success
+                .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0))),
             Err(status) => Err(ExportError {
                 // A client-side transport failure (connection reset under a
                 // request, say) comes back as Unknown with its cause attached;
                 // the collector may well be back on the next connection.
                 retryable: retryable(status.code())
-                    || (status.code() == Code::Unknown && std::error::Error::source(&status).is_some()),
+                    || (status.code() == Code::Unknown
+                        && std::error::Error::source(&status).is_some()),
                 retry_after: None,
                 message: format!("gRPC {:?}: {}", status.code(), status.message()),
             }),

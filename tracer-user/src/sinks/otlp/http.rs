@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message as _;
 use reqwest::{
     header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER},
@@ -24,8 +26,10 @@ impl HttpExporter {
     pub fn new(config: &OtlpConfig) -> Result<Self, OtlpError> {
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
-            let key = HeaderName::from_bytes(name.as_bytes()).map_err(|_| OtlpError::Header(name.clone()))?;
-            let value = HeaderValue::from_str(value).map_err(|_| OtlpError::Header(name.clone()))?;
+            let key = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| OtlpError::Header(name.clone()))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|_| OtlpError::Header(name.clone()))?;
             headers.insert(key, value);
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
@@ -36,13 +40,21 @@ impl HttpExporter {
             .connect_timeout(CONNECT_TIMEOUT.min(config.timeout))
             .build()
             .map_err(|err| OtlpError::Tls(err.to_string()))?;
-        Ok(HttpExporter { client, url: config.endpoint.clone() })
+        Ok(HttpExporter {
+            client,
+            url: config.endpoint.clone(),
+        })
     }
 
     /// Sends one request; `Ok` holds the spans the collector rejected.
     pub async fn export(&mut self, request: ExportTraceServiceRequest) -> Result<u64, ExportError> {
-        let response =
-            self.client.post(&self.url).body(request.encode_to_vec()).send().await.map_err(|err| ExportError {
+        let response = self
+            .client
+            .post(&self.url)
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .map_err(|err| ExportError {
                 // Refused, reset, timed out: the collector may come back.
                 retryable: true,
                 retry_after: None,

@@ -27,7 +27,10 @@ pub fn to_value(request: &ExportTraceServiceRequest) -> Value {
         .map(|rs| {
             let mut obj = Map::new();
             if let Some(resource) = &rs.resource {
-                obj.insert("resource".into(), json!({ "attributes": key_values(&resource.attributes) }));
+                obj.insert(
+                    "resource".into(),
+                    json!({ "attributes": key_values(&resource.attributes) }),
+                );
             }
             let scope_spans: Vec<Value> = rs
                 .scope_spans
@@ -59,15 +62,24 @@ fn span(span: &Span) -> Value {
     obj.insert("spanId".into(), Value::String(hex_lower(&span.span_id)));
     insert_str(&mut obj, "traceState", &span.trace_state);
     if !span.parent_span_id.is_empty() {
-        obj.insert("parentSpanId".into(), Value::String(hex_lower(&span.parent_span_id)));
+        obj.insert(
+            "parentSpanId".into(),
+            Value::String(hex_lower(&span.parent_span_id)),
+        );
     }
     if span.flags != 0 {
         obj.insert("flags".into(), Value::from(span.flags));
     }
     obj.insert("name".into(), Value::String(span.name.clone()));
     obj.insert("kind".into(), Value::from(span.kind));
-    obj.insert("startTimeUnixNano".into(), Value::String(span.start_time_unix_nano.to_string()));
-    obj.insert("endTimeUnixNano".into(), Value::String(span.end_time_unix_nano.to_string()));
+    obj.insert(
+        "startTimeUnixNano".into(),
+        Value::String(span.start_time_unix_nano.to_string()),
+    );
+    obj.insert(
+        "endTimeUnixNano".into(),
+        Value::String(span.end_time_unix_nano.to_string()),
+    );
     if !span.attributes.is_empty() {
         obj.insert("attributes".into(), key_values(&span.attributes));
     }
@@ -103,7 +115,9 @@ fn any_value(value: &AnyValue) -> Value {
         Some(any_value::Value::ArrayValue(a)) => {
             json!({ "arrayValue": { "values": a.values.iter().map(any_value).collect::<Vec<_>>() } })
         }
-        Some(any_value::Value::KvlistValue(l)) => json!({ "kvlistValue": { "values": key_values(&l.values) } }),
+        Some(any_value::Value::KvlistValue(l)) => {
+            json!({ "kvlistValue": { "values": key_values(&l.values) } })
+        }
         Some(any_value::Value::BytesValue(b)) => json!({ "bytesValue": base64(b) }),
         None => json!({}),
     }
@@ -120,7 +134,10 @@ fn base64(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(char::from(TABLE[(n >> (18 - 6 * i)) as usize & 63]));
@@ -145,16 +162,26 @@ mod tests {
         let mut span = sample_span();
         span.parent_span_id = Some(SpanId([0xfe; 8]));
         span.status = SpanStatus::Error;
-        let resource = ResourceConfig { service_name: Some("web".into()), ..Default::default() };
+        let resource = ResourceConfig {
+            service_name: Some("web".into()),
+            ..Default::default()
+        };
         let mut out = Vec::new();
         write_line(&mut out, &encode::request([&span], &resource));
         assert_eq!(out.last(), Some(&b'\n'));
-        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line per request");
+        assert_eq!(
+            out.iter().filter(|&&b| b == b'\n').count(),
+            1,
+            "one line per request"
+        );
         let v: Value = serde_json::from_slice(&out).unwrap();
         let rs = &v["resourceSpans"][0];
         let resource_attrs = rs["resource"]["attributes"].as_array().unwrap();
-        assert!(resource_attrs.contains(&json!({"key": "service.name", "value": {"stringValue": "web"}})));
-        assert!(resource_attrs.contains(&json!({"key": "process.pid", "value": {"intValue": "1234"}})));
+        assert!(resource_attrs
+            .contains(&json!({"key": "service.name", "value": {"stringValue": "web"}})));
+        assert!(
+            resource_attrs.contains(&json!({"key": "process.pid", "value": {"intValue": "1234"}}))
+        );
         assert_eq!(rs["scopeSpans"][0]["scope"]["name"], "tracer");
         let s = &rs["scopeSpans"][0]["spans"][0];
         assert_eq!(s["traceId"], "abababababababababababababababab");
@@ -167,17 +194,26 @@ mod tests {
         assert_eq!(s["status"], json!({"code": 2}));
         assert_eq!(s["flags"], 0x301);
         let attrs = s["attributes"].as_array().unwrap();
-        assert!(attrs.contains(&json!({"key": "http.response.status_code", "value": {"intValue": "200"}})));
-        assert!(attrs.contains(&json!({"key": "url.path", "value": {"stringValue": "/index.html"}})));
+        assert!(attrs
+            .contains(&json!({"key": "http.response.status_code", "value": {"intValue": "200"}})));
+        assert!(
+            attrs.contains(&json!({"key": "url.path", "value": {"stringValue": "/index.html"}}))
+        );
         assert!(s.get("traceState").is_none(), "defaults are left out");
     }
 
     #[test]
     fn ok_status_is_an_empty_object() {
         let mut out = Vec::new();
-        write_line(&mut out, &encode::request([&sample_span()], &ResourceConfig::default()));
+        write_line(
+            &mut out,
+            &encode::request([&sample_span()], &ResourceConfig::default()),
+        );
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["status"], json!({}));
+        assert_eq!(
+            v["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["status"],
+            json!({})
+        );
     }
 
     #[test]

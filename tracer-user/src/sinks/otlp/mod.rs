@@ -45,10 +45,17 @@ pub struct ExportError {
 /// What the worker needs from a transport: send one request, block until
 /// answered or `timeout`; `Ok` holds the spans the collector rejected.
 pub(crate) trait Transport {
-    fn export(&mut self, request: ExportTraceServiceRequest, timeout: Duration) -> Result<u64, ExportError>;
+    fn export(
+        &mut self,
+        request: ExportTraceServiceRequest,
+        timeout: Duration,
+    ) -> Result<u64, ExportError>;
 }
 
-#[expect(clippy::large_enum_variant, reason = "one per run, built once and never moved")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per run, built once and never moved"
+)]
 enum Exporter {
     Grpc(grpc::GrpcExporter),
     Http(http::HttpExporter),
@@ -61,7 +68,11 @@ struct RuntimeTransport {
 }
 
 impl Transport for RuntimeTransport {
-    fn export(&mut self, request: ExportTraceServiceRequest, timeout: Duration) -> Result<u64, ExportError> {
+    fn export(
+        &mut self,
+        request: ExportTraceServiceRequest,
+        timeout: Duration,
+    ) -> Result<u64, ExportError> {
         let exporter = &mut self.exporter;
         self.runtime.block_on(async move {
             let send = async {
@@ -90,7 +101,9 @@ pub fn spawn(
     capacity: usize,
     timing: Timing,
 ) -> Result<SinkHandle, OtlpError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let exporter = {
         let _inside = runtime.enter();
         match config.protocol {
@@ -99,11 +112,17 @@ pub fn spawn(
         }
     };
     let mut transport = RuntimeTransport { runtime, exporter };
-    let timing = Timing { request_timeout: config.timeout, ..timing };
+    let timing = Timing {
+        request_timeout: config.timeout,
+        ..timing
+    };
     let sink = SinkHandle::spawn("otlp", capacity, move |queue| {
         worker::run(&queue, &mut transport, &resource, &timing);
     })?;
-    Ok(sink.with_verbs(SinkVerbs { written: "exported", failed: "dropped after retries" }))
+    Ok(sink.with_verbs(SinkVerbs {
+        written: "exported",
+        failed: "dropped after retries",
+    }))
 }
 
 #[cfg(test)]
@@ -114,7 +133,11 @@ mod tests {
     /// and a collector that is not there is a retryable error.
     #[test]
     fn https_endpoints_set_up_tls_and_refusal_is_retryable() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
             let config = OtlpConfig {
                 protocol,
@@ -122,16 +145,23 @@ mod tests {
                 headers: vec![("x-key".into(), "v".into())],
                 timeout: Duration::from_secs(2),
             };
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             let exporter = {
                 let _inside = runtime.enter();
                 match protocol {
                     OtlpProtocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(&config).unwrap()),
-                    OtlpProtocol::HttpProtobuf => Exporter::Http(http::HttpExporter::new(&config).unwrap()),
+                    OtlpProtocol::HttpProtobuf => {
+                        Exporter::Http(http::HttpExporter::new(&config).unwrap())
+                    }
                 }
             };
             let mut transport = RuntimeTransport { runtime, exporter };
-            let err = transport.export(ExportTraceServiceRequest::default(), Duration::from_secs(2)).unwrap_err();
+            let err = transport
+                .export(ExportTraceServiceRequest::default(), Duration::from_secs(2))
+                .unwrap_err();
             assert!(err.retryable, "{protocol}: {err:?}");
         }
     }

@@ -71,21 +71,29 @@ impl Pending {
         if self.spans.is_empty() {
             self.since = Some(now);
         }
-        self.spans.extend((0..batch.len()).map(|i| (batch.clone(), i)));
+        self.spans
+            .extend((0..batch.len()).map(|i| (batch.clone(), i)));
         let over = self.spans.len().saturating_sub(max);
         self.spans.drain(..over);
         over
     }
 
     fn request(&self, n: usize, resource: &ResourceConfig) -> ExportTraceServiceRequest {
-        encode::request(self.spans.iter().take(n).map(|(batch, i)| &batch[*i]), resource)
+        encode::request(
+            self.spans.iter().take(n).map(|(batch, i)| &batch[*i]),
+            resource,
+        )
     }
 
     fn consume(&mut self, n: usize, now: Instant) {
         self.spans.drain(..n.min(self.spans.len()));
         // What is left waited at most as long; restarting its clock only
         // delays it by one batch timeout.
-        self.since = if self.spans.is_empty() { None } else { Some(now) };
+        self.since = if self.spans.is_empty() {
+            None
+        } else {
+            Some(now)
+        };
     }
 }
 
@@ -107,7 +115,12 @@ struct Worker<'a, T: Transport> {
     overflowed: u64,
 }
 
-pub(crate) fn run(queue: &SinkQueue, transport: &mut impl Transport, resource: &ResourceConfig, timing: &Timing) {
+pub(crate) fn run(
+    queue: &SinkQueue,
+    transport: &mut impl Transport,
+    resource: &ResourceConfig,
+    timing: &Timing,
+) {
     let mut worker = Worker {
         transport,
         resource,
@@ -135,9 +148,13 @@ pub(crate) fn run(queue: &SinkQueue, transport: &mut impl Transport, resource: &
 
 impl<T: Transport> Worker<'_, T> {
     fn push(&mut self, batch: &SpanBatch) {
-        let dropped = self.pending.push(batch, self.timing.max_pending, Instant::now());
+        let dropped = self
+            .pending
+            .push(batch, self.timing.max_pending, Instant::now());
         if dropped > 0 {
-            self.counters.failed.fetch_add(dropped as u64, Ordering::Relaxed);
+            self.counters
+                .failed
+                .fetch_add(dropped as u64, Ordering::Relaxed);
             if self.overflowed == 0 {
                 log::warn!(
                     "otlp: collector unreachable and {} spans buffered: dropping the oldest (counted)",
@@ -159,7 +176,9 @@ impl<T: Transport> Worker<'_, T> {
         if self.pending.len() >= self.timing.max_batch {
             return Some(now);
         }
-        self.pending.since.map(|since| since + self.timing.batch_timeout)
+        self.pending
+            .since
+            .map(|since| since + self.timing.batch_timeout)
     }
 
     fn due(&self, now: Instant) -> bool {
@@ -169,7 +188,9 @@ impl<T: Transport> Worker<'_, T> {
     /// Exports while something is due. `deadline` (on exit) bounds each
     /// attempt and ends retrying.
     fn export_ready(&mut self, mut now: Instant, deadline: Option<Instant>) {
-        while self.due(now) || (deadline.is_some() && self.pending.len() > 0 && self.retry.is_none()) {
+        while self.due(now)
+            || (deadline.is_some() && self.pending.len() > 0 && self.retry.is_none())
+        {
             let n = self.pending.len().min(self.timing.max_batch);
             let request = self.pending.request(n, self.resource);
             let mut timeout = self.timing.request_timeout;
@@ -184,7 +205,9 @@ impl<T: Transport> Worker<'_, T> {
             match result {
                 Ok(rejected) => {
                     let rejected = rejected.min(n as u64);
-                    self.counters.written.fetch_add(n as u64 - rejected, Ordering::Relaxed);
+                    self.counters
+                        .written
+                        .fetch_add(n as u64 - rejected, Ordering::Relaxed);
                     if rejected > 0 {
                         self.counters.failed.fetch_add(rejected, Ordering::Relaxed);
                         log::warn!("otlp: the collector rejected {rejected} of {n} spans (counted as dropped)");
@@ -196,7 +219,10 @@ impl<T: Transport> Worker<'_, T> {
                         );
                     }
                     if self.overflowed > 0 {
-                        log::warn!("otlp: {} spans were dropped while the collector was unreachable", self.overflowed);
+                        log::warn!(
+                            "otlp: {} spans were dropped while the collector was unreachable",
+                            self.overflowed
+                        );
                         self.overflowed = 0;
                     }
                     self.pending.consume(n, now);
@@ -219,7 +245,11 @@ impl<T: Transport> Worker<'_, T> {
                             now = Instant::now();
                         }
                     }
-                    None => self.drop_chunk(n, &format!("still failing after retries: {}", err.message), now),
+                    None => self.drop_chunk(
+                        n,
+                        &format!("still failing after retries: {}", err.message),
+                        now,
+                    ),
                 },
                 Err(err) => self.drop_chunk(n, &err.message, now),
             }
@@ -239,8 +269,11 @@ impl<T: Transport> Worker<'_, T> {
             Some(r) => (r.attempts + 1, r.first_failure),
             None => (1, now),
         };
-        let exp =
-            self.timing.initial_backoff.saturating_mul(1u32 << (attempts - 1).min(16)).min(self.timing.max_backoff);
+        let exp = self
+            .timing
+            .initial_backoff
+            .saturating_mul(1u32 << (attempts - 1).min(16))
+            .min(self.timing.max_backoff);
         // ±25% jitter keeps many tracers from retrying in step.
         let jittered = exp.mul_f64(0.75 + fastrand::f64() * 0.5);
         let delay = retry_after.map_or(jittered, |after| after.max(jittered));
@@ -262,8 +295,12 @@ impl<T: Transport> Worker<'_, T> {
         self.export_ready(now, Some(now + self.timing.flush_deadline));
         let left = self.pending.len();
         if left > 0 {
-            self.counters.failed.fetch_add(left as u64, Ordering::Relaxed);
-            log::warn!("otlp: {left} spans not exported before the exit deadline (counted as dropped)");
+            self.counters
+                .failed
+                .fetch_add(left as u64, Ordering::Relaxed);
+            log::warn!(
+                "otlp: {left} spans not exported before the exit deadline (counted as dropped)"
+            );
             self.pending.consume(left, Instant::now());
         }
     }
@@ -287,14 +324,30 @@ mod tests {
     }
 
     impl Transport for FakeCollector {
-        fn export(&mut self, request: ExportTraceServiceRequest, _timeout: Duration) -> Result<u64, ExportError> {
+        fn export(
+            &mut self,
+            request: ExportTraceServiceRequest,
+            _timeout: Duration,
+        ) -> Result<u64, ExportError> {
             if self.permanent_error {
-                return Err(ExportError { retryable: false, retry_after: None, message: "400".into() });
+                return Err(ExportError {
+                    retryable: false,
+                    retry_after: None,
+                    message: "400".into(),
+                });
             }
             if self.down.load(Ordering::SeqCst) {
-                return Err(ExportError { retryable: true, retry_after: None, message: "refused".into() });
+                return Err(ExportError {
+                    retryable: true,
+                    retry_after: None,
+                    message: "refused".into(),
+                });
             }
-            let n: usize = request.resource_spans.iter().map(|r| r.scope_spans[0].spans.len()).sum();
+            let n: usize = request
+                .resource_spans
+                .iter()
+                .map(|r| r.scope_spans[0].spans.len())
+                .sum();
             self.received.fetch_add(n as u64, Ordering::SeqCst);
             Ok(0)
         }
@@ -322,17 +375,32 @@ mod tests {
         let mut collector = collector;
         let resource = ResourceConfig::default();
         sinks.add(
-            SinkHandle::spawn("otlp", 1024, move |queue| run(&queue, &mut collector, &resource, &timing)).unwrap(),
+            SinkHandle::spawn("otlp", 1024, move |queue| {
+                run(&queue, &mut collector, &resource, &timing)
+            })
+            .unwrap(),
         );
         sinks
     }
 
     fn collector(
         permanent_error: bool,
-    ) -> (FakeCollector, Arc<std::sync::atomic::AtomicBool>, Arc<std::sync::atomic::AtomicU64>) {
+    ) -> (
+        FakeCollector,
+        Arc<std::sync::atomic::AtomicBool>,
+        Arc<std::sync::atomic::AtomicU64>,
+    ) {
         let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        (FakeCollector { down: down.clone(), received: received.clone(), permanent_error }, down, received)
+        (
+            FakeCollector {
+                down: down.clone(),
+                received: received.clone(),
+                permanent_error,
+            },
+            down,
+            received,
+        )
     }
 
     #[test]
@@ -344,7 +412,10 @@ mod tests {
         }
         let reports = sinks.finish();
         assert_eq!(received.load(Ordering::SeqCst), 16);
-        assert_eq!((reports[0].written, reports[0].failed, reports[0].queue_full), (16, 0, 0));
+        assert_eq!(
+            (reports[0].written, reports[0].failed, reports[0].queue_full),
+            (16, 0, 0)
+        );
     }
 
     #[test]
@@ -367,7 +438,10 @@ mod tests {
     fn a_long_outage_drops_the_oldest_and_counts_everything() {
         let (c, down, received) = collector(false);
         down.store(true, Ordering::SeqCst);
-        let timing = Timing { retry_budget: Duration::from_millis(100), ..fast() };
+        let timing = Timing {
+            retry_budget: Duration::from_millis(100),
+            ..fast()
+        };
         let sinks = sink(c, timing);
         for _ in 0..40 {
             sinks.send(batch(5));

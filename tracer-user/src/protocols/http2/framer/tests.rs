@@ -81,9 +81,15 @@ fn server_side_holds_a_lone_first_frame_until_the_next() {
     let mut framer = Framer::new(Side::Server);
     let mut collect = Collect::default();
     framer.feed(1, &frame(4, 0, 0, &[]), &mut collect);
-    assert!(collect.frames.is_empty(), "one frame alone is not trusted yet");
+    assert!(
+        collect.frames.is_empty(),
+        "one frame alone is not trusted yet"
+    );
     framer.feed(2, &frame(4, 1, 0, &[]), &mut collect);
-    assert_eq!(collect.frames, [(1, "Settings { header_table_size: None }".to_owned())]);
+    assert_eq!(
+        collect.frames,
+        [(1, "Settings { header_table_size: None }".to_owned())]
+    );
     assert_eq!(collect.lost, 0);
 
     // A lone frame that ends where the connection ends is taken at close.
@@ -103,7 +109,11 @@ fn invalid_frames_lose_sync_until_two_plausible_frames() {
     data.extend(frame(8, 0, 0, &[0, 0, 0, 1]));
     for piece in [1, 3, 1000] {
         let collect = run(Side::Client, &data, piece);
-        assert_eq!(names(&collect), ["ClientPreface", "Data"], "pieces of {piece}");
+        assert_eq!(
+            names(&collect),
+            ["ClientPreface", "Data"],
+            "pieces of {piece}"
+        );
         assert_eq!(collect.lost, 1);
     }
 }
@@ -133,7 +143,13 @@ fn gaps_inside_and_across_frames() {
     // 8 of the payload's remaining 11 bytes missed: still in sync.
     framer.gap(2, 8, &mut collect);
     framer.feed(3, &data_frame[20..], &mut collect);
-    assert_eq!(collect.frames.last().unwrap(), &(3, "Data { stream: 1, len: 8, end_stream: false }".to_owned()));
+    assert_eq!(
+        collect.frames.last().unwrap(),
+        &(
+            3,
+            "Data { stream: 1, len: 8, end_stream: false }".to_owned()
+        )
+    );
     // A header block with a hole is lost, its frame boundaries are not.
     let headers = frame(1, 0x5, 3, &[0x82, 0x84, 0x86, 0x41, 0x01, b'h']);
     framer.feed(4, &headers[..10], &mut collect);
@@ -151,7 +167,10 @@ fn gaps_inside_and_across_frames() {
     framer.feed(7, &frame(0, 1, 5, b"abc"), &mut collect);
     framer.feed(8, &frame(8, 0, 0, &[0, 0, 0, 1]), &mut collect);
     assert_eq!(collect.lost, 1);
-    assert_eq!(collect.frames.last().unwrap(), &(7, "Data { stream: 5, len: 3, end_stream: true }".to_owned()));
+    assert_eq!(
+        collect.frames.last().unwrap(),
+        &(7, "Data { stream: 5, len: 3, end_stream: true }".to_owned())
+    );
 }
 
 #[test]
@@ -171,7 +190,11 @@ fn continuation_out_of_place_loses_sync() {
 fn random_input_never_panics_and_scan_memory_stays_bounded() {
     let mut rng = fastrand::Rng::with_seed(1);
     for _ in 0..200 {
-        let side = if rng.bool() { Side::Client } else { Side::Server };
+        let side = if rng.bool() {
+            Side::Client
+        } else {
+            Side::Server
+        };
         let mut framer = Framer::new(side);
         let mut collect = Collect::default();
         for _ in 0..30 {

@@ -42,21 +42,33 @@ fn synchronised(size: usize) -> Decoder {
 fn c2_single_representations() {
     let mut d = synchronised(4096);
     let block = hex("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572");
-    assert_eq!(decode(&mut d, &block).unwrap(), known(&[("custom-key", "custom-header")]));
+    assert_eq!(
+        decode(&mut d, &block).unwrap(),
+        known(&[("custom-key", "custom-header")])
+    );
     assert_eq!((d.table_len(), d.table_size()), (1, 55));
 
     let mut d = synchronised(4096);
     let block = hex("040c 2f73 616d 706c 652f 7061 7468");
-    assert_eq!(decode(&mut d, &block).unwrap(), known(&[(":path", "/sample/path")]));
+    assert_eq!(
+        decode(&mut d, &block).unwrap(),
+        known(&[(":path", "/sample/path")])
+    );
     assert_eq!(d.table_len(), 0);
 
     let mut d = synchronised(4096);
     let block = hex("1008 7061 7373 776f 7264 0673 6563 7265 74");
-    assert_eq!(decode(&mut d, &block).unwrap(), known(&[("password", "secret")]));
+    assert_eq!(
+        decode(&mut d, &block).unwrap(),
+        known(&[("password", "secret")])
+    );
     assert_eq!(d.table_len(), 0);
 
     let mut d = synchronised(4096);
-    assert_eq!(decode(&mut d, &hex("82")).unwrap(), known(&[(":method", "GET")]));
+    assert_eq!(
+        decode(&mut d, &hex("82")).unwrap(),
+        known(&[(":method", "GET")])
+    );
     assert_eq!(d.table_len(), 0);
 }
 
@@ -124,7 +136,10 @@ fn responses_c5_c6(blocks: [&str; 3]) {
         ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
         ("location", "https://www.example.com"),
         ("content-encoding", "gzip"),
-        ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+        (
+            "set-cookie",
+            "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1",
+        ),
     ];
     assert_eq!(decode(&mut d, &hex(blocks[2])).unwrap(), known(&third));
     assert_eq!((d.table_len(), d.table_size()), (3, 215));
@@ -157,7 +172,10 @@ fn c6_responses_with_huffman() {
 #[test]
 fn synchronised_decoder_rejects_unknown_indexes_and_loses_sync() {
     let mut d = synchronised(4096);
-    assert_eq!(decode(&mut d, &hex("82be")), Err(DecodeError::IndexOutOfRange));
+    assert_eq!(
+        decode(&mut d, &hex("82be")),
+        Err(DecodeError::IndexOutOfRange)
+    );
     assert!(!d.is_synchronised());
     // Now the same index is merely unknown.
     assert_eq!(decode(&mut d, &hex("be")).unwrap(), vec![(None, None)]);
@@ -181,7 +199,10 @@ fn mid_stream_unknown_entries_and_entries_seen() {
     let block = hex("7f00 0376 616c 4001 6101 62");
     assert_eq!(
         decode(&mut d, &block).unwrap(),
-        vec![(None, Some("val".into())), (Some("a".into()), Some("b".into()))]
+        vec![
+            (None, Some("val".into())),
+            (Some("a".into()), Some("b".into()))
+        ]
     );
     assert_eq!(
         decode(&mut d, &hex("be bf c0")).unwrap(),
@@ -207,7 +228,10 @@ fn size_update_to_zero_resynchronises() {
     let fields = decode(&mut d, &hex("20 3fe1 1f 4001 6301 64 be")).unwrap();
     assert_eq!(fields, known(&[("c", "d"), ("c", "d")]));
     assert!(d.is_synchronised());
-    assert_eq!(decode(&mut d, &hex("bf")), Err(DecodeError::IndexOutOfRange));
+    assert_eq!(
+        decode(&mut d, &hex("bf")),
+        Err(DecodeError::IndexOutOfRange)
+    );
 }
 
 #[test]
@@ -227,10 +251,19 @@ fn settings_limit_zero_keeps_nothing_after_the_update() {
     d.set_settings_limit(0);
     // Until the encoder acknowledges with a size update, it may still use
     // the initial 4096 bytes.
-    assert_eq!(decode(&mut d, &hex("4001 6101 62 be")).unwrap(), known(&[("a", "b"), ("a", "b")]));
-    assert_eq!(decode(&mut d, &hex("20 4001 6101 62")).unwrap(), known(&[("a", "b")]));
+    assert_eq!(
+        decode(&mut d, &hex("4001 6101 62 be")).unwrap(),
+        known(&[("a", "b"), ("a", "b")])
+    );
+    assert_eq!(
+        decode(&mut d, &hex("20 4001 6101 62")).unwrap(),
+        known(&[("a", "b")])
+    );
     assert_eq!(d.table_len(), 0);
-    assert_eq!(decode(&mut d, &hex("be")), Err(DecodeError::IndexOutOfRange));
+    assert_eq!(
+        decode(&mut d, &hex("be")),
+        Err(DecodeError::IndexOutOfRange)
+    );
 }
 
 #[test]
@@ -279,7 +312,11 @@ fn truncated_and_malformed_blocks() {
 fn random_blocks_never_panic_and_stay_bounded() {
     let mut rng = fastrand::Rng::with_seed(3);
     for round in 0..300 {
-        let mut d = if round % 2 == 0 { synchronised(4096) } else { Decoder::new() };
+        let mut d = if round % 2 == 0 {
+            synchronised(4096)
+        } else {
+            Decoder::new()
+        };
         for _ in 0..20 {
             let len = rng.usize(0..200);
             let block: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();

@@ -6,7 +6,10 @@ use super::*;
 #[test]
 fn curl_one_request_per_connection() {
     let out = run("curl_get_secrets");
-    assert_eq!(summary(&out), [http("GET /index.html", 200, Fault::None, 0, 1)]);
+    assert_eq!(
+        summary(&out),
+        [http("GET /index.html", 200, Fault::None, 0, 1)]
+    );
     assert_eq!(body_sizes(&out), [(Some(0), Some(34))]);
     let get = &out.exchanges[0];
     assert_eq!(attr_str(get, "http.request.method"), Some("GET"));
@@ -19,7 +22,10 @@ fn curl_one_request_per_connection() {
     assert_eq!(body_sizes(&out), [(Some(27), Some(7))]);
 
     let out = run("curl_head");
-    assert_eq!(summary(&out), [http("HEAD /index.html", 200, Fault::None, 0, 1)]);
+    assert_eq!(
+        summary(&out),
+        [http("HEAD /index.html", 200, Fault::None, 0, 1)]
+    );
     assert_eq!(body_sizes(&out), [(Some(0), Some(0))]);
 
     let out = run("curl_503");
@@ -46,7 +52,17 @@ fn nghttp_concurrent_requests_on_one_connection() {
         ]
     );
     let responses: Vec<_> = body_sizes(&out).into_iter().map(|(_, r)| r).collect();
-    assert_eq!(responses, [Some(6), Some(34), Some(153), Some(197), Some(0), Some(50_000)]);
+    assert_eq!(
+        responses,
+        [
+            Some(6),
+            Some(34),
+            Some(153),
+            Some(197),
+            Some(0),
+            Some(50_000)
+        ]
+    );
     assert_eq!(out.desyncs, 0);
 
     // A POST with a body; the server resets the stream (NO_ERROR) after
@@ -70,7 +86,11 @@ fn padding_priority_push_and_table_sizes() {
         ]
     );
     let responses: Vec<_> = body_sizes(&out).into_iter().map(|(_, r)| r).collect();
-    assert_eq!(responses, [Some(34), Some(148), Some(50_000)], "padding is not body");
+    assert_eq!(
+        responses,
+        [Some(34), Some(148), Some(50_000)],
+        "padding is not body"
+    );
     assert_eq!(out.desyncs, 0);
 
     // The client asks for a 0-byte header table: the server's encoder
@@ -121,7 +141,11 @@ fn grpc_unary_calls_with_statuses() {
         assert_eq!(attr_str(exchange, "rpc.service"), Some(service));
         assert_eq!(attr_str(exchange, "rpc.method"), Some(method));
         assert!(!exchange.incomplete);
-        assert_eq!(attr(exchange, "http.request.method"), None, "gRPC spans use rpc.*");
+        assert_eq!(
+            attr(exchange, "http.request.method"),
+            None,
+            "gRPC spans use rpc.*"
+        );
     }
     assert_eq!(out.desyncs, 0);
 }
@@ -144,7 +168,13 @@ fn grpc_server_streaming_and_trailers_only() {
     assert_eq!(
         summary(&out),
         [
-            grpc("demo.v1.Greeter/NoSuchMethod", Some(12), Fault::Server, 2, 3),
+            grpc(
+                "demo.v1.Greeter/NoSuchMethod",
+                Some(12),
+                Fault::Server,
+                2,
+                3
+            ),
             grpc(SAY_HELLO, Some(0), Fault::None, 5, 6),
         ]
     );
@@ -163,7 +193,10 @@ fn grpc_deadline_exceeded_then_resets() {
             grpc(SAY_HELLO, Some(0), Fault::None, 10, 11),
         ]
     );
-    assert!(out.exchanges.iter().all(|e| attr(e, "error.type").is_none()));
+    assert!(out
+        .exchanges
+        .iter()
+        .all(|e| attr(e, "error.type").is_none()));
 }
 
 #[test]
@@ -189,7 +222,11 @@ fn grpc_many_calls_reuse_the_dynamic_table() {
     let out = run("grpc_many");
     let expected: Vec<Summary> = (0..24)
         .map(|i| {
-            let (start, end) = if i == 0 { (2, 5) } else { (2 * i + 6, 2 * i + 7) };
+            let (start, end) = if i == 0 {
+                (2, 5)
+            } else {
+                (2 * i + 6, 2 * i + 7)
+            };
             if i % 6 == 5 {
                 grpc(FAIL, Some(3), Fault::Client, start, end)
             } else {
@@ -237,7 +274,14 @@ fn one_parser_serves_connection_after_connection() {
     }
     assert_eq!(
         all,
-        ["POST /echo", SAY_HELLO, STREAM_HELLOS, STREAM_HELLOS, SAY_HELLO, "GET /fail"]
+        [
+            "POST /echo",
+            SAY_HELLO,
+            STREAM_HELLOS,
+            STREAM_HELLOS,
+            SAY_HELLO,
+            "GET /fail"
+        ]
     );
 }
 
@@ -245,9 +289,19 @@ fn one_parser_serves_connection_after_connection() {
 fn secrets_never_appear() {
     let mut text = String::new();
     for (_, bytes) in CAPTURES {
-        text.push_str(&visible_text(&replay_whole(&mut parser(), &records(bytes)).exchanges));
+        text.push_str(&visible_text(
+            &replay_whole(&mut parser(), &records(bytes)).exchanges,
+        ));
     }
-    for secret in ["sekrit", "cookie-secret", "hunter2", "qwerty", "alice", "Bearer", "failing on purpose"] {
+    for secret in [
+        "sekrit",
+        "cookie-secret",
+        "hunter2",
+        "qwerty",
+        "alice",
+        "Bearer",
+        "failing on purpose",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked");
     }
 }
@@ -275,7 +329,11 @@ fn trace_context_from_request_headers() {
 
     // gRPC metadata on some calls only.
     let out = run("grpc_unary");
-    let with_context: Vec<bool> = out.exchanges.iter().map(|e| e.trace_context.is_some()).collect();
+    let with_context: Vec<bool> = out
+        .exchanges
+        .iter()
+        .map(|e| e.trace_context.is_some())
+        .collect();
     assert_eq!(with_context, [true, true, false, true, false, false, true]);
     let context = out.exchanges[0].trace_context.clone().unwrap();
     assert_eq!(context.trace_id[..2], [0x0a, 0xf7]);
@@ -285,7 +343,9 @@ fn trace_context_from_request_headers() {
 #[test]
 fn grpc_only_parser_skips_plain_http2() {
     let mut grpc_only = Http2Parser::grpc_only(ParserOptions::default());
-    assert!(replay_whole(&mut grpc_only, &capture("nghttp_nginx_multi")).exchanges.is_empty());
+    assert!(replay_whole(&mut grpc_only, &capture("nghttp_nginx_multi"))
+        .exchanges
+        .is_empty());
     let out = replay_whole(&mut grpc_only, &capture("grpc_unimplemented"));
     assert_eq!(out.exchanges.len(), 2);
 }

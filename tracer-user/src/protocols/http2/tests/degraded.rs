@@ -44,16 +44,26 @@ fn mid_stream_grpc_is_named_unknown_never_wrong() {
         assert!(!exchange.incomplete);
     }
     // The traceparent is a literal: still read.
-    let contexts = out.exchanges.iter().filter(|e| e.trace_context.is_some()).count();
+    let contexts = out
+        .exchanges
+        .iter()
+        .filter(|e| e.trace_context.is_some())
+        .count();
     assert_eq!(contexts, 14, "all but the four Fail calls");
     // Starting with the server's side changes nothing but the first call.
     let out = replay_whole(&mut parser(), &records[21..]);
     assert_eq!(summary(&out), expected[1..]);
     // Any cut of the late capture agrees.
     for seed in 0..4 {
-        assert_eq!(replay_random(&mut parser(), late, seed).exchanges, replay_whole(&mut parser(), late).exchanges);
+        assert_eq!(
+            replay_random(&mut parser(), late, seed).exchanges,
+            replay_whole(&mut parser(), late).exchanges
+        );
     }
-    assert_eq!(replay_bytewise(&mut parser(), late).exchanges, replay_whole(&mut parser(), late).exchanges);
+    assert_eq!(
+        replay_bytewise(&mut parser(), late).exchanges,
+        replay_whole(&mut parser(), late).exchanges
+    );
 }
 
 #[test]
@@ -93,7 +103,10 @@ fn mid_stream_inside_a_frame_skips_to_the_next_boundary() {
     assert_eq!(summary(&out), expected);
     assert_eq!(out.desyncs, 2, "one per side that started inside a frame");
     for seed in 0..4 {
-        assert_eq!(replay_random(&mut parser(), &late, seed).exchanges, out.exchanges);
+        assert_eq!(
+            replay_random(&mut parser(), &late, seed).exchanges,
+            out.exchanges
+        );
     }
 }
 
@@ -159,11 +172,19 @@ fn gap_over_frame_headers_resynchronises() {
     let out = replay_with_gap(&records, lost, 0, len);
     let mut expected: Vec<Summary> = Vec::new();
     for i in 0..24u64 {
-        let (start, end) = if i == 0 { (2, 5) } else { (2 * i + 6, 2 * i + 7) };
+        let (start, end) = if i == 0 {
+            (2, 5)
+        } else {
+            (2 * i + 6, 2 * i + 7)
+        };
         let name = if i % 6 == 5 { FAIL } else { SAY_HELLO };
         match end.cmp(&(lost as u64)) {
             std::cmp::Ordering::Less => {
-                let (status, fault) = if i % 6 == 5 { (3, Fault::Client) } else { (0, Fault::None) };
+                let (status, fault) = if i % 6 == 5 {
+                    (3, Fault::Client)
+                } else {
+                    (0, Fault::None)
+                };
                 expected.push(grpc(name, Some(status), fault, start, end));
             }
             std::cmp::Ordering::Equal => {}
@@ -186,7 +207,9 @@ fn gap_over_frame_headers_resynchronises() {
 fn garbage_never_panics_and_never_yields_exchanges() {
     let mut rng = fastrand::Rng::with_seed(42);
     // Bytes that get past the first checks: small lengths, known types.
-    let alphabet = [0x00, 0x01, 0x04, 0x05, 0x08, 0x09, 0x25, 0x80, 0x82, 0x83, 0x88, 0xbe, 0x40, 0x3f];
+    let alphabet = [
+        0x00, 0x01, 0x04, 0x05, 0x08, 0x09, 0x25, 0x80, 0x82, 0x83, 0x88, 0xbe, 0x40, 0x3f,
+    ];
     for round in 0..400 {
         let mut parser = parser();
         let mut out = ParseOutput::default();
@@ -194,7 +217,11 @@ fn garbage_never_panics_and_never_yields_exchanges() {
             parser.on_data(Side::Client, 1, &client_opening(), &mut out);
         }
         for step in 0..20u64 {
-            let side = if rng.bool() { Side::Client } else { Side::Server };
+            let side = if rng.bool() {
+                Side::Client
+            } else {
+                Side::Server
+            };
             let len = rng.usize(0..300);
             let data = garbage(&mut rng, len, &alphabet);
             parser.on_data(side, step, &data, &mut out);
@@ -203,7 +230,11 @@ fn garbage_never_panics_and_never_yields_exchanges() {
             }
         }
         parser.on_close(100, &mut out);
-        assert!(out.exchanges.is_empty(), "round {round}: {:?}", out.exchanges);
+        assert!(
+            out.exchanges.is_empty(),
+            "round {round}: {:?}",
+            out.exchanges
+        );
     }
 }
 

@@ -10,7 +10,11 @@ fn grpc_request(stream: u32, method: &str) -> Vec<u8> {
         HEADERS,
         END_HEADERS,
         stream,
-        &block(&[(":method", "POST"), (":path", &path), ("content-type", "application/grpc")]),
+        &block(&[
+            (":method", "POST"),
+            (":path", &path),
+            ("content-type", "application/grpc"),
+        ]),
     )
 }
 
@@ -24,7 +28,12 @@ fn get(stream: u32, path: &str) -> Vec<u8> {
 }
 
 fn status(stream: u32, code: &str, flags: u8) -> Vec<u8> {
-    frame(HEADERS, END_HEADERS | flags, stream, &block(&[(":status", code)]))
+    frame(
+        HEADERS,
+        END_HEADERS | flags,
+        stream,
+        &block(&[(":status", code)]),
+    )
 }
 
 /// A connection: the client's opening at ts 1, then step `i` at `ts(i)`
@@ -33,7 +42,13 @@ fn converse(steps: &[(Side, Vec<u8>)]) -> ParseOutput {
     let mut parser = parser();
     let mut out = ParseOutput::default();
     feed(&mut parser, Side::Client, 1, &client_opening(), &mut out);
-    feed(&mut parser, Side::Server, 1, &frame(SETTINGS, 0, 0, &[]), &mut out);
+    feed(
+        &mut parser,
+        Side::Server,
+        1,
+        &frame(SETTINGS, 0, 0, &[]),
+        &mut out,
+    );
     for (i, (side, data)) in steps.iter().enumerate() {
         feed(&mut parser, *side, ts(i), data, &mut out);
     }
@@ -69,7 +84,15 @@ fn resets_end_exchanges_with_a_fault() {
 #[test]
 fn interim_responses_are_skipped() {
     let out = converse(&[
-        (Side::Client, frame(HEADERS, END_HEADERS, 1, &block(&[(":method", "PUT"), (":path", "/up")]))),
+        (
+            Side::Client,
+            frame(
+                HEADERS,
+                END_HEADERS,
+                1,
+                &block(&[(":method", "PUT"), (":path", "/up")]),
+            ),
+        ),
         (Side::Server, status(1, "100", 0)),
         (Side::Client, frame(DATA, END_STREAM, 1, b"payload")),
         (Side::Server, status(1, "201", 0)),
@@ -81,7 +104,11 @@ fn interim_responses_are_skipped() {
 
 #[test]
 fn continuation_frames_complete_a_block() {
-    let whole = block(&[(":method", "GET"), (":path", "/split"), ("x-long", &"v".repeat(300))]);
+    let whole = block(&[
+        (":method", "GET"),
+        (":path", "/split"),
+        ("x-long", &"v".repeat(300)),
+    ]);
     let (a, rest) = whole.split_at(10);
     let (b, c) = rest.split_at(100);
     let mut request = frame(HEADERS, END_STREAM, 5, a);
@@ -98,7 +125,11 @@ fn continuation_frames_complete_a_block() {
 #[test]
 fn oversized_header_block_is_lost_not_buffered() {
     let huge = "h".repeat(70_000);
-    let whole = block(&[(":method", "GET"), (":path", "/big-headers"), ("x-huge", &huge)]);
+    let whole = block(&[
+        (":method", "GET"),
+        (":path", "/big-headers"),
+        ("x-huge", &huge),
+    ]);
     let (a, b) = whole.split_at(40_000);
     let mut request = frame(HEADERS, END_STREAM, 1, a);
     request.extend(frame(CONTINUATION, END_HEADERS, 1, b));
@@ -115,37 +146,84 @@ fn oversized_header_block_is_lost_not_buffered() {
             http("GET /after", 200, Fault::None, 2, 3),
         ]
     );
-    assert_eq!(attr_str(&out.exchanges[0], "http.request.method"), Some("_OTHER"));
-    assert_eq!(attr(&out.exchanges[0], "http.request.method_original"), None);
+    assert_eq!(
+        attr_str(&out.exchanges[0], "http.request.method"),
+        Some("_OTHER")
+    );
+    assert_eq!(
+        attr(&out.exchanges[0], "http.request.method_original"),
+        None
+    );
     assert_eq!(out.desyncs, 1, "the lost block drops the HPACK context");
 }
 
 #[test]
 fn non_standard_methods_and_connect() {
     let out = converse(&[
-        (Side::Client, frame(HEADERS, END_HEADERS | END_STREAM, 1, &block(&[(":method", "PURGE"), (":path", "/cache?k=1")]))),
+        (
+            Side::Client,
+            frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                1,
+                &block(&[(":method", "PURGE"), (":path", "/cache?k=1")]),
+            ),
+        ),
         (Side::Server, status(1, "200", END_STREAM)),
-        (Side::Client, frame(HEADERS, END_HEADERS, 3, &block(&[(":method", "CONNECT"), (":authority", "example.org:443")]))),
+        (
+            Side::Client,
+            frame(
+                HEADERS,
+                END_HEADERS,
+                3,
+                &block(&[(":method", "CONNECT"), (":authority", "example.org:443")]),
+            ),
+        ),
         (Side::Server, status(3, "200", 0)),
     ]);
     assert_eq!(out.exchanges.len(), 2);
     let purge = &out.exchanges[0];
     assert_eq!(purge.name, "HTTP /cache");
     assert_eq!(attr_str(purge, "http.request.method"), Some("_OTHER"));
-    assert_eq!(attr_str(purge, "http.request.method_original"), Some("PURGE"));
+    assert_eq!(
+        attr_str(purge, "http.request.method_original"),
+        Some("PURGE")
+    );
     let connect = &out.exchanges[1];
     assert_eq!(connect.name, "CONNECT");
     assert_eq!(attr(connect, "url.path"), None);
     assert!(connect.incomplete, "tunnel still open at the close");
-    assert_eq!((connect.end_ns, int_attr(connect, "http.response.status_code")), (ts(4), Some(200)));
+    assert_eq!(
+        (
+            connect.end_ns,
+            int_attr(connect, "http.response.status_code")
+        ),
+        (ts(4), Some(200))
+    );
 }
 
 #[test]
 fn trailers_and_old_stream_ids_are_not_new_requests() {
     let out = converse(&[
-        (Side::Client, frame(HEADERS, END_HEADERS, 1, &block(&[(":method", "POST"), (":path", "/a")]))),
+        (
+            Side::Client,
+            frame(
+                HEADERS,
+                END_HEADERS,
+                1,
+                &block(&[(":method", "POST"), (":path", "/a")]),
+            ),
+        ),
         (Side::Client, frame(DATA, 0, 1, b"12345")),
-        (Side::Client, frame(HEADERS, END_HEADERS | END_STREAM, 1, &block(&[("x-checksum", "1")]))),
+        (
+            Side::Client,
+            frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                1,
+                &block(&[("x-checksum", "1")]),
+            ),
+        ),
         (Side::Server, status(1, "200", END_STREAM)),
         // Stream 1 is over; a late frame on it starts nothing.
         (Side::Client, get(1, "/again")),
@@ -164,12 +242,21 @@ fn tracked_streams_are_bounded() {
     feed(&mut parser, Side::Client, 1, &client_opening(), &mut out);
     let extra = 5;
     for i in 0..(conversation::MAX_STREAMS + extra) as u32 {
-        feed(&mut parser, Side::Client, 2, &get(2 * i + 1, "/pending"), &mut out);
+        feed(
+            &mut parser,
+            Side::Client,
+            2,
+            &get(2 * i + 1, "/pending"),
+            &mut out,
+        );
     }
     assert_eq!(out.desyncs, extra as u64);
     parser.on_close(3, &mut out);
     assert_eq!(out.exchanges.len(), conversation::MAX_STREAMS);
-    assert!(out.exchanges.iter().all(|e| e.incomplete && e.name == "GET /pending"));
+    assert!(out
+        .exchanges
+        .iter()
+        .all(|e| e.incomplete && e.name == "GET /pending"));
 }
 
 #[test]
@@ -185,7 +272,10 @@ fn desync_on_client_side_resynchronises_on_frames() {
     ]);
     assert_eq!(
         summary(&out),
-        [http("GET /first", 200, Fault::None, 0, 1), http("GET /later", 200, Fault::None, 2, 3)]
+        [
+            http("GET /first", 200, Fault::None, 0, 1),
+            http("GET /later", 200, Fault::None, 2, 3)
+        ]
     );
     assert_eq!(out.desyncs, 1);
 }
