@@ -25,7 +25,34 @@ pub struct KernelConfig {
     /// Bytes of unread events in the ring buffer above which a submit wakes
     /// the reader; below it, events are batched without a wake-up.
     pub wakeup_bytes: u32,
-    pub _pad: u32,
+    /// How a syscall's socket is found: one of [`SocketLookup`], as a `u32`.
+    pub socket_lookup: u32,
+    /// Offsets for [`SocketLookup::FdTable`] (0 with the tracepoint path):
+    /// `task_struct.files`, `files_struct.fdt`, `fdtable.max_fds`,
+    /// `fdtable.fd`, `file.f_inode`, `file.private_data`, `inode.i_mode`,
+    /// `socket.sk`.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_inode: u32,
+    pub file_private_data: u32,
+    pub inode_mode: u32,
+    pub socket_sk: u32,
+}
+
+/// How the kernel programs learn that a syscall touched a socket, and which
+/// `struct sock` it is. Chosen by user space per kernel at load time.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketLookup {
+    /// The `sock_send_length`/`sock_recv_length` tp_btf hooks (Linux 6.3+)
+    /// fire inside the syscall with the `struct sock`.
+    Tracepoint = 0,
+    /// At the syscall's exit, the fd is resolved through the task's file
+    /// table (`task->files->fdt->fd[fd]` → `file` → `socket` → `sk`): works
+    /// on every kernel with BTF, no kprobes needed.
+    FdTable = 1,
 }
 
 impl KernelConfig {
@@ -42,7 +69,15 @@ impl KernelConfig {
         sock_protocol: 0,
         task_tgid: 0,
         wakeup_bytes: 0,
-        _pad: 0,
+        socket_lookup: SocketLookup::Tracepoint as u32,
+        task_files: 0,
+        files_fdt: 0,
+        fdtable_max_fds: 0,
+        fdtable_fd: 0,
+        file_inode: 0,
+        file_private_data: 0,
+        inode_mode: 0,
+        socket_sk: 0,
     };
 }
 

@@ -9,5 +9,5 @@ pub mod config;
 pub mod event;
 pub mod maps;
 
-pub use config::KernelConfig;
+pub use config::{KernelConfig, SocketLookup};
 pub use event::*;

@@ -10,13 +10,15 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    maps::Counter, DataEvent, Direction, EventKind, Syscall, MAX_IOVECS, MAX_MMSG, MAX_MMSG_IOVECS,
+    maps::Counter, DataEvent, Direction, EventKind, SocketLookup, Syscall, MAX_IOVECS, MAX_MMSG,
+    MAX_MMSG_IOVECS,
 };
 
 use crate::{
     ctx::{syscall_arg, syscall_ret},
     emit::DataBuilder,
-    maps::{count, finish_in_flight, in_flight_slot, traced_current},
+    fdtable::socket_of_fd,
+    maps::{config, count, finish_in_flight, in_flight_slot, traced_current, InFlight},
     socket::{ensure_connection, Tracked},
     tls::note_socket_of_ssl_call,
 };
@@ -69,23 +71,25 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     let Some(in_flight) = finish_in_flight(pid_tgid) else {
         return;
     };
-    if in_flight.sock == 0 || in_flight.syscall != syscall as u8 {
-        return; // not a socket (file, pipe, ...) or a mismatched pair
+    if in_flight.syscall != syscall as u8 {
+        return; // a mismatched pair
     }
     let ret = syscall_ret(ctx);
     if ret <= 0 {
         return;
     }
+    let sock = socket_of_syscall(&in_flight);
+    if sock == 0 {
+        return; // not a socket: file, pipe, ...
+    }
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
-    match ensure_connection(tgid, tid, in_flight.fd, in_flight.sock) {
+    match ensure_connection(tgid, tid, in_flight.fd, sock) {
         Tracked::No => return,
         Tracked::Tls => return, // ciphertext: the TLS hooks emit the plaintext
         Tracked::Plain => {}
     }
-    if in_flight.in_tls_call != 0
-        && note_socket_of_ssl_call(pid_tgid, tgid, in_flight.fd, in_flight.sock)
-    {
+    if in_flight.in_tls_call != 0 && note_socket_of_ssl_call(pid_tgid, tgid, in_flight.fd, sock) {
         return;
     }
     let direction = syscall.direction();
@@ -103,7 +107,7 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         tid,
         fd: in_flight.fd,
         timestamp_ns,
-        sock: in_flight.sock,
+        sock,
         total_len: 0,
         captured_len: 0,
     };
@@ -118,6 +122,16 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         Syscall::Recvmmsg | Syscall::Sendmmsg => emit_mmsghdrs(header, in_flight.buf, ret as u64),
         Syscall::Sendfile => emit_size_only(header, ret as u64),
         Syscall::SslRead | Syscall::SslWrite => {}
+    }
+}
+
+/// The `struct sock` the finished syscall moved data through, 0 if none.
+#[inline(always)]
+fn socket_of_syscall(in_flight: &InFlight) -> u64 {
+    if config().socket_lookup == SocketLookup::FdTable as u32 {
+        socket_of_fd(in_flight.fd)
+    } else {
+        in_flight.sock // set by the sock tp_btf hooks inside the syscall
     }
 }
 

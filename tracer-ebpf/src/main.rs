@@ -2,16 +2,21 @@
 //!
 //! The capture stands on syscall tracepoints, BTF tracepoints (tp_btf) and
 //! scheduler tracepoints only, because kprobes and fentry are missing on many
-//! kernels (and on our CI machines). How a socket syscall is told from file
-//! I/O without kprobes: `sys_enter_*` remembers the in-flight syscall of the
-//! thread; the `sock_send_length`/`sock_recv_length` tp_btf hooks fire inside
-//! it only when it reaches a socket, and record the `struct sock`; the
-//! matching `sys_exit_*` emits the payload only if a socket was recorded.
+//! kernels (and on our CI machines). `sys_enter_*` remembers the in-flight
+//! syscall of the thread; the matching `sys_exit_*` emits the payload only if
+//! the syscall moved data through a socket. Which socket, one of two ways
+//! chosen by user space per kernel (`tracer_common::SocketLookup`):
+//! - Linux 6.3+: the `sock_send_length`/`sock_recv_length` tp_btf hooks fire
+//!   inside the syscall only when it reaches a socket and record the
+//!   `struct sock` in the in-flight slot;
+//! - older kernels: [`fdtable`] resolves the fd through the task's file table
+//!   at the syscall's exit.
 //!
 //! One file per hook family: [`process`] (which processes are traced),
 //! [`socket`] (sock tp_btf hooks, connect/accept/close), [`data`] (payload
-//! syscalls), [`tls`] (OpenSSL uprobes: plaintext of TLS connections). [`emit`] assembles events; [`maps`] holds the shared state;
-//! [`ctx`] reads tracepoint records.
+//! syscalls), [`tls`] (OpenSSL uprobes: plaintext of TLS connections).
+//! [`emit`] assembles events; [`maps`] holds the shared state; [`ctx`] reads
+//! tracepoint records; [`fdtable`] finds the socket of an fd.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -21,6 +26,8 @@ mod ctx;
 mod data;
 #[cfg(target_arch = "bpf")]
 mod emit;
+#[cfg(target_arch = "bpf")]
+mod fdtable;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

@@ -117,6 +117,7 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         max_payload: args.max_payload,
         ring_buffer_bytes: args.ring_buffer_mib * 1024 * 1024,
         wakeup_bytes: WAKEUP_BYTES,
+        socket_lookup: args.socket_hooks.forced(),
     })?;
     return_freed_heap();
     let ring = kernel.take_events()?;

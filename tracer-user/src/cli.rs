@@ -85,9 +85,39 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(16..=16_777_216))]
     pub link_max_spans: u64,
 
+    /// How the kernel programs find the socket of a syscall: `auto` takes
+    /// the cheapest this kernel offers (`tracepoint` on Linux 6.3+, else
+    /// `fd-table`); the others force one path (`-v` says which was taken).
+    #[arg(long, value_enum, value_name = "PATH", default_value_t = SocketHooksArg::Auto,
+          env = "TRACER_SOCKET_HOOKS")]
+    pub socket_hooks: SocketHooksArg,
+
     /// More logging on stderr (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `--socket-hooks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SocketHooksArg {
+    /// The `sock_send_length`/`sock_recv_length` tracepoints where the
+    /// kernel has them, else the file table.
+    Auto,
+    /// The `sock_send_length`/`sock_recv_length` tracepoints (Linux 6.3+).
+    Tracepoint,
+    /// Each syscall's fd resolved through the task's file table at its exit.
+    FdTable,
+}
+
+impl SocketHooksArg {
+    /// The forced lookup, `None` for `auto`.
+    pub fn forced(self) -> Option<tracer_common::SocketLookup> {
+        match self {
+            SocketHooksArg::Auto => None,
+            SocketHooksArg::Tracepoint => Some(tracer_common::SocketLookup::Tracepoint),
+            SocketHooksArg::FdTable => Some(tracer_common::SocketLookup::FdTable),
+        }
+    }
 }
 
 /// Subcommands; without one, `tracer` traces.

@@ -27,7 +27,11 @@ use crate::{tracer_binary, workspace_root};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Untraced,
+    /// The tracer with the socket path its kernel picks (`auto`).
     Tracer,
+    /// The tracer with `--socket-hooks fd-table`, the path of kernels
+    /// before 6.3, forced on this one.
+    TracerFdTable,
     Bpftrace,
 }
 
@@ -36,12 +40,27 @@ impl Mode {
         match self {
             Mode::Untraced => "untraced",
             Mode::Tracer => "tracer",
+            Mode::TracerFdTable => "tracer, --socket-hooks fd-table",
             Mode::Bpftrace => "bpftrace floor",
+        }
+    }
+
+    fn socket_hooks(self) -> &'static str {
+        match self {
+            Mode::TracerFdTable => "fd-table",
+            _ => "auto",
         }
     }
 }
 
 const MODES: [Mode; 3] = [Mode::Untraced, Mode::Tracer, Mode::Bpftrace];
+/// nginx also runs with the file-table socket path, to show its cost.
+const NGINX_MODES: [Mode; 4] = [
+    Mode::Untraced,
+    Mode::Tracer,
+    Mode::Bpftrace,
+    Mode::TracerFdTable,
+];
 
 /// The syscalls the tracer hooks, for the bpftrace floor: the same
 /// tracepoints with a pid filter and a per-CPU count, the least any
@@ -130,7 +149,7 @@ enum Observer {
 fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer> {
     match mode {
         Mode::Untraced => Ok(Observer::None),
-        Mode::Tracer => {
+        Mode::Tracer | Mode::TracerFdTable => {
             let pid_list = pids
                 .iter()
                 .map(u32::to_string)
@@ -141,6 +160,7 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
             // They are counted from the tracer's exit summary instead.
             let mut child = Command::new(tracer_binary())
                 .args(["--pid", &pid_list, "--output", "json"])
+                .args(["--socket-hooks", mode.socket_hooks()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -428,7 +448,7 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
     let pids = children_of(nginx.0.id());
     let url = format!("http://127.0.0.1:{port}/hello");
     run_wrk(&url, 1)?; // warm-up
-    let mut rows: Vec<NginxRow> = MODES
+    let mut rows: Vec<NginxRow> = NGINX_MODES
         .iter()
         .map(|&mode| NginxRow {
             mode,
@@ -472,7 +492,8 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
         "`wrk -t1 -c16 -d{seconds}s --latency http://127.0.0.1:PORT/hello` against nginx (1 worker, 6-byte body), \
          {rounds} interleaved rounds per configuration; the tracer ran as `tracer --pid MASTER,WORKER --output json` \
          with stdout to /dev/null (every span still encoded and written; spans counted from the exit summary's \
-         latency table, less any the sinks dropped); the floor is bpftrace counting the same {n} syscall tracepoint pairs with a pid filter.\n",
+         latency table, less any the sinks dropped); the floor is bpftrace counting the same {n} syscall tracepoint pairs with a pid filter. \
+         The last row forces the socket path of kernels before 6.3 (`--socket-hooks fd-table`) on this kernel.\n",
         n = HOOKED_SYSCALLS.len()
     );
     let _ = writeln!(
@@ -511,6 +532,15 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
         tracer.requests,
         tracer.events_lost,
         tracer.rss_kib as f64 / 1024.0
+    );
+    let fd_table = &rows[3];
+    let _ = writeln!(
+        report,
+        "With `--socket-hooks fd-table`: {} `GET /hello` server spans for {} requests ({:.3}%), {} events lost.\n",
+        fd_table.spans,
+        fd_table.requests,
+        100.0 * fd_table.spans as f64 / fd_table.requests.max(1) as f64,
+        fd_table.events_lost
     );
     drop(nginx);
     Ok(())
@@ -611,34 +641,94 @@ fn bench_redis(scratch: &Path, rounds: u32, report: &mut String) -> Result<()> {
     Ok(())
 }
 
-/// Average run time of our programs while the tracer traces nginx under wrk.
+/// Run count and total run time of one of our programs (bpf_stats).
+struct ProgramCost {
+    runs: u64,
+    time_ns: u64,
+}
+
+/// Average run time of our programs while the tracer traces nginx under wrk,
+/// once per socket path.
 fn bench_kernel_cost(scratch: &Path, seconds: u32, report: &mut String) -> Result<()> {
     let (nginx, port) = start_nginx(scratch)?;
     let pids = children_of(nginx.0.id());
+    let url = format!("http://127.0.0.1:{port}/hello");
     let _ = Command::new("sysctl")
         .args(["-q", "kernel.bpf_stats_enabled=1"])
         .status();
-    let observer = start_observer(Mode::Tracer, &pids, "GET /hello")?;
-    run_wrk(&format!("http://127.0.0.1:{port}/hello"), seconds)?;
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()
-        .context("bpftool")?;
-    stop_observer(observer)?;
+    let mut per_path = Vec::new();
+    for mode in [Mode::Tracer, Mode::TracerFdTable] {
+        let observer = start_observer(mode, &pids, "GET /hello")?;
+        let wrk = run_wrk(&url, seconds)?;
+        let out = Command::new("bpftool")
+            .args(["prog", "show", "--json"])
+            .output()
+            .context("bpftool")?;
+        stop_observer(observer)?;
+        per_path.push((
+            mode,
+            wrk.requests,
+            program_costs(&String::from_utf8_lossy(&out.stdout)),
+        ));
+    }
     let _ = Command::new("sysctl")
         .args(["-q", "kernel.bpf_stats_enabled=0"])
         .status();
-    let text = String::from_utf8_lossy(&out.stdout);
     let _ = writeln!(report, "## Kernel cost per program run\n");
     let _ = writeln!(
         report,
-        "`sysctl kernel.bpf_stats_enabled=1`, then `bpftool prog show --json` after {seconds} s of wrk against traced nginx \
-         (average = run_time_ns / run_cnt; programs that did not run are left out).\n"
+        "`sysctl kernel.bpf_stats_enabled=1`, then `bpftool prog show --json` after {seconds} s of wrk against traced nginx, \
+         once with the socket path this kernel picks (`tracepoint`: the `sock_*_length` tp_btf hooks mark socket \
+         syscalls) and once with `--socket-hooks fd-table` (kernels before 6.3: each payload syscall's fd resolved \
+         through the task's file table at its exit, no sock hooks). Average = run_time_ns / run_cnt; programs that did \
+         not run are left out.\n"
     );
-    let _ = writeln!(report, "| program | runs | avg ns/run |");
-    let _ = writeln!(report, "|---|---|---|");
+    let _ = writeln!(
+        report,
+        "| program | runs (tracepoint) | avg ns/run (tracepoint) | runs (fd-table) | avg ns/run (fd-table) |"
+    );
+    let _ = writeln!(report, "|---|---|---|---|---|");
+    let mut names: Vec<&String> = per_path
+        .iter()
+        .flat_map(|(_, _, costs)| costs.keys())
+        .collect();
+    names.sort();
+    names.dedup();
+    let cell = |costs: &std::collections::BTreeMap<String, ProgramCost>, name: &str| {
+        costs.get(name).map_or_else(
+            || ("–".to_owned(), "–".to_owned()),
+            |c| (c.runs.to_string(), (c.time_ns / c.runs).to_string()),
+        )
+    };
+    for name in names {
+        let (runs_tp, ns_tp) = cell(&per_path[0].2, name);
+        let (runs_fd, ns_fd) = cell(&per_path[1].2, name);
+        let _ = writeln!(
+            report,
+            "| {name} | {runs_tp} | {ns_tp} | {runs_fd} | {ns_fd} |"
+        );
+    }
+    let _ = writeln!(report);
+    for (mode, requests, costs) in &per_path {
+        let total: u64 = costs.values().map(|c| c.time_ns).sum();
+        let _ = writeln!(
+            report,
+            "- {}: {:.2} µs of our programs per HTTP request ({} requests).",
+            mode.name(),
+            total as f64 / 1000.0 / (*requests).max(1) as f64,
+            requests
+        );
+    }
+    let _ = writeln!(report);
+    drop(nginx);
+    Ok(())
+}
+
+/// `tracer_*` programs that ran, from `bpftool prog show --json`.
+fn program_costs(json: &str) -> std::collections::BTreeMap<String, ProgramCost> {
+    let mut costs = std::collections::BTreeMap::new();
     // Minimal JSON scan: objects with "name", "run_time_ns", "run_cnt".
-    for object in text.split('{').skip(1) {
+    for object in json.split('{').skip(1) {
         let field = |key: &str| {
             object.split(&format!("\"{key}\":")).nth(1).map(|rest| {
                 rest.trim_start_matches('"')
@@ -656,17 +746,14 @@ fn bench_kernel_cost(scratch: &Path, seconds: u32, report: &mut String) -> Resul
         if !name.starts_with("tracer_") {
             continue;
         }
-        let (Ok(time), Ok(count)) = (time.parse::<u64>(), count.parse::<u64>()) else {
+        let (Ok(time_ns), Ok(runs)) = (time.parse::<u64>(), count.parse::<u64>()) else {
             continue;
         };
-        if count == 0 {
-            continue;
+        if runs > 0 {
+            costs.insert(name, ProgramCost { runs, time_ns });
         }
-        let _ = writeln!(report, "| {name} | {count} | {} |", time / count);
     }
-    let _ = writeln!(report);
-    drop(nginx);
-    Ok(())
+    costs
 }
 
 fn bench_pipeline(report: &mut String) -> Result<()> {

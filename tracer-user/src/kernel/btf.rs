@@ -6,7 +6,10 @@
 //! string section) that answers one question: where is field `a.b.c` of
 //! struct `S`, looking through anonymous structs and unions.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+};
 
 use thiserror::Error;
 
@@ -73,7 +76,13 @@ pub struct KernelBtf {
     types: Vec<Type>,
     /// Struct name → type id, for the structs with names.
     structs: HashMap<String, u32>,
+    /// Raw tracepoints the kernel offers to tp_btf programs: the names of
+    /// its `btf_trace_<name>` typedefs, without the prefix.
+    btf_tracepoints: HashSet<String>,
 }
+
+/// Prefix of the typedef the kernel declares for each raw tracepoint.
+const BTF_TRACE_PREFIX: &str = "btf_trace_";
 
 fn u32_at(data: &[u8], pos: usize) -> Result<u32, BtfError> {
     let bytes = data
@@ -121,6 +130,7 @@ impl KernelBtf {
             strings,
             types: vec![Type::Other],
             structs: HashMap::new(),
+            btf_tracepoints: HashSet::new(),
         };
         btf.parse_types(type_section)?;
         Ok(btf)
@@ -161,6 +171,13 @@ impl KernelBtf {
                     Type::Composite { members }
                 }
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    if kind == KIND_TYPEDEF {
+                        if let Some(tracepoint) =
+                            self.string(name_off).strip_prefix(BTF_TRACE_PREFIX)
+                        {
+                            self.btf_tracepoints.insert(tracepoint.to_owned());
+                        }
+                    }
                     Type::Alias {
                         target: size_or_type,
                     }
@@ -226,6 +243,12 @@ impl KernelBtf {
             }
         }
         None
+    }
+
+    /// Whether the kernel has raw tracepoint `name` for tp_btf programs
+    /// (its BTF declares `btf_trace_<name>`).
+    pub fn has_btf_tracepoint(&self, name: &str) -> bool {
+        self.btf_tracepoints.contains(name)
     }
 
     /// Byte offset of the field at `path` (e.g. `["__sk_common", "skc_daddr"]`)
@@ -294,6 +317,37 @@ mod tests {
         assert!(tgid > 0);
         assert!(btf.field_offset("sock", &["no_such_field"]).is_err());
         assert!(btf.field_offset("no_such_struct", &["x"]).is_err());
+    }
+
+    /// The fd-table path's fields exist on this kernel, and the tracepoint
+    /// probe answers from the kernel's own typedefs (present since 6.3).
+    #[test]
+    fn finds_file_table_fields_and_btf_tracepoints() {
+        let Ok(btf) = KernelBtf::from_sys_fs() else {
+            panic!("this test needs /sys/kernel/btf/vmlinux");
+        };
+        for (strukt, field) in [
+            ("task_struct", "files"),
+            ("files_struct", "fdt"),
+            ("fdtable", "max_fds"),
+            ("fdtable", "fd"),
+            ("file", "f_inode"),
+            ("file", "private_data"),
+            ("inode", "i_mode"),
+            ("socket", "sk"),
+        ] {
+            assert!(
+                btf.field_offset(strukt, &[field]).is_ok(),
+                "{strukt}.{field}"
+            );
+        }
+        // `struct fdtable { unsigned int max_fds; struct file **fd; ... }`
+        assert_eq!(btf.field_offset("fdtable", &["max_fds"]).unwrap(), 0);
+        assert_eq!(btf.field_offset("fdtable", &["fd"]).unwrap(), 8);
+        assert!(btf.has_btf_tracepoint("sched_process_fork"));
+        assert!(btf.has_btf_tracepoint("sock_send_length"));
+        assert!(!btf.has_btf_tracepoint("no_such_tracepoint"));
+        assert!(!btf.has_btf_tracepoint("btf_trace_sched_process_fork"));
     }
 
     #[test]

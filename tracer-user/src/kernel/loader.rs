@@ -10,7 +10,7 @@ use aya::{
 use thiserror::Error;
 use tracer_common::{
     maps::{Counter, TRACED_BY_PID},
-    KernelConfig, MAX_PAYLOAD, TASK_COMM_LEN,
+    KernelConfig, SocketLookup, MAX_PAYLOAD, TASK_COMM_LEN,
 };
 
 use super::btf::{BtfError, KernelBtf};
@@ -45,6 +45,13 @@ pub enum KernelError {
     },
     #[error("eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("--socket-hooks tracepoint: this kernel has no sock_send_length/sock_recv_length tracepoints (they appeared in Linux 6.3); use --socket-hooks auto or fd-table")]
+    NoSocketTracepoints,
+    #[error("{source}; kernels before 5.11 charge eBPF maps to RLIMIT_MEMLOCK, which could not be raised ({rlimit}): run as root or with CAP_SYS_RESOURCE, or raise `ulimit -l`")]
+    Memlock {
+        source: Box<KernelError>,
+        rlimit: std::io::Error,
+    },
 }
 
 /// What the user chose that the kernel side needs.
@@ -52,6 +59,24 @@ pub struct KernelOptions {
     pub max_payload: u32,
     pub ring_buffer_bytes: u32,
     pub wakeup_bytes: u32,
+    /// How to find a syscall's socket; `None` picks the cheapest the kernel offers.
+    pub socket_lookup: Option<SocketLookup>,
+}
+
+/// The way the kernel programs find a syscall's socket on this kernel, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketHooks {
+    pub lookup: SocketLookup,
+    pub reason: &'static str,
+}
+
+impl SocketHooks {
+    pub fn name(self) -> &'static str {
+        match self.lookup {
+            SocketLookup::Tracepoint => "tracepoint",
+            SocketLookup::FdTable => "fd-table",
+        }
+    }
 }
 
 /// Syscall tracepoints (category `syscalls`) and the programs that handle them.
@@ -91,11 +116,13 @@ const SCHED_TRACEPOINTS: &[(&str, &str)] = &[
     ("tracer_process_exit", "sched_process_exit"),
 ];
 
-/// BTF tracepoints (tp_btf).
-const BTF_TRACEPOINTS: &[(&str, &str)] = &[
+/// BTF tracepoints (tp_btf) every socket path uses.
+const BTF_TRACEPOINTS: &[(&str, &str)] = &[("tracer_process_fork", "sched_process_fork")];
+
+/// BTF tracepoints of [`SocketLookup::Tracepoint`] (Linux 6.3+).
+const SOCKET_BTF_TRACEPOINTS: &[(&str, &str)] = &[
     ("tracer_sock_send", "sock_send_length"),
     ("tracer_sock_recv", "sock_recv_length"),
-    ("tracer_process_fork", "sched_process_fork"),
 ];
 
 /// OpenSSL entry points and the uprobe program for each; every one also
@@ -115,6 +142,7 @@ pub struct AttachedKernel {
     traced_comms: HashMap<MapData, [u8; TASK_COMM_LEN], u8>,
     counters: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    socket_hooks: SocketHooks,
 }
 
 impl AttachedKernel {
@@ -122,11 +150,34 @@ impl AttachedKernel {
         if EBPF_OBJECT.is_empty() {
             return Err(KernelError::NoObject);
         }
-        let config = kernel_config(options)?;
+        let kernel_btf = KernelBtf::from_sys_fs()?;
+        let socket_hooks = choose_socket_hooks(&kernel_btf, options.socket_lookup)?;
+        log::debug!(
+            "socket hooks: {} ({})",
+            socket_hooks.name(),
+            socket_hooks.reason
+        );
+        let config = kernel_config(&kernel_btf, options, socket_hooks.lookup)?;
+        drop(kernel_btf);
+        let memlock = raise_memlock();
+        Self::load_with(options, &config, socket_hooks).map_err(|err| match memlock {
+            Err(rlimit) if is_permission_error(&err) => KernelError::Memlock {
+                source: Box::new(err),
+                rlimit,
+            },
+            _ => err,
+        })
+    }
+
+    fn load_with(
+        options: &KernelOptions,
+        config: &KernelConfig,
+        socket_hooks: SocketHooks,
+    ) -> Result<Self, KernelError> {
         let cpus =
             aya::util::nr_cpus().map_err(|(what, source)| KernelError::Cpus { what, source })?;
         let mut ebpf = EbpfLoader::new()
-            .override_global("CONFIG", &config, true)
+            .override_global("CONFIG", config, true)
             .map_max_entries("EVENTS", options.ring_buffer_bytes)
             .map_max_entries("SCRATCH", u32::try_from(cpus).unwrap_or(u32::MAX))
             .load(EBPF_OBJECT)?;
@@ -140,7 +191,11 @@ impl AttachedKernel {
             }
         };
         let btf = Btf::from_sys_fs()?;
-        for &(program, tracepoint) in BTF_TRACEPOINTS {
+        let socket_tracepoints = match socket_hooks.lookup {
+            SocketLookup::Tracepoint => SOCKET_BTF_TRACEPOINTS,
+            SocketLookup::FdTable => &[],
+        };
+        for &(program, tracepoint) in BTF_TRACEPOINTS.iter().chain(socket_tracepoints) {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(program)
                 .ok_or(KernelError::Missing(program))?
@@ -208,6 +263,7 @@ impl AttachedKernel {
             traced_comms,
             counters,
             logger,
+            socket_hooks,
         })
     }
 
@@ -294,6 +350,11 @@ impl AttachedKernel {
         totals
     }
 
+    /// How the kernel programs find a syscall's socket on this kernel.
+    pub fn socket_hooks(&self) -> SocketHooks {
+        self.socket_hooks
+    }
+
     /// Forwards log records the kernel programs wrote.
     pub fn flush_kernel_logs(&mut self) {
         if let Some(logger) = &mut self.logger {
@@ -315,10 +376,38 @@ pub fn comm_key(comm: &str) -> [u8; TASK_COMM_LEN] {
     key
 }
 
-fn kernel_config(options: &KernelOptions) -> Result<KernelConfig, KernelError> {
-    let btf = KernelBtf::from_sys_fs()?;
+/// Picks how the programs find a syscall's socket: the forced way if the
+/// kernel has it, else the sock tracepoints where they exist (cheapest: they
+/// fire only on sockets), else the file-table walk.
+fn choose_socket_hooks(
+    btf: &KernelBtf,
+    forced: Option<SocketLookup>,
+) -> Result<SocketHooks, KernelError> {
+    let has_tracepoints = SOCKET_BTF_TRACEPOINTS
+        .iter()
+        .all(|&(_, tracepoint)| btf.has_btf_tracepoint(tracepoint));
+    let hooks = |lookup, reason| SocketHooks { lookup, reason };
+    match (forced, has_tracepoints) {
+        (Some(SocketLookup::Tracepoint), false) => Err(KernelError::NoSocketTracepoints),
+        (Some(lookup), _) => Ok(hooks(lookup, "forced by --socket-hooks")),
+        (None, true) => Ok(hooks(
+            SocketLookup::Tracepoint,
+            "the kernel has the sock_send_length/sock_recv_length tracepoints",
+        )),
+        (None, false) => Ok(hooks(
+            SocketLookup::FdTable,
+            "no sock_send_length/sock_recv_length tracepoints (Linux < 6.3): fds resolved through the task's file table",
+        )),
+    }
+}
+
+fn kernel_config(
+    btf: &KernelBtf,
+    options: &KernelOptions,
+    socket_lookup: SocketLookup,
+) -> Result<KernelConfig, KernelError> {
     let sock = |field: &str| btf.field_offset("sock", &["__sk_common", field]);
-    Ok(KernelConfig {
+    let mut config = KernelConfig {
         max_payload: options.max_payload.min(MAX_PAYLOAD as u32),
         sock_family: sock("skc_family")?,
         sock_daddr: sock("skc_daddr")?,
@@ -330,8 +419,52 @@ fn kernel_config(options: &KernelOptions) -> Result<KernelConfig, KernelError> {
         sock_protocol: btf.field_offset("sock", &["sk_protocol"])?,
         task_tgid: btf.field_offset("task_struct", &["tgid"])?,
         wakeup_bytes: options.wakeup_bytes,
-        _pad: 0,
-    })
+        socket_lookup: socket_lookup as u32,
+        ..KernelConfig::UNSET
+    };
+    if socket_lookup == SocketLookup::FdTable {
+        config.task_files = btf.field_offset("task_struct", &["files"])?;
+        config.files_fdt = btf.field_offset("files_struct", &["fdt"])?;
+        config.fdtable_max_fds = btf.field_offset("fdtable", &["max_fds"])?;
+        config.fdtable_fd = btf.field_offset("fdtable", &["fd"])?;
+        config.file_inode = btf.field_offset("file", &["f_inode"])?;
+        config.file_private_data = btf.field_offset("file", &["private_data"])?;
+        config.inode_mode = btf.field_offset("inode", &["i_mode"])?;
+        config.socket_sk = btf.field_offset("socket", &["sk"])?;
+    }
+    Ok(config)
+}
+
+/// Kernels before 5.11 charge eBPF maps to `RLIMIT_MEMLOCK` (64 KiB by
+/// default on many); later ones charge the memory cgroup and ignore it, so a
+/// refusal only matters if loading then fails.
+fn raise_memlock() -> Result<(), std::io::Error> {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit struct for the calling process.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    log::debug!("raising RLIMIT_MEMLOCK: {err} (harmless on Linux 5.11+)");
+    Err(err)
+}
+
+/// Whether a load failure looks like the memlock limit: EPERM from a map
+/// or program creation.
+fn is_permission_error(err: &KernelError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error() == Some(libc::EPERM) {
+                return true;
+            }
+        }
+        cause = error.source();
+    }
+    false
 }
 
 #[cfg(test)]

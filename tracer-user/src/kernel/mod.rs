@@ -6,4 +6,4 @@ mod loader;
 pub mod openssl;
 pub mod preflight;
 
-pub use loader::{AttachedKernel, KernelError, KernelOptions};
+pub use loader::{AttachedKernel, KernelError, KernelOptions, SocketHooks};
