@@ -16,7 +16,7 @@ use tracer_common::{
 
 use crate::{
     emit::output_record,
-    maps::{config, count, IN_FLIGHT, TRACED_COMMS, TRACED_PIDS},
+    maps::{config, count, IN_FLIGHT, SSL_IN_FLIGHT, TRACED_COMMS, TRACED_PIDS},
 };
 
 /// tp_btf `sched_process_fork(struct task_struct *parent, struct task_struct *child)`,
@@ -88,8 +88,11 @@ pub fn tracer_process_exec(ctx: TracePointContext) -> u32 {
 pub fn tracer_process_exit(ctx: TracePointContext) -> u32 {
     let _ = ctx;
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Threads of traced processes keep their in-flight slot until now.
+    // Threads of traced processes keep their in-flight slot until now; a
+    // thread that dies inside a hooked SSL call never reaches its return
+    // probe, so its call is dropped here too (else the map fills).
     let _ = IN_FLIGHT.remove(&pid_tgid);
+    let _ = SSL_IN_FLIGHT.remove(&pid_tgid);
     let tgid = (pid_tgid >> 32) as u32;
     if tgid != pid_tgid as u32 {
         return 0;

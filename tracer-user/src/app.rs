@@ -103,9 +103,10 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     let pids = process::with_descendants(&args.pids)?;
     for comm in &args.comms {
         if comm.len() > 15 {
+            // The kernel keeps 15 bytes, which may end inside a character.
             log::warn!(
                 "--comm {comm}: the kernel keeps 15 bytes of a name; matching {:?}",
-                &comm[..15]
+                String::from_utf8_lossy(&comm.as_bytes()[..15])
             );
         }
     }

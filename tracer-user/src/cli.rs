@@ -29,7 +29,8 @@ pub struct Args {
 
     /// Trace every process with this executable name, including ones
     /// started later; repeat or separate with commas.
-    #[arg(short, long = "comm", value_name = "NAME", value_delimiter = ',')]
+    #[arg(short, long = "comm", value_name = "NAME", value_delimiter = ',',
+          value_parser = parse_comm)]
     pub comms: Vec<String>,
 
     /// Span output on stdout (`none` when only exporting).
@@ -197,6 +198,20 @@ fn parse_protocol(name: &str) -> Result<Protocol, String> {
     })
 }
 
+/// An executable name as the kernel can match it: not empty, no `/` (a
+/// path is not a name) and no NUL.
+fn parse_comm(name: &str) -> Result<String, String> {
+    if name.is_empty() {
+        return Err("an executable name cannot be empty".to_owned());
+    }
+    if name.contains(['/', '\0']) {
+        return Err(format!(
+            "{name:?} is a path, not an executable name (give e.g. `nginx`)"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 fn parse_otlp_protocol(name: &str) -> Result<OtlpProtocol, String> {
     name.parse()
         .map_err(|err: crate::sinks::otlp::ConfigError| err.to_string())
@@ -235,6 +250,10 @@ mod tests {
         assert!(Args::try_parse_from(["tracer", "--otlp-protocol", "http/json"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--metrics-addr", "localhost"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--summary-every", "0"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--comm", ""]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--comm", "nginx,"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--comm", "/usr/sbin/nginx"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--socket-hooks", "kprobe"]).is_err());
         assert!(
             Args::try_parse_from(["tracer", "report"]).is_err(),
             "report needs a file"

@@ -71,6 +71,57 @@ fn not_root_is_one_clear_error() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
+/// A kernel without BTF (here: /sys/kernel/btf hidden by an empty tmpfs in
+/// a private mount namespace) gets one line naming the kernel option.
+#[test]
+fn kernel_without_btf_is_one_clear_error() {
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /sys/kernel/btf && exec \"$0\" --pid 1",
+            tracer_binary(),
+        ])
+        .output()
+        .expect("run unshare");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CONFIG_DEBUG_INFO_BTF"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// `--socket-hooks` takes only the paths it knows (the refusal of
+/// `tracepoint` on kernels without the tracepoints is checked by the kernel
+/// matrix, `cargo xtask vm`).
+#[test]
+fn socket_hooks_values_are_checked() {
+    let (ok, stderr) = run_tracer(&["--pid", "1", "--socket-hooks", "kprobe"]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid value 'kprobe'"), "{stderr}");
+    let (ok, stderr) = run_tracer(&[
+        "--pid",
+        "1",
+        "--socket-hooks",
+        "fd-table",
+        "--duration",
+        "0.1",
+    ]);
+    assert!(ok, "{stderr}");
+}
+
+/// A `--comm` longer than the kernel keeps, cut inside a UTF-8 character,
+/// is warned about and traced, never a panic.
+#[test]
+fn long_multibyte_comm_is_matched_not_a_panic() {
+    let (ok, stderr) = run_tracer(&["--comm", "ééééééééé", "--duration", "0.1"]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("keeps 15 bytes"), "{stderr}");
+}
+
 #[test]
 fn duration_ends_the_run_and_detaches_everything() {
     let nginx = servers::nginx(1);
