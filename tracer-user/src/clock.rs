@@ -1,4 +1,4 @@
-//! Converting kernel timestamps (CLOCK_MONOTONIC, as `bpf_ktime_get_ns`
+//! Converting kernel timestamps (`CLOCK_MONOTONIC`, as `bpf_ktime_get_ns`
 //! reads it) to wall-clock time, once at start.
 
 fn read(clock: libc::clockid_t) -> i128 {

@@ -20,7 +20,7 @@ pub struct PipelineConfig {
     pub enabled: Vec<Protocol>,
     pub options: ParserOptions,
     pub max_connections: usize,
-    /// CLOCK_REALTIME - CLOCK_MONOTONIC.
+    /// `CLOCK_REALTIME` - `CLOCK_MONOTONIC`.
     pub wall_offset_ns: i128,
     pub link: LinkConfig,
 }

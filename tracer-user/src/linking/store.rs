@@ -94,7 +94,7 @@ pub struct Node {
     pub parent: Option<NodeId>,
     pub first_child: Option<NodeId>,
     pub next_sibling: Option<NodeId>,
-    /// CLOCK_MONOTONIC ns the linker got it.
+    /// `CLOCK_MONOTONIC` ns the linker got it.
     pub arrived_ns: u64,
 }
 

@@ -31,7 +31,7 @@ pub(super) enum Frame<'a> {
     /// The client connection preface: the connection was seen from its
     /// start.
     ClientPreface,
-    /// A complete header block (HEADERS or PUSH_PROMISE, then any
+    /// A complete header block (HEADERS or `PUSH_PROMISE`, then any
     /// CONTINUATION). `block` is `None` when it was lost (a gap, or too
     /// big to keep).
     Headers {
@@ -687,7 +687,7 @@ impl Framer {
     }
 }
 
-/// The header block fragment inside a complete HEADERS or PUSH_PROMISE
+/// The header block fragment inside a complete HEADERS or `PUSH_PROMISE`
 /// payload, without padding, priority or promised stream id; `None` when
 /// the padding is longer than the payload.
 fn fragment(header: &FrameHeader, payload: &[u8]) -> Option<std::ops::Range<usize>> {

@@ -10,8 +10,8 @@ pub(super) fn split_path(path: &str) -> Option<(&str, &str)> {
 }
 
 /// Who is at fault for a gRPC status, after the OpenTelemetry gRPC
-/// conventions: on a server span only UNKNOWN, DEADLINE_EXCEEDED,
-/// UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS are errors (the
+/// conventions: on a server span only UNKNOWN, `DEADLINE_EXCEEDED`,
+/// UNIMPLEMENTED, INTERNAL, UNAVAILABLE and `DATA_LOSS` are errors (the
 /// server failed); any other non-OK code is the caller's doing, an error
 /// on client spans only. Codes gRPC does not define count as UNKNOWN.
 pub(super) fn fault(code: i64) -> Fault {

@@ -17,16 +17,16 @@ use super::packets::{
 /// What kind of answer a command gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
-    /// OK, ERR, LOCAL INFILE request or result sets (COM_QUERY,
-    /// COM_STMT_EXECUTE, COM_PROCESS_INFO).
+    /// OK, ERR, LOCAL INFILE request or result sets (`COM_QUERY`,
+    /// `COM_STMT_EXECUTE`, `COM_PROCESS_INFO`).
     ResultSets,
-    /// COM_STMT_PREPARE's OK and definitions, or ERR.
+    /// `COM_STMT_PREPARE`'s OK and definitions, or ERR.
     Prepared,
-    /// One packet of any kind (COM_PING, COM_INIT_DB, COM_STATISTICS, ...).
+    /// One packet of any kind (`COM_PING`, `COM_INIT_DB`, `COM_STATISTICS`, ...).
     OnePacket,
-    /// Packets up to an EOF or ERR (COM_FIELD_LIST).
+    /// Packets up to an EOF or ERR (`COM_FIELD_LIST`).
     UntilEof,
-    /// Rows up to a terminator or ERR (COM_STMT_FETCH).
+    /// Rows up to a terminator or ERR (`COM_STMT_FETCH`).
     Rows,
 }
 

@@ -29,7 +29,7 @@ fn known(pairs: &[(&str, &str)]) -> Fields {
 }
 
 /// A decoder of a connection seen from its start, whose table holds
-/// `size` bytes (the Appendix C examples' SETTINGS_HEADER_TABLE_SIZE).
+/// `size` bytes (the Appendix C examples' `SETTINGS_HEADER_TABLE_SIZE`).
 fn synchronised(size: usize) -> Decoder {
     let mut decoder = Decoder::new();
     decoder.start_synchronised();
