@@ -3,6 +3,11 @@
 //! HTTP/protobuf, the official protobuf types), serving Prometheus
 //! metrics, storing OTLP-JSON files and reading them back with
 //! `tracer report`.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 #[path = "export/collector.rs"]
 mod collector;

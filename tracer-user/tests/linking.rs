@@ -2,6 +2,10 @@
 //! → a Python thread-per-connection app → Redis and PostgreSQL, all but
 //! curl traced at once, and every request's spans checked to form the
 //! exact tree, one by one and under concurrent load.
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 mod common;
 

@@ -5,6 +5,10 @@
     dead_code,
     reason = "each test binary uses a different part of the harness"
 )]
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 pub mod servers;
 
