@@ -116,7 +116,7 @@ fn assert_same_spans(run: &TracerRun, inbox: &Inbox, nginx_pids: &[u32]) {
         // The resource: the process the span came from.
         let pid = json["pid"].as_i64().expect("pid");
         assert!(
-            nginx_pids.contains(&(pid as u32)),
+            nginx_pids.contains(&u32::try_from(pid).unwrap()),
             "pid {pid} is not nginx's"
         );
         assert_eq!(attr(resource, "process.pid"), Some(Attr::Int(pid)));
@@ -323,8 +323,8 @@ fn collector_outage_never_stalls_capture_and_nothing_is_lost_silently() {
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_nanos() as u64;
-        now_ns - outage_start.elapsed().as_nanos() as u64
+            .as_nanos();
+        u64::try_from(now_ns - outage_start.elapsed().as_nanos()).unwrap()
     };
 
     collector.restart();

@@ -196,7 +196,8 @@ impl Store {
                 .as_ref()
                 .filter(|node| node.is_held())
                 .map(|_| NodeId {
-                    index: index as u32,
+                    // As `insert` numbers them.
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
                     generation: slot.generation,
                 })
         })
