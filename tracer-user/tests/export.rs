@@ -263,6 +263,10 @@ fn service_name_override_and_traces_endpoint_used_as_is() {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: load through a collector outage, then its accounting"
+)]
 fn collector_outage_never_stalls_capture_and_nothing_is_lost_silently() {
     let nginx = servers::nginx(1);
     let mut collector = Collector::start(Transport::Grpc, free_port(), Inbox::default());
@@ -459,6 +463,14 @@ fn counter_sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &
 }
 
 #[test]
+#[expect(
+    clippy::float_cmp,
+    reason = "the counts and bucket bounds compared are whole numbers, exact in f64"
+)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: every sink checked against the same run"
+)]
 fn every_sink_at_once_metrics_file_and_otlp_agree_with_stdout() {
     let nginx = servers::nginx(1);
     let collector = Collector::start(Transport::Http, free_port(), Inbox::default());
