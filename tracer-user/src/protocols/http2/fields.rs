@@ -31,7 +31,7 @@ pub(super) struct RequestFields {
 }
 
 /// What a response's header block (or its trailers) says.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ResponseFields {
     pub status: Option<u16>,
     /// `content-type: application/grpc...`, or a `grpc-status` or

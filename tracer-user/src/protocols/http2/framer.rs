@@ -26,7 +26,7 @@ const MAX_SETTINGS_BYTES: usize = 6 * 64;
 const SCAN_LIMIT: usize = 2 * (DEFAULT_MAX_FRAME as usize + 2 * HEADER_LEN);
 
 /// What a side's frames mean to the rest of the parser.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Frame<'a> {
     /// The client connection preface: the connection was seen from its
     /// start.

@@ -18,7 +18,7 @@ use super::{encode, Transport};
 use crate::sinks::{resource::ResourceConfig, SinkCounters, SinkQueue, SpanBatch};
 
 /// The sink's knobs (tests shrink them).
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Timing {
     /// Spans per export request.
     pub max_batch: usize,
