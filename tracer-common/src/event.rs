@@ -252,10 +252,12 @@ pub const MAX_MMSG: u32 = 4;
 
 #[cfg(feature = "user")]
 mod user {
-    use super::*;
-    // SAFETY: all are repr(C), padding-free and valid for any bit pattern.
+    use super::{ConnEvent, DataEvent, ProcessEvent};
+    // SAFETY: repr(C), padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for DataEvent {}
+    // SAFETY: repr(C), padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for ConnEvent {}
+    // SAFETY: repr(C), padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for ProcessEvent {}
 }
 
