@@ -181,6 +181,10 @@ impl Request {
     }
 }
 
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "skipping_to_sync and copy_in vary apart from the startup flags; a startup-phase enum would be a parser change of its own"
+)]
 struct Session {
     options: ParserOptions,
     /// The client may still send a startup-family (untyped) message.
@@ -411,7 +415,8 @@ impl Session {
                 request.failed = true;
                 request.error = sqlstate;
             }
-            Some(Pending::Query(_)) => {}
+            // A query that failed already, or nothing pending.
+            Some(Pending::Query(_)) | None => {}
             Some(Pending::Execute(_)) => {
                 if let Some(Pending::Execute(mut request)) = self.pending.pop_front() {
                     request.failed = true;
@@ -421,7 +426,6 @@ impl Session {
                 self.skipping_to_sync = true;
             }
             Some(Pending::SyncPoint { .. }) => self.skipping_to_sync = true,
-            None => {}
         }
     }
 
