@@ -1,5 +1,5 @@
 //! PostgreSQL and MariaDB end to end: the real tracer against real servers
-//! with psql, pgbench, the mariadb client and Perl's DBD::MariaDB (server-side
+//! with psql, pgbench, the mariadb client and Perl's `DBD::MariaDB` (server-side
 //! prepared statements).
 #![expect(
     clippy::expect_used,

@@ -89,8 +89,7 @@ impl TracerRun {
             .iter()
             .rev()
             .find(|l| l.contains("spans emitted"))
-            .map(String::as_str)
-            .unwrap_or("")
+            .map_or("", String::as_str)
     }
 
     /// A number from the summary line, e.g. `summary_count("events lost")`.
@@ -153,7 +152,7 @@ impl Tracer {
                 sink.lock().expect("stderr lock").push(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
                 break;

@@ -130,7 +130,7 @@ pub(super) fn split_every(pieces: Vec<Piece>, size: usize) -> Vec<Piece> {
                 .chunks(size)
                 .map(|c| Piece::Data(side, c.to_vec()))
                 .collect(),
-            gap => vec![gap],
+            gap @ Piece::Gap(..) => vec![gap],
         })
         .collect()
 }
@@ -151,7 +151,7 @@ pub(super) fn split_random(pieces: Vec<Piece>, seed: u64, max: usize) -> Vec<Pie
                 }
                 out
             }
-            gap => vec![gap],
+            gap @ Piece::Gap(..) => vec![gap],
         })
         .collect()
 }

@@ -435,16 +435,15 @@ impl Framer {
     /// Checks the scan buffer; on a boundary, queues the held bytes from
     /// there to be parsed in sync.
     fn scan_found(&mut self, sink: &mut impl FrameSink, queue: &mut VecDeque<(u64, Vec<u8>)>) {
-        match self.scan.find() {
-            Some(pos) => self.hand_over(pos, sink, queue),
-            None => {
-                // Rejected offsets are never needed again, and no
-                // candidate needs more than SCAN_LIMIT bytes.
-                let unneeded = self.scan.first_needed();
-                self.scan.drop_front(unneeded);
-                let excess = self.scan.bytes.len().saturating_sub(SCAN_LIMIT);
-                self.scan.drop_front(excess);
-            }
+        if let Some(pos) = self.scan.find() {
+            self.hand_over(pos, sink, queue);
+        } else {
+            // Rejected offsets are never needed again, and no
+            // candidate needs more than SCAN_LIMIT bytes.
+            let unneeded = self.scan.first_needed();
+            self.scan.drop_front(unneeded);
+            let excess = self.scan.bytes.len().saturating_sub(SCAN_LIMIT);
+            self.scan.drop_front(excess);
         }
     }
 

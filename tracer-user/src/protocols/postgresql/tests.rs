@@ -652,9 +652,7 @@ fn detect_refuses_other_protocols_and_garbage() {
     for data in others {
         assert_eq!(detect(data), None, "{:?}", String::from_utf8_lossy(data));
     }
-    let mysql_greeting =
-        &crate::protocols::sql::testing::transcript(include_bytes!("../testdata/mysql/select.bin"))
-            [0];
+    let mysql_greeting = &transcript(include_bytes!("../testdata/mysql/select.bin"))[0];
     assert_eq!(detect(mysql_greeting.data), None);
     for seed in 0..500 {
         assert_eq!(detect(&garbage(seed, 64)), None, "seed {seed}");
