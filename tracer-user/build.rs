@@ -1,5 +1,5 @@
 //! Builds the eBPF programs (tracer-ebpf) with the nightly toolchain and
-//! bpf-linker, and leaves the object in OUT_DIR for `include_bytes_aligned!`.
+//! bpf-linker, and leaves the object in `OUT_DIR` for `include_bytes_aligned!`.
 
 use std::{env, fs, path::PathBuf};
 

@@ -245,17 +245,19 @@ pub const SCRATCH_SIZE: usize = size_of::<DataEvent>() + 2 * MAX_PAYLOAD;
 /// with it the HPACK context of the whole connection.
 pub const MAX_IOVECS: u32 = 32;
 /// Most iovec entries copied per message of recvmmsg/sendmmsg (datagrams,
-/// seldom scattered): the verifier walks MAX_MMSG times this many copies.
+/// seldom scattered): the verifier walks `MAX_MMSG` times this many copies.
 pub const MAX_MMSG_IOVECS: u32 = 8;
 /// Most messages reported from one recvmmsg/sendmmsg.
 pub const MAX_MMSG: u32 = 4;
 
 #[cfg(feature = "user")]
 mod user {
-    use super::*;
-    // SAFETY: all are repr(C), padding-free and valid for any bit pattern.
+    use super::{ConnEvent, DataEvent, ProcessEvent};
+    // SAFETY: repr(C), padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for DataEvent {}
+    // SAFETY: repr(C), padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for ConnEvent {}
+    // SAFETY: repr(C), padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for ProcessEvent {}
 }
 

@@ -16,6 +16,10 @@
 //! is also added to the exit latency table as the summary sink adds it. A
 //! sink's cost is the difference between a run with and one without it
 //! (e.g. in instructions under callgrind).
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark harness: input it cannot use stops it loudly, as in the tests"
+)]
 
 use std::time::Instant;
 
@@ -82,32 +86,16 @@ fn data_record(
         fd,
         timestamp_ns: ts,
         sock: 0xffff_8880_0000_0000 + u64::from(fd),
-        total_len: payload.len() as u32,
-        captured_len: payload.len() as u32,
+        total_len: u32::try_from(payload.len()).expect("captured payloads are small"),
+        captured_len: u32::try_from(payload.len()).expect("captured payloads are small"),
     };
     let mut record = as_bytes(&header);
     record.extend_from_slice(payload);
     record
 }
 
-fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20_000);
-    let mode = std::env::args().nth(2).unwrap_or_default();
-    let redis = std::env::args().nth(3).is_some_and(|w| w == "redis");
-    let mut pipeline = Pipeline::new(PipelineConfig {
-        enabled: vec![Protocol::Http, Protocol::Redis, Protocol::Postgresql],
-        options: ParserOptions::default(),
-        max_connections: 65536,
-        wall_offset_ns: 0,
-        // The tracer's defaults: a 2 s window, 65536 spans.
-        link: LinkConfig {
-            window_ns: 2_000_000_000,
-            max_spans: 65536,
-        },
-    });
+/// Opens every connection (server side, as the kernel reports an accept).
+fn open_connections(pipeline: &mut Pipeline, redis: bool) {
     for fd in 0..CONNECTIONS {
         let mut local_addr = [0u8; 16];
         local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
@@ -123,15 +111,18 @@ fn main() {
             local_addr,
             remote_addr: local_addr,
             local_port: if redis { 6379 } else { 8080 },
-            remote_port: 40000 + fd as u16,
+            remote_port: 40000 + u16::try_from(fd).expect("64 connections"),
             protocol: IPPROTO_TCP,
             _pad: 0,
         };
         pipeline.handle_record(&as_bytes(&open));
     }
-    // One round = a request and a response on every connection (HTTP), or
-    // both benchmark captures on every connection (Redis).
-    let (round, spans_per_round): (Vec<Vec<u8>>, u64) = if redis {
+}
+
+/// One round: a request and a response on every connection (HTTP), or
+/// both benchmark captures on every connection (Redis); and its span count.
+fn one_round(redis: bool) -> (Vec<Vec<u8>>, u64) {
+    if redis {
         let records: Vec<(bool, &[u8])> = REDIS_CAPTURES
             .iter()
             .flat_map(|c| capture_records(c))
@@ -168,7 +159,29 @@ fn main() {
             })
             .collect();
         (round, u64::from(CONNECTIONS))
-    };
+    }
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let mode = std::env::args().nth(2).unwrap_or_default();
+    let redis = std::env::args().nth(3).is_some_and(|w| w == "redis");
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        enabled: vec![Protocol::Http, Protocol::Redis, Protocol::Postgresql],
+        options: ParserOptions::default(),
+        max_connections: 65536,
+        wall_offset_ns: 0,
+        // The tracer's defaults: a 2 s window, 65536 spans.
+        link: LinkConfig {
+            window_ns: 2_000_000_000,
+            max_spans: 65536,
+        },
+    });
+    open_connections(&mut pipeline, redis);
+    let (round, spans_per_round) = one_round(redis);
     let (json, text) = (mode == "json", mode == "text");
     let mut table = (mode == "summary").then(LatencyTable::default);
     let resource = ResourceConfig::default();

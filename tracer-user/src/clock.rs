@@ -1,4 +1,4 @@
-//! Converting kernel timestamps (CLOCK_MONOTONIC, as `bpf_ktime_get_ns`
+//! Converting kernel timestamps (`CLOCK_MONOTONIC`, as `bpf_ktime_get_ns`
 //! reads it) to wall-clock time, once at start.
 
 fn read(clock: libc::clockid_t) -> i128 {
@@ -7,7 +7,7 @@ fn read(clock: libc::clockid_t) -> i128 {
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid out-pointer; both clocks always exist on Linux.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &raw mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 

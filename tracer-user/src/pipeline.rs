@@ -20,7 +20,7 @@ pub struct PipelineConfig {
     pub enabled: Vec<Protocol>,
     pub options: ParserOptions,
     pub max_connections: usize,
-    /// CLOCK_REALTIME - CLOCK_MONOTONIC.
+    /// `CLOCK_REALTIME` - `CLOCK_MONOTONIC`.
     pub wall_offset_ns: i128,
     pub link: LinkConfig,
 }
@@ -95,15 +95,15 @@ impl Pipeline {
         match event {
             Event::Data(header, payload) => {
                 let origin = self.connections.on_data(&header, payload, &mut self.parsed);
-                self.finish_exchanges(origin, header.pid, header.tid);
+                self.finish_exchanges(origin.as_ref(), header.pid, header.tid);
             }
             Event::ConnOpen(conn) => {
                 let origin = self.connections.on_open(&conn, &mut self.parsed);
-                self.finish_exchanges(origin, conn.pid, conn.tid);
+                self.finish_exchanges(origin.as_ref(), conn.pid, conn.tid);
             }
             Event::ConnClose(conn) => {
                 let origin = self.connections.on_close(&conn, &mut self.parsed);
-                self.finish_exchanges(origin, conn.pid, conn.tid);
+                self.finish_exchanges(origin.as_ref(), conn.pid, conn.tid);
             }
             Event::Process(process) => self.on_process(&process),
         }
@@ -164,7 +164,7 @@ impl Pipeline {
         }
     }
 
-    fn finish_exchanges(&mut self, origin: Option<Origin>, pid: u32, tid: u32) {
+    fn finish_exchanges(&mut self, origin: Option<&Origin>, pid: u32, tid: u32) {
         if self.parsed.exchanges.is_empty() {
             return;
         }
@@ -172,13 +172,13 @@ impl Pipeline {
             self.parsed.exchanges.clear();
             return;
         };
-        let ctx = self.context(&origin, pid, tid);
+        let ctx = self.context(origin, pid, tid);
         let now_ns = clock::monotonic_ns();
         // Taken out to be drained, then put back: its room is reused by
         // the next record instead of allocated anew.
         let mut exchanges = std::mem::take(&mut self.parsed.exchanges);
         for (i, exchange) in exchanges.drain(..).enumerate() {
-            let span = self.span(exchange, &ctx, &origin, i as u64);
+            let span = self.span(exchange, &ctx, origin, i as u64);
             self.linker
                 .push(span, now_ns, &self.connections, &mut self.ready);
         }

@@ -1,5 +1,9 @@
 //! The binary's edges: bad input gives one clear line and a non-zero exit;
 //! exit, however it happens, leaves nothing of ours attached.
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 mod common;
 

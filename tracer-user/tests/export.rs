@@ -3,6 +3,11 @@
 //! HTTP/protobuf, the official protobuf types), serving Prometheus
 //! metrics, storing OTLP-JSON files and reading them back with
 //! `tracer report`.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 #[path = "export/collector.rs"]
 mod collector;
@@ -111,7 +116,7 @@ fn assert_same_spans(run: &TracerRun, inbox: &Inbox, nginx_pids: &[u32]) {
         // The resource: the process the span came from.
         let pid = json["pid"].as_i64().expect("pid");
         assert!(
-            nginx_pids.contains(&(pid as u32)),
+            nginx_pids.contains(&u32::try_from(pid).unwrap()),
             "pid {pid} is not nginx's"
         );
         assert_eq!(attr(resource, "process.pid"), Some(Attr::Int(pid)));
@@ -258,6 +263,10 @@ fn service_name_override_and_traces_endpoint_used_as_is() {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: load through a collector outage, then its accounting"
+)]
 fn collector_outage_never_stalls_capture_and_nothing_is_lost_silently() {
     let nginx = servers::nginx(1);
     let mut collector = Collector::start(Transport::Grpc, free_port(), Inbox::default());
@@ -318,8 +327,8 @@ fn collector_outage_never_stalls_capture_and_nothing_is_lost_silently() {
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_nanos() as u64;
-        now_ns - outage_start.elapsed().as_nanos() as u64
+            .as_nanos();
+        u64::try_from(now_ns - outage_start.elapsed().as_nanos()).unwrap()
     };
 
     collector.restart();
@@ -454,6 +463,14 @@ fn counter_sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &
 }
 
 #[test]
+#[expect(
+    clippy::float_cmp,
+    reason = "the counts and bucket bounds compared are whole numbers, exact in f64"
+)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: every sink checked against the same run"
+)]
 fn every_sink_at_once_metrics_file_and_otlp_agree_with_stdout() {
     let nginx = servers::nginx(1);
     let collector = Collector::start(Transport::Http, free_port(), Inbox::default());

@@ -1,6 +1,10 @@
 //! HTTP/2 and gRPC end to end: the real tracer and kernel programs against
 //! a Python grpcio server and client, and nginx serving h2c to curl, on
 //! 127.0.0.1.
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 mod common;
 

@@ -1,5 +1,9 @@
 //! Redis, memcached and DNS end to end: the real tracer against
 //! redis-server, memcached and dnsmasq with their own clients.
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 mod common;
 

@@ -2,6 +2,10 @@
 //! → a Python thread-per-connection app → Redis and PostgreSQL, all but
 //! curl traced at once, and every request's spans checked to form the
 //! exact tree, one by one and under concurrent load.
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 mod common;
 
@@ -139,6 +143,11 @@ struct Shares {
 }
 
 impl Shares {
+    /// Whether `rule` linked every span it saw (and saw some).
+    fn all_right(&self, rule: &str) -> bool {
+        matches!(self.by_rule.get(rule), Some(&(right, all)) if all > 0 && right == all)
+    }
+
     fn share(&self, rule: &str) -> f64 {
         let (right, all) = self.by_rule.get(rule).copied().unwrap_or((0, 0));
         if all == 0 {
@@ -248,7 +257,7 @@ fn one_request_at_a_time_every_request_is_one_trace_with_the_exact_tree() {
     let shares = check(&run, &ids, &with_traceparent);
     shares.report("one at a time", &run);
     for (_, _, rule) in EXPECTED {
-        assert_eq!(shares.share(rule), 1.0, "{rule}: {shares:?}");
+        assert!(shares.all_right(rule), "{rule}: {shares:?}");
     }
     assert_eq!(shares.whole_traces, ids.len());
     assert_eq!(
@@ -289,8 +298,8 @@ fn under_concurrent_load_threads_and_connections_link_exactly() {
     let run = tracer.stop();
     let shares = check(&run, &ids, &[]);
     shares.report("8 concurrent clients, keep-alive upstream", &run);
-    assert_eq!(shares.share("app in-process"), 1.0, "{shares:?}");
-    assert_eq!(shares.share("cross-process"), 1.0, "{shares:?}");
+    assert!(shares.all_right("app in-process"), "{shares:?}");
+    assert!(shares.all_right("cross-process"), "{shares:?}");
     // nginx: the request its event loop read last before writing upstream
     // on a reused connection. Measured 100% here; allow a little.
     assert!(shares.share("event loop") >= 0.95, "{shares:?}");
@@ -309,8 +318,8 @@ fn under_concurrent_load_a_fresh_upstream_connection_per_request() {
         "8 concurrent clients, upstream connection per request",
         &run,
     );
-    assert_eq!(shares.share("app in-process"), 1.0, "{shares:?}");
-    assert_eq!(shares.share("cross-process"), 1.0, "{shares:?}");
+    assert!(shares.all_right("app in-process"), "{shares:?}");
+    assert!(shares.all_right("cross-process"), "{shares:?}");
     // nginx writes to a new upstream connection in a later loop iteration
     // than the one that read the request: other requests may be read in
     // between, and then the clue is wrong. Measured, not proven.
@@ -332,7 +341,7 @@ fn worker_pool_hand_off_one_request_at_a_time_is_linked() {
     let shares = check(&run, &ids, &[]);
     shares.report("worker pool, one at a time", &run);
     for (_, _, rule) in EXPECTED {
-        assert_eq!(shares.share(rule), 1.0, "{rule}: {shares:?}");
+        assert!(shares.all_right(rule), "{rule}: {shares:?}");
     }
     assert_eq!(shares.whole_traces, ids.len());
 }
@@ -350,7 +359,7 @@ fn worker_pool_hand_off_under_load_never_guesses() {
         shares.wrong, 0,
         "a guess among several requests: {shares:?}"
     );
-    assert_eq!(shares.share("cross-process"), 1.0, "{shares:?}");
+    assert!(shares.all_right("cross-process"), "{shares:?}");
 }
 
 /// Spans that cannot get a parent are not held: the callers of nginx and

@@ -54,7 +54,7 @@ fn garbage_to_traced_servers_makes_no_spans_and_no_crash() {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                rng as u8
+                rng.to_le_bytes()[0]
             })
             .collect::<Vec<u8>>()
     };

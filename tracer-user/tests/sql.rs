@@ -1,6 +1,10 @@
 //! PostgreSQL and MariaDB end to end: the real tracer against real servers
-//! with psql, pgbench, the mariadb client and Perl's DBD::MariaDB (server-side
+//! with psql, pgbench, the mariadb client and Perl's `DBD::MariaDB` (server-side
 //! prepared statements).
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 mod common;
 

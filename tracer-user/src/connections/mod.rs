@@ -359,47 +359,13 @@ impl ConnectionTable {
         } else {
             Direction::Egress
         };
-        if let ProtocolState::Detecting { attempts } = &mut conn.state {
-            if payload.is_empty() {
-                return None;
-            }
-            if !conn.tls && looks_like_tls_record(payload) {
-                // Shown as a connection, never parsed as plaintext; the TLS
-                // hooks, if the library is hooked, bring the plaintext.
-                conn.saw_ciphertext = true;
-                conn.state = ProtocolState::Ignored;
-                return None;
-            }
-            match protocols::detect(&self.enabled, conn.transport, payload) {
-                Some((protocol, side)) => {
-                    match protocols::new_parser(protocol, conn.transport, self.options) {
-                        Some(parser) => {
-                            let client_bytes_come_in =
-                                (side == Side::Client) == (direction == Direction::Ingress);
-                            let we_are = if client_bytes_come_in {
-                                SpanKind::Server
-                            } else {
-                                SpanKind::Client
-                            };
-                            conn.state = ProtocolState::Active {
-                                protocol,
-                                we_are,
-                                parser,
-                            };
-                        }
-                        None => conn.state = ProtocolState::Ignored,
-                    }
-                }
-                None => {
-                    *attempts += 1;
-                    if *attempts >= DETECTION_ATTEMPTS {
-                        conn.state = ProtocolState::Ignored;
-                        self.stats.unrecognised += 1;
-                    }
-                    return None;
-                }
-            }
-        }
+        conn.detect(
+            &self.enabled,
+            self.options,
+            &mut self.stats,
+            direction,
+            payload,
+        );
         let ProtocolState::Active { we_are, parser, .. } = &mut conn.state else {
             return None;
         };
@@ -485,6 +451,58 @@ fn looks_like_tls_record(data: &[u8]) -> bool {
 }
 
 impl Connection {
+    /// While `Detecting`, tries to recognise the protocol from `payload`:
+    /// on success the connection is `Active` (and `payload` is for its
+    /// parser), otherwise it stays `Detecting` or gives up (`Ignored`).
+    /// Does nothing in any other state.
+    fn detect(
+        &mut self,
+        enabled: &[Protocol],
+        options: ParserOptions,
+        stats: &mut ConnectionStats,
+        direction: Direction,
+        payload: &[u8],
+    ) {
+        let ProtocolState::Detecting { attempts } = &mut self.state else {
+            return;
+        };
+        if payload.is_empty() {
+            return;
+        }
+        if !self.tls && looks_like_tls_record(payload) {
+            // Shown as a connection, never parsed as plaintext; the TLS
+            // hooks, if the library is hooked, bring the plaintext.
+            self.saw_ciphertext = true;
+            self.state = ProtocolState::Ignored;
+            return;
+        }
+        let Some((protocol, side)) = protocols::detect(enabled, self.transport, payload) else {
+            *attempts += 1;
+            if *attempts >= DETECTION_ATTEMPTS {
+                self.state = ProtocolState::Ignored;
+                stats.unrecognised += 1;
+            }
+            return;
+        };
+        self.state = match protocols::new_parser(protocol, self.transport, options) {
+            Some(parser) => {
+                let client_bytes_come_in =
+                    (side == Side::Client) == (direction == Direction::Ingress);
+                let we_are = if client_bytes_come_in {
+                    SpanKind::Server
+                } else {
+                    SpanKind::Client
+                };
+                ProtocolState::Active {
+                    protocol,
+                    we_are,
+                    parser,
+                }
+            }
+            None => ProtocolState::Ignored,
+        };
+    }
+
     fn origin(&self, key: ConnKey) -> Option<Origin> {
         match &self.state {
             ProtocolState::Active {

@@ -13,7 +13,7 @@ use super::ConnRef;
 pub struct Cause {
     /// The server connection the thread read from.
     pub conn: ConnRef,
-    /// When (CLOCK_MONOTONIC ns).
+    /// When (`CLOCK_MONOTONIC` ns).
     pub at_ns: u64,
 }
 

@@ -5,7 +5,7 @@ use crate::connections::{ConnRef, ConnectionTable};
 
 pub trait Observed {
     /// When the oldest server request `pid` has read but not answered
-    /// started (CLOCK_MONOTONIC ns), if it serves any.
+    /// started (`CLOCK_MONOTONIC` ns), if it serves any.
     fn serving_since(&self, pid: u32) -> Option<u64>;
     /// When the unanswered request on server connection `conn` started.
     fn open_request_since(&self, conn: ConnRef) -> Option<u64>;

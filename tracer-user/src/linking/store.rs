@@ -94,7 +94,7 @@ pub struct Node {
     pub parent: Option<NodeId>,
     pub first_child: Option<NodeId>,
     pub next_sibling: Option<NodeId>,
-    /// CLOCK_MONOTONIC ns the linker got it.
+    /// `CLOCK_MONOTONIC` ns the linker got it.
     pub arrived_ns: u64,
 }
 
@@ -196,7 +196,8 @@ impl Store {
                 .as_ref()
                 .filter(|node| node.is_held())
                 .map(|_| NodeId {
-                    index: index as u32,
+                    // As `insert` numbers them.
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
                     generation: slot.generation,
                 })
         })

@@ -12,13 +12,13 @@
 //!   trailers. `start_ns` is the timestamp of the read that carried the
 //!   first byte of the request's HEADERS frame; `end_ns` that of the read
 //!   (or gap) that completed the frame ending the server's side of the
-//!   stream (END_STREAM), or the RST_STREAM that cut it.
+//!   stream (`END_STREAM`), or the `RST_STREAM` that cut it.
 //! - A request whose `content-type` is `application/grpc...`, or whose
 //!   response carries a gRPC content type, `grpc-status` or
 //!   `grpc-message`, is a [`Protocol::Grpc`](super::Protocol::Grpc) exchange; any other is
 //!   [`Protocol::Http2`](super::Protocol::Http2). A parser made by [`Http2Parser::grpc_only`]
 //!   reports only the former.
-//! - Interim (1xx) response heads are skipped. RST_STREAM ends the
+//! - Interim (1xx) response heads are skipped. `RST_STREAM` ends the
 //!   exchange with `error.type` set to the HTTP/2 error code name; it is a
 //!   server fault when the server reset (with an error), a client fault
 //!   when the client did (it gave up), unless the response already says.
@@ -89,10 +89,10 @@ pub use detect::detect;
 /// `rpc.method`, `rpc.grpc.status_code` (from `grpc-status`, when known),
 /// `network.protocol.name` and `network.protocol.version`. Names are
 /// `package.Service/Method`. A non-OK status is a server fault for
-/// UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and
-/// DATA_LOSS, a client fault otherwise (OpenTelemetry's gRPC conventions).
+/// UNKNOWN, `DEADLINE_EXCEEDED`, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and
+/// `DATA_LOSS`, a client fault otherwise (OpenTelemetry's gRPC conventions).
 ///
-/// Reset streams add `error.type` (the RST_STREAM error code name).
+/// Reset streams add `error.type` (the `RST_STREAM` error code name).
 pub struct Http2Parser {
     client: Framer,
     server: Framer,

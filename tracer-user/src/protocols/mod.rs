@@ -32,6 +32,7 @@ pub enum Side {
 }
 
 impl Side {
+    #[must_use]
     pub fn other(self) -> Side {
         match self {
             Side::Client => Side::Server,
@@ -179,7 +180,7 @@ pub struct Exchange {
     pub protocol: Protocol,
     /// Span name, e.g. `GET /index.html` or `SELECT`.
     pub name: String,
-    /// When the first byte of the request moved (CLOCK_MONOTONIC ns).
+    /// When the first byte of the request moved (`CLOCK_MONOTONIC` ns).
     pub start_ns: u64,
     /// When the last byte of the response moved; `start_ns` if none came.
     pub end_ns: u64,

@@ -2,7 +2,7 @@
 //! build on.
 //!
 //! Written straight into the caller's buffer, field by field, in the order
-//! and with the escaping serde_json used to produce (the tests compare the
+//! and with the escaping `serde_json` used to produce (the tests compare the
 //! two byte for byte): serialising through serde cost an allocation per id
 //! and several per span, on every span the tracer emits.
 
@@ -88,12 +88,12 @@ pub(super) fn push_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
-/// Whether serde_json escapes this byte in a string.
+/// Whether `serde_json` escapes this byte in a string.
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// A JSON string as serde_json writes one: `"`, backslash and the control
+/// A JSON string as `serde_json` writes one: `"`, backslash and the control
 /// characters escaped (the common ones as `\n`-style, the others as
 /// `\u00xx`), everything else (DEL, non-ASCII) as is.
 fn push_str(out: &mut Vec<u8>, text: &str) {
@@ -200,7 +200,7 @@ pub(crate) mod tests {
         assert_eq!(value["attributes"]["server.port"], 8080);
     }
 
-    /// The serde_json serialisation the sink used before it wrote JSON by
+    /// The `serde_json` serialisation the sink used before it wrote JSON by
     /// hand: its output is the contract, byte for byte.
     mod reference {
         use serde::ser::{Serialize, SerializeMap, Serializer};

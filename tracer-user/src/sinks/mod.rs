@@ -173,13 +173,30 @@ impl SinkHandle {
         })
     }
 
+    /// Queues `batch` unless the queue is full; then its spans count as
+    /// lost to a full queue.
+    fn offer(&self, batch: SpanBatch) {
+        // Counted before the send so the worker never sees it negative.
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::TrySendError::Full(batch) | mpsc::TrySendError::Disconnected(batch)) =
+            self.queue.try_send(batch)
+        {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            self.counters
+                .queue_full
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Words for the summary line, e.g. "exported" / "dropped after retries".
+    #[must_use]
     pub fn with_verbs(mut self, verbs: SinkVerbs) -> Self {
         self.verbs = verbs;
         self
     }
 
     /// Leaves this sink out of the summary line.
+    #[must_use]
     pub fn unreported(mut self) -> Self {
         self.reported = false;
         self
@@ -206,17 +223,12 @@ impl Sinks {
     }
 
     pub fn send(&self, batch: SpanBatch) {
-        for sink in &self.sinks {
-            // Counted before the send so the worker never sees it negative.
-            sink.counters.queued.fetch_add(1, Ordering::Relaxed);
-            if let Err(mpsc::TrySendError::Full(batch) | mpsc::TrySendError::Disconnected(batch)) =
-                sink.queue.try_send(batch.clone())
-            {
-                sink.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                sink.counters
-                    .queue_full
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // The last sink takes the caller's reference, the others a clone.
+        if let Some((last, others)) = self.sinks.split_last() {
+            for sink in others {
+                sink.offer(Arc::clone(&batch));
             }
+            last.offer(batch);
         }
     }
 

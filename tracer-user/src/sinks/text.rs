@@ -202,7 +202,7 @@ mod tests {
         if span.attribute("tracer.response.missing").is_some() {
             return write!(out, "no response");
         }
-        for key in super::OUTCOME_KEYS {
+        for key in OUTCOME_KEYS {
             match span.attribute(key) {
                 Some(AttrValue::Int(code)) => return write!(out, "{code}"),
                 Some(AttrValue::Str(code)) => return write!(out, "{code}"),
@@ -300,7 +300,7 @@ mod tests {
         spans.push(s);
         // Addresses: IPv6, without port, only one side, none.
         let mut s = base.clone();
-        for (k, v) in s.attributes.iter_mut() {
+        for (k, v) in &mut s.attributes {
             if *k == "client.address" {
                 *v = AttrValue::Str("::1".into());
             }

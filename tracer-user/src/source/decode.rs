@@ -68,7 +68,7 @@ mod tests {
             fd: 3,
             timestamp_ns: 99,
             sock: 0xffff_0000,
-            total_len: payload.len() as u32,
+            total_len: u32::try_from(payload.len()).unwrap(),
             captured_len,
         };
         let mut record = vec![0u8; size_of::<DataEvent>()];

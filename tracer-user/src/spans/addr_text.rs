@@ -39,7 +39,7 @@ mod tests {
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(cache.get(v6).as_str(), "2001:db8::1");
         assert_eq!(cache.get(v6).as_str(), "2001:db8::1");
-        for i in 0..=MAX_ADDRESSES as u32 {
+        for i in 0..=u32::try_from(MAX_ADDRESSES).unwrap() {
             let ip = IpAddr::from(i.to_be_bytes());
             assert_eq!(cache.get(ip).as_str(), ip.to_string());
         }

@@ -22,7 +22,7 @@ pub struct SpanContext {
 /// Makes spans: ids, wall-clock times, status and network attributes.
 pub struct SpanBuilder {
     rng: fastrand::Rng,
-    /// CLOCK_REALTIME - CLOCK_MONOTONIC, read once at start.
+    /// `CLOCK_REALTIME` - `CLOCK_MONOTONIC`, read once at start.
     wall_offset_ns: i128,
     addresses: AddrText,
 }

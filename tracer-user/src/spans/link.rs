@@ -13,7 +13,7 @@ pub struct LinkKeys {
     /// The exchange's place on its connection, from 0; both traced ends of
     /// a connection count alike.
     pub seq: u64,
-    /// CLOCK_MONOTONIC ns of the request's first byte and the response's
+    /// `CLOCK_MONOTONIC` ns of the request's first byte and the response's
     /// last one: egress is stamped at syscall entry and ingress at exit, so
     /// a callee's times lie within its caller's, also across processes.
     pub start_ns: u64,

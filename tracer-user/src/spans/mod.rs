@@ -48,6 +48,10 @@ impl SpanStatus {
 
 /// One traced request, as every sink sees it.
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "OpenTelemetry's names (span_id beside trace_id and parent_span_id)"
+)]
 pub struct Span {
     pub trace_id: TraceId,
     pub span_id: SpanId,

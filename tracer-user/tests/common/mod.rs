@@ -5,6 +5,10 @@
     dead_code,
     reason = "each test binary uses a different part of the harness"
 )]
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
 
 pub mod servers;
 
@@ -85,8 +89,7 @@ impl TracerRun {
             .iter()
             .rev()
             .find(|l| l.contains("spans emitted"))
-            .map(String::as_str)
-            .unwrap_or("")
+            .map_or("", String::as_str)
     }
 
     /// A number from the summary line, e.g. `summary_count("events lost")`.
@@ -149,7 +152,7 @@ impl Tracer {
                 sink.lock().expect("stderr lock").push(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
                 break;

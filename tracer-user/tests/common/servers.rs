@@ -71,7 +71,7 @@ pub fn nginx_with(
     )
     .expect("index");
     let conf = format!(
-        r#"daemon off;
+        r"daemon off;
 master_process on;
 worker_processes {workers};
 pid {root}/nginx.pid;
@@ -86,7 +86,7 @@ http {{
     scgi_temp_path {root}/scgi;
 {body}
 }}
-"#,
+",
         root = root.display(),
         body = http_body(root, port),
     );
@@ -396,7 +396,7 @@ pub fn mariadb() -> Service {
             ])
             .arg(format!("--port={port}")),
     );
-    wait_for_port(port, Duration::from_secs(60));
+    wait_for_port(port, Duration::from_mins(1));
     Service { child, port, dir }
 }
 
@@ -448,12 +448,12 @@ pub fn nginx_proxy(upstream: u16, keepalive: bool) -> Service {
     };
     nginx_with("nginx-proxy", 1, |_, port| {
         format!(
-            r#"    keepalive_requests 1000000;
+            r"    keepalive_requests 1000000;
     {pool}
     server {{
         listen 127.0.0.1:{port};
         location / {{ {proxy} }}
-    }}"#
+    }}"
         )
     })
 }

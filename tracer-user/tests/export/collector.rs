@@ -197,8 +197,8 @@ async fn serve_http(mut stream: tokio::net::TcpStream, inbox: Inbox) {
             .get("content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let mut chunk = vec![0u8; 65536];
         while buf.len() < head_end + length {
-            let mut chunk = [0u8; 65536];
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -259,5 +259,10 @@ pub fn attr(attrs: &[KeyValue], key: &str) -> Option<Attr> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        write!(out, "{b:02x}").unwrap();
+    }
+    out
 }

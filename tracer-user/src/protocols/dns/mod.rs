@@ -170,7 +170,7 @@ impl Queries {
         if let Some(index) = self.pending.iter().position(matches) {
             if let Some(query) = self.pending.remove(index) {
                 out.exchanges.push(exchange(
-                    query,
+                    &query,
                     end_ns,
                     Some((response.rcode, response.header.answers)),
                 ));
@@ -180,7 +180,7 @@ impl Queries {
     }
 }
 
-fn exchange(query: PendingQuery, end_ns: u64, answer: Option<(u16, u16)>) -> Exchange {
+fn exchange(query: &PendingQuery, end_ns: u64, answer: Option<(u16, u16)>) -> Exchange {
     let qtype = type_name(query.question.qtype)
         .map_or_else(|| query.question.qtype.to_string(), str::to_owned);
     let mut attributes: Attributes = vec![
@@ -275,7 +275,7 @@ impl Parser for DnsParser {
             self.queries
                 .pending
                 .drain(..)
-                .map(|query| exchange(query, ts_ns, None)),
+                .map(|query| exchange(&query, ts_ns, None)),
         );
     }
 }

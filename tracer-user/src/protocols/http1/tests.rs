@@ -130,7 +130,7 @@ pub(super) fn split_every(pieces: Vec<Piece>, size: usize) -> Vec<Piece> {
                 .chunks(size)
                 .map(|c| Piece::Data(side, c.to_vec()))
                 .collect(),
-            gap => vec![gap],
+            gap @ Piece::Gap(..) => vec![gap],
         })
         .collect()
 }
@@ -151,7 +151,7 @@ pub(super) fn split_random(pieces: Vec<Piece>, seed: u64, max: usize) -> Vec<Pie
                 }
                 out
             }
-            gap => vec![gap],
+            gap @ Piece::Gap(..) => vec![gap],
         })
         .collect()
 }
@@ -367,12 +367,12 @@ pub(super) fn assert_exchanges(
         assert_eq!(exchange.incomplete, want.status.is_none(), "{context}");
         assert_eq!(
             int_attr(exchange, "http.request.body.size"),
-            Some(want.request_body as i64),
+            Some(i64::try_from(want.request_body).unwrap()),
             "{context}"
         );
         assert_eq!(
             int_attr(exchange, "http.response.body.size"),
-            want.response_body.map(|b| b as i64),
+            want.response_body.map(|b| i64::try_from(b).unwrap()),
             "{context}"
         );
         assert_eq!(

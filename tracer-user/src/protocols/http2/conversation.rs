@@ -231,16 +231,15 @@ impl Conversation {
             // A response to a request we did not see (caught mid-stream).
             return;
         };
-        match open.response.as_mut() {
-            Some(head) => head.merge_trailers(response),
-            None => {
-                let interim = response.status.is_some_and(|s| (100..200).contains(&s));
-                if interim && !end_stream {
-                    // 100 Continue, 103 Early Hints: the final head follows.
-                    return;
-                }
-                open.response = Some(response);
+        if let Some(head) = open.response.as_mut() {
+            head.merge_trailers(response);
+        } else {
+            let interim = response.status.is_some_and(|s| (100..200).contains(&s));
+            if interim && !end_stream {
+                // 100 Continue, 103 Early Hints: the final head follows.
+                return;
             }
+            open.response = Some(response);
         }
         if end_stream {
             self.complete(stream, ts_ns, out);

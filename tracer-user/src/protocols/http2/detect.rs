@@ -148,7 +148,7 @@ mod tests {
     use super::*;
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len() as u32;
+        let len = u32::try_from(payload.len()).unwrap();
         let mut out = len.to_be_bytes()[1..].to_vec();
         out.push(kind);
         out.push(flags);

@@ -33,7 +33,7 @@ pub(super) struct Stream {
 pub(super) enum Ending {
     /// The server ended its side of the stream.
     Complete,
-    /// RST_STREAM from `by`, with its error code when captured.
+    /// `RST_STREAM` from `by`, with its error code when captured.
     Reset { by: Side, code: Option<u32> },
     /// The connection closed first.
     Closed,

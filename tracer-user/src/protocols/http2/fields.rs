@@ -31,7 +31,7 @@ pub(super) struct RequestFields {
 }
 
 /// What a response's header block (or its trailers) says.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ResponseFields {
     pub status: Option<u16>,
     /// `content-type: application/grpc...`, or a `grpc-status` or
@@ -182,9 +182,9 @@ mod tests {
         let mut out = Vec::new();
         for (name, value) in fields {
             out.push(0x00);
-            out.push(name.len() as u8);
+            out.push(u8::try_from(name.len()).unwrap());
             out.extend_from_slice(name.as_bytes());
-            out.push(value.len() as u8);
+            out.push(u8::try_from(value.len()).unwrap());
             out.extend_from_slice(value.as_bytes());
         }
         out

@@ -26,12 +26,12 @@ const MAX_SETTINGS_BYTES: usize = 6 * 64;
 const SCAN_LIMIT: usize = 2 * (DEFAULT_MAX_FRAME as usize + 2 * HEADER_LEN);
 
 /// What a side's frames mean to the rest of the parser.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Frame<'a> {
     /// The client connection preface: the connection was seen from its
     /// start.
     ClientPreface,
-    /// A complete header block (HEADERS or PUSH_PROMISE, then any
+    /// A complete header block (HEADERS or `PUSH_PROMISE`, then any
     /// CONTINUATION). `block` is `None` when it was lost (a gap, or too
     /// big to keep).
     Headers {
@@ -435,16 +435,15 @@ impl Framer {
     /// Checks the scan buffer; on a boundary, queues the held bytes from
     /// there to be parsed in sync.
     fn scan_found(&mut self, sink: &mut impl FrameSink, queue: &mut VecDeque<(u64, Vec<u8>)>) {
-        match self.scan.find() {
-            Some(pos) => self.hand_over(pos, sink, queue),
-            None => {
-                // Rejected offsets are never needed again, and no
-                // candidate needs more than SCAN_LIMIT bytes.
-                let unneeded = self.scan.first_needed();
-                self.scan.drop_front(unneeded);
-                let excess = self.scan.bytes.len().saturating_sub(SCAN_LIMIT);
-                self.scan.drop_front(excess);
-            }
+        if let Some(pos) = self.scan.find() {
+            self.hand_over(pos, sink, queue);
+        } else {
+            // Rejected offsets are never needed again, and no
+            // candidate needs more than SCAN_LIMIT bytes.
+            let unneeded = self.scan.first_needed();
+            self.scan.drop_front(unneeded);
+            let excess = self.scan.bytes.len().saturating_sub(SCAN_LIMIT);
+            self.scan.drop_front(excess);
         }
     }
 
@@ -687,7 +686,7 @@ impl Framer {
     }
 }
 
-/// The header block fragment inside a complete HEADERS or PUSH_PROMISE
+/// The header block fragment inside a complete HEADERS or `PUSH_PROMISE`
 /// payload, without padding, priority or promised stream id; `None` when
 /// the padding is longer than the payload.
 fn fragment(header: &FrameHeader, payload: &[u8]) -> Option<std::ops::Range<usize>> {

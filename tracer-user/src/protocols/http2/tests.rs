@@ -184,16 +184,16 @@ pub(super) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8>
 fn hpack_integer(first: u8, prefix_bits: u8, mut value: usize, out: &mut Vec<u8>) {
     let max = (1usize << prefix_bits) - 1;
     if value < max {
-        out.push(first | value as u8);
+        out.push(first | u8::try_from(value).unwrap());
         return;
     }
-    out.push(first | max as u8);
+    out.push(first | u8::try_from(max).unwrap());
     value -= max;
     while value >= 128 {
-        out.push((value % 128) as u8 | 0x80);
+        out.push(u8::try_from(value % 128).unwrap() | 0x80);
         value /= 128;
     }
-    out.push(value as u8);
+    out.push(u8::try_from(value).unwrap());
 }
 
 /// A literal field without indexing, with a literal name.

@@ -13,7 +13,7 @@ use crate::protocols::Side;
 /// printable version string), an ERR packet with its SQLSTATE marker, or a
 /// result-set header followed by a column definition. Client: the
 /// handshake response (sequence 1, `CLIENT_PROTOCOL_41`, zero filler) or a
-/// well-formed command with sequence 0 (a COM_QUERY or COM_STMT_PREPARE
+/// well-formed command with sequence 0 (a `COM_QUERY` or `COM_STMT_PREPARE`
 /// whose text is printable, even if not all of it is in `data`). No
 /// allocation.
 pub fn detect(data: &[u8]) -> Option<Side> {

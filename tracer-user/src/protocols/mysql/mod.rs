@@ -1,13 +1,13 @@
 //! MySQL / MariaDB client/server protocol.
 //!
-//! One exchange per COM_QUERY (however many statements it holds, named
+//! One exchange per `COM_QUERY` (however many statements it holds, named
 //! after the first; multiple result sets count as one answer), per
-//! COM_STMT_PREPARE (named `PREPARE`, with the statement's text) and per
-//! COM_STMT_EXECUTE (carrying the text remembered from the preparation
+//! `COM_STMT_PREPARE` (named `PREPARE`, with the statement's text) and per
+//! `COM_STMT_EXECUTE` (carrying the text remembered from the preparation
 //! under the statement id the server returned). Other commands (ping,
 //! init-db, statement reset, ...) are followed, so that responses stay
-//! paired, but produce no exchange; COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA
-//! and COM_QUIT get no answer.
+//! paired, but produce no exchange; `COM_STMT_CLOSE`, `COM_STMT_SEND_LONG_DATA`
+//! and `COM_QUIT` get no answer.
 //!
 //! The handshake and authentication are skipped: after the server's
 //! greeting and the client's handshake response, packets are commands only

@@ -17,16 +17,16 @@ use super::packets::{
 /// What kind of answer a command gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
-    /// OK, ERR, LOCAL INFILE request or result sets (COM_QUERY,
-    /// COM_STMT_EXECUTE, COM_PROCESS_INFO).
+    /// OK, ERR, LOCAL INFILE request or result sets (`COM_QUERY`,
+    /// `COM_STMT_EXECUTE`, `COM_PROCESS_INFO`).
     ResultSets,
-    /// COM_STMT_PREPARE's OK and definitions, or ERR.
+    /// `COM_STMT_PREPARE`'s OK and definitions, or ERR.
     Prepared,
-    /// One packet of any kind (COM_PING, COM_INIT_DB, COM_STATISTICS, ...).
+    /// One packet of any kind (`COM_PING`, `COM_INIT_DB`, `COM_STATISTICS`, ...).
     OnePacket,
-    /// Packets up to an EOF or ERR (COM_FIELD_LIST).
+    /// Packets up to an EOF or ERR (`COM_FIELD_LIST`).
     UntilEof,
-    /// Rows up to a terminator or ERR (COM_STMT_FETCH).
+    /// Rows up to a terminator or ERR (`COM_STMT_FETCH`).
     Rows,
 }
 
@@ -146,26 +146,7 @@ impl Response {
                 };
                 Progress::Continues
             }
-            Stage::AfterColumns => {
-                if is_short_fe(payload) {
-                    let classic_eof = match *deprecate_eof {
-                        Some(deprecated) => !deprecated,
-                        None => is_eof(payload),
-                    };
-                    deprecate_eof.get_or_insert(!classic_eof);
-                    let cursor_opened = terminator_status(payload)
-                        .is_some_and(|status| status & SERVER_STATUS_CURSOR_EXISTS != 0);
-                    if classic_eof && !cursor_opened {
-                        self.stage = Stage::Rows;
-                        return Progress::Continues;
-                    }
-                    return self.end_of_result_set(payload, ts_ns);
-                }
-                deprecate_eof.get_or_insert(true);
-                self.rows += 1;
-                self.stage = Stage::Rows;
-                Progress::Continues
-            }
+            Stage::AfterColumns => self.after_columns(payload, ts_ns, deprecate_eof),
             Stage::Rows => {
                 let terminator = is_short_fe(payload)
                     || (first == 0xfe
@@ -258,6 +239,36 @@ impl Response {
                 }
             }
         }
+    }
+
+    /// The packet after the column definitions: their EOF (classic
+    /// protocol; rows follow unless it opened a cursor), or already the
+    /// first row or the result set's terminator (`CLIENT_DEPRECATE_EOF`).
+    /// Which one it is tells the protocol, if not known yet.
+    fn after_columns(
+        &mut self,
+        payload: &[u8],
+        ts_ns: u64,
+        deprecate_eof: &mut Option<bool>,
+    ) -> Progress {
+        if is_short_fe(payload) {
+            let classic_eof = match *deprecate_eof {
+                Some(deprecated) => !deprecated,
+                None => is_eof(payload),
+            };
+            deprecate_eof.get_or_insert(!classic_eof);
+            let cursor_opened = terminator_status(payload)
+                .is_some_and(|status| status & SERVER_STATUS_CURSOR_EXISTS != 0);
+            if classic_eof && !cursor_opened {
+                self.stage = Stage::Rows;
+                return Progress::Continues;
+            }
+            return self.end_of_result_set(payload, ts_ns);
+        }
+        deprecate_eof.get_or_insert(true);
+        self.rows += 1;
+        self.stage = Stage::Rows;
+        Progress::Continues
     }
 
     fn on_prepare_ok(&mut self, payload: &[u8], ts_ns: u64) -> Progress {

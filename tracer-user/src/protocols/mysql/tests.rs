@@ -58,7 +58,12 @@ fn assert_split_invariant(chunks: &[Chunk]) {
     assert_eq!(bytewise.exchanges, whole.exchanges, "one byte per call");
     assert_eq!(bytewise.desyncs, whole.desyncs);
     for seed in 0..8 {
-        let random = feed_random(&mut parser(), chunks, seed, 1 + seed as usize * 7);
+        let random = feed_random(
+            &mut parser(),
+            chunks,
+            seed,
+            1 + usize::try_from(seed).unwrap() * 7,
+        );
         assert_eq!(random.exchanges, whole.exchanges, "seed {seed}");
         assert_eq!(random.desyncs, whole.desyncs);
     }
@@ -298,7 +303,7 @@ fn close_reports_unanswered_commands() {
 }
 
 fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
+    let len = u32::try_from(payload.len()).unwrap();
     let mut packet = len.to_le_bytes()[..3].to_vec();
     packet.push(seq);
     packet.extend_from_slice(payload);
@@ -419,7 +424,10 @@ fn garbage_produces_nothing() {
             } else {
                 Side::Server
             };
-            let data = garbage(seed * 1000 + round, 1 + (round as usize * 37) % 700);
+            let data = garbage(
+                seed * 1000 + round,
+                1 + usize::try_from(round * 37 % 700).unwrap(),
+            );
             p.on_data(side, round, &data, &mut out);
             if round % 7 == 3 {
                 p.on_gap(side, round, 13, &mut out);

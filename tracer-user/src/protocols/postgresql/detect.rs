@@ -11,8 +11,8 @@ use crate::protocols::Side;
 /// Whether `data`, the first bytes seen in one direction of a connection
 /// (possibly caught mid-stream), look like PostgreSQL, and from which side.
 ///
-/// A client is recognised by its StartupMessage, SSLRequest, GSSENCRequest
-/// or CancelRequest, or by a complete, well-formed frontend message that is
+/// A client is recognised by its `StartupMessage`, `SSLRequest`, `GSSENCRequest`
+/// or `CancelRequest`, or by a complete, well-formed frontend message that is
 /// followed by another (or is one of the kinds that carry enough structure
 /// alone, such as Query). A server is recognised the same way by backend
 /// messages (authentication requests, row descriptions, data rows, ...).

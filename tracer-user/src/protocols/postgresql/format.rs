@@ -12,14 +12,14 @@ pub const TYPED_HEADER_LEN: usize = 5;
 /// Header of a startup-family message: Int32 length only.
 pub const UNTYPED_HEADER_LEN: usize = 4;
 
-/// Frontend messages. Before the StartupMessage the client sends untyped
+/// Frontend messages. Before the `StartupMessage` the client sends untyped
 /// messages (their length's first byte is always 0, which no type byte is).
 pub struct ClientFormat {
     pub startup_allowed: bool,
-    /// Password / SASL messages are possible: ReadyForQuery, which ends
+    /// Password / SASL messages are possible: `ReadyForQuery`, which ends
     /// authentication, has not been seen.
     pub password_allowed: bool,
-    /// The server asked for COPY data (CopyInResponse) and the COPY is not
+    /// The server asked for COPY data (`CopyInResponse`) and the COPY is not
     /// over yet.
     pub copy_in: bool,
 }

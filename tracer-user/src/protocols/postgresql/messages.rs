@@ -9,7 +9,7 @@ use std::ops::{Deref, DerefMut};
 
 use crate::protocols::byte_cursor::ByteCursor;
 
-/// Protocol 3.0 in a StartupMessage.
+/// Protocol 3.0 in a `StartupMessage`.
 pub const PROTOCOL_3: u32 = 0x0003_0000;
 pub const SSL_REQUEST: u32 = 80_877_103;
 pub const GSSENC_REQUEST: u32 = 80_877_104;
@@ -17,7 +17,7 @@ pub const CANCEL_REQUEST: u32 = 80_877_102;
 
 /// Largest message the server accepts (PostgreSQL's own limit is 1 GiB).
 pub const MAX_MESSAGE_LEN: u32 = 0x4000_0000;
-/// Largest StartupMessage / SSLRequest / CancelRequest PostgreSQL accepts.
+/// Largest `StartupMessage` / `SSLRequest` / `CancelRequest` PostgreSQL accepts.
 pub const MAX_STARTUP_LEN: u32 = 10_000;
 
 /// Type bytes a frontend sends after startup.
@@ -258,7 +258,7 @@ fn valid_authentication(r: &mut Reader<'_>) -> Option<()> {
     }
 }
 
-/// The SQLSTATE (`C` field) of an ErrorResponse body.
+/// The SQLSTATE (`C` field) of an `ErrorResponse` body.
 pub fn error_sqlstate(body: &[u8]) -> Option<String> {
     let mut r = Reader::new(body);
     loop {

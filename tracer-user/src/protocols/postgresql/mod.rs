@@ -1,19 +1,19 @@
 //! PostgreSQL frontend/backend protocol v3.
 //!
 //! One exchange per simple Query (however many statements it holds, named
-//! after the first; it ends at ReadyForQuery) and one per extended-protocol
+//! after the first; it ends at `ReadyForQuery`) and one per extended-protocol
 //! Execute (carrying the SQL of the statement its portal was bound to; it
-//! ends at its CommandComplete, EmptyQueryResponse, PortalSuspended or
-//! ErrorResponse). Startup, authentication, Parse/Bind round trips without
+//! ends at its `CommandComplete`, `EmptyQueryResponse`, `PortalSuspended` or
+//! `ErrorResponse`). Startup, authentication, Parse/Bind round trips without
 //! an Execute, COPY sub-protocol data and function calls produce none.
 //!
 //! Responses come back in request order, so pairing is a queue of what the
-//! client asked for: Query, Execute, and the Sync (or FunctionCall) points
-//! at which the server answers ReadyForQuery. After an ErrorResponse the
+//! client asked for: Query, Execute, and the Sync (or `FunctionCall`) points
+//! at which the server answers `ReadyForQuery`. After an `ErrorResponse` the
 //! server ignores everything up to the next Sync, so the Executes queued
-//! before that Sync end as failures when its ReadyForQuery arrives.
+//! before that Sync end as failures when its `ReadyForQuery` arrives.
 //!
-//! When the client's SSLRequest or GSSENCRequest is accepted, the rest of
+//! When the client's `SSLRequest` or `GSSENCRequest` is accepted, the rest of
 //! the connection is encrypted and nothing more is parsed.
 
 mod detect;
@@ -123,7 +123,7 @@ impl Parser for PostgresParser {
 enum Pending {
     Query(Request),
     Execute(Request),
-    /// A Sync or FunctionCall: the server answers it with ReadyForQuery.
+    /// A Sync or `FunctionCall`: the server answers it with `ReadyForQuery`.
     SyncPoint {
         start_ns: u64,
     },
@@ -181,6 +181,10 @@ impl Request {
     }
 }
 
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "skipping_to_sync and copy_in vary apart from the startup flags; a startup-phase enum would be a parser change of its own"
+)]
 struct Session {
     options: ParserOptions,
     /// The client may still send a startup-family (untyped) message.
@@ -197,9 +201,9 @@ struct Session {
     /// When the first message preparing the next Execute (Parse, Bind,
     /// Describe) started: that is when the request started.
     execute_start_ns: Option<u64>,
-    /// An ErrorResponse came; the server skips to the next Sync.
+    /// An `ErrorResponse` came; the server skips to the next Sync.
     skipping_to_sync: bool,
-    /// ReadyForQuery was seen: authentication is over.
+    /// `ReadyForQuery` was seen: authentication is over.
     ready_seen: bool,
     /// The server is taking COPY data from the client.
     copy_in: bool,
@@ -241,7 +245,7 @@ impl Session {
         ))
     }
 
-    /// Consumes the single-byte answer to SSLRequest / GSSENCRequest.
+    /// Consumes the single-byte answer to `SSLRequest` / `GSSENCRequest`.
     fn on_encryption_answer<'a>(&mut self, input: &'a [u8]) -> &'a [u8] {
         let Some((&answer, rest)) = input.split_first() else {
             return input;
@@ -411,7 +415,8 @@ impl Session {
                 request.failed = true;
                 request.error = sqlstate;
             }
-            Some(Pending::Query(_)) => {}
+            // A query that failed already, or nothing pending.
+            Some(Pending::Query(_)) | None => {}
             Some(Pending::Execute(_)) => {
                 if let Some(Pending::Execute(mut request)) = self.pending.pop_front() {
                     request.failed = true;
@@ -421,7 +426,6 @@ impl Session {
                 self.skipping_to_sync = true;
             }
             Some(Pending::SyncPoint { .. }) => self.skipping_to_sync = true,
-            None => {}
         }
     }
 

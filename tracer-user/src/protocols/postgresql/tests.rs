@@ -64,7 +64,12 @@ fn assert_split_invariant(chunks: &[Chunk]) {
     assert_eq!(bytewise.exchanges, whole.exchanges, "one byte per call");
     assert_eq!(bytewise.desyncs, whole.desyncs);
     for seed in 0..8 {
-        let random = feed_random(&mut parser(), chunks, seed, 1 + seed as usize * 7);
+        let random = feed_random(
+            &mut parser(),
+            chunks,
+            seed,
+            1 + usize::try_from(seed).unwrap() * 7,
+        );
         assert_eq!(random.exchanges, whole.exchanges, "seed {seed}");
         assert_eq!(random.desyncs, whole.desyncs);
     }
@@ -476,7 +481,10 @@ fn feed_garbage(p: &mut impl Parser, seed: u64) -> ParseOutput {
         } else {
             Side::Server
         };
-        let data = garbage(seed * 1000 + round, 1 + (round as usize * 37) % 700);
+        let data = garbage(
+            seed * 1000 + round,
+            1 + usize::try_from(round * 37 % 700).unwrap(),
+        );
         p.on_data(side, round, &data, &mut out);
         if round % 7 == 3 {
             p.on_gap(side, round, 13, &mut out);
@@ -644,9 +652,7 @@ fn detect_refuses_other_protocols_and_garbage() {
     for data in others {
         assert_eq!(detect(data), None, "{:?}", String::from_utf8_lossy(data));
     }
-    let mysql_greeting =
-        &crate::protocols::sql::testing::transcript(include_bytes!("../testdata/mysql/select.bin"))
-            [0];
+    let mysql_greeting = &transcript(include_bytes!("../testdata/mysql/select.bin"))[0];
     assert_eq!(detect(mysql_greeting.data), None);
     for seed in 0..500 {
         assert_eq!(detect(&garbage(seed, 64)), None, "seed {seed}");

@@ -10,9 +10,9 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     /// `"x"` is an identifier; `E'..'` and `$tag$..$tag$` are strings;
-    /// backslash is literal in `'..'` (standard_conforming_strings).
+    /// backslash is literal in `'..'` (`standard_conforming_strings`).
     Postgres,
-    /// `"x"` is a string (unless ANSI_QUOTES), `` `x` `` an identifier;
+    /// `"x"` is a string (unless `ANSI_QUOTES`), `` `x` `` an identifier;
     /// backslash escapes inside strings.
     Mysql,
 }

@@ -74,7 +74,7 @@ pub fn feed_bytewise(parser: &mut impl Parser, chunks: &[Chunk]) -> ParseOutput 
     feed_split(parser, chunks, |_, len| vec![1; len])
 }
 
-/// Feeds every chunk in random pieces of 1..=max_piece bytes.
+/// Feeds every chunk in random pieces of `1..=max_piece` bytes.
 pub fn feed_random(
     parser: &mut impl Parser,
     chunks: &[Chunk],

@@ -134,12 +134,13 @@ pub fn attr_str<'a>(exchange: &'a Exchange, key: &str) -> Option<&'a str> {
 
 /// Everything a span would show of these exchanges, for secret checks.
 pub fn visible_text(exchanges: &[Exchange]) -> String {
+    use std::fmt::Write as _;
     let mut text = String::new();
     for exchange in exchanges {
         text.push_str(&exchange.name);
         text.push('\n');
         for (key, value) in &exchange.attributes {
-            text.push_str(&format!("{key}={value:?}\n"));
+            writeln!(text, "{key}={value:?}").unwrap();
         }
     }
     text

@@ -72,7 +72,7 @@ impl Family {
     fn observe(&mut self, mut labels: Vec<String>, status: String, seconds: f64, error: bool) {
         if !self.series.contains_key(&labels) && self.series.len() >= MAX_SERIES {
             for value in labels.iter_mut().skip(1) {
-                *value = OTHER.to_owned();
+                OTHER.clone_into(value);
             }
         }
         let series = self.series.entry(labels).or_default();
@@ -342,14 +342,13 @@ fn route(span: &Span) -> String {
 
 /// `rpc.service` / `rpc.method`, or the two halves of `pkg.Service/Method`.
 fn rpc_names(span: &Span) -> (String, String) {
-    match (span.attribute("rpc.service"), span.attribute("rpc.method")) {
-        (Some(s), Some(m)) => (label(Some(s)), label(Some(m))),
-        _ => {
-            let name = span.name.trim_start_matches('/');
-            match name.rsplit_once('/') {
-                Some((s, m)) => (truncate(s.to_owned()), truncate(m.to_owned())),
-                None => (String::new(), truncate(name.to_owned())),
-            }
+    if let (Some(s), Some(m)) = (span.attribute("rpc.service"), span.attribute("rpc.method")) {
+        (label(Some(s)), label(Some(m)))
+    } else {
+        let name = span.name.trim_start_matches('/');
+        match name.rsplit_once('/') {
+            Some((s, m)) => (truncate(s.to_owned()), truncate(m.to_owned())),
+            None => (String::new(), truncate(name.to_owned())),
         }
     }
 }

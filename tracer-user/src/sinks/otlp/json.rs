@@ -99,7 +99,7 @@ fn key_values(kvs: &[KeyValue]) -> Value {
         .map(|kv| {
             json!({
                 "key": kv.key,
-                "value": kv.value.as_ref().map(any_value).unwrap_or_else(|| json!({})),
+                "value": kv.value.as_ref().map_or_else(|| json!({}), any_value),
             })
         })
         .collect()
@@ -170,7 +170,7 @@ mod tests {
         write_line(&mut out, &encode::request([&span], &resource));
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(
-            out.iter().filter(|&&b| b == b'\n').count(),
+            memchr::memchr_iter(b'\n', &out).count(),
             1,
             "one line per request"
         );

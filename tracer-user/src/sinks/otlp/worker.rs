@@ -18,7 +18,7 @@ use super::{encode, Transport};
 use crate::sinks::{resource::ResourceConfig, SinkCounters, SinkQueue, SpanBatch};
 
 /// The sink's knobs (tests shrink them).
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Timing {
     /// Spans per export request.
     pub max_batch: usize,
@@ -45,7 +45,7 @@ impl Default for Timing {
             max_pending: 32_768,
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
-            retry_budget: Duration::from_secs(60),
+            retry_budget: Duration::from_mins(1),
             request_timeout: Duration::from_secs(10),
             flush_deadline: Duration::from_secs(5),
         }
@@ -360,7 +360,7 @@ mod tests {
             max_pending: 50,
             initial_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
-            retry_budget: Duration::from_millis(2_000),
+            retry_budget: Duration::from_secs(2),
             request_timeout: Duration::from_millis(100),
             flush_deadline: Duration::from_millis(300),
         }
@@ -376,7 +376,7 @@ mod tests {
         let resource = ResourceConfig::default();
         sinks.add(
             SinkHandle::spawn("otlp", 1024, move |queue| {
-                run(&queue, &mut collector, &resource, &timing)
+                run(&queue, &mut collector, &resource, &timing);
             })
             .unwrap(),
         );

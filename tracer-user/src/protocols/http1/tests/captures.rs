@@ -119,7 +119,7 @@ fn captures_byte_by_byte() {
 fn captures_in_random_pieces() {
     for capture in &ALL_CAPTURES {
         for seed in 0..24 {
-            let max = [2, 3, 7, 16, 64, 1500][seed as usize % 6];
+            let max = [2, 3, 7, 16, 64, 1500][usize::try_from(seed % 6).unwrap()];
             let how = format!("random pieces seed {seed} max {max}");
             check(capture, &how, split_random(capture.pieces(), seed, max));
         }

@@ -60,10 +60,10 @@ impl Canonical {
         }
         let mut symbols = [0u16; 257];
         let mut next = offset;
-        let mut symbol = 0;
-        while symbol < CODE_LENGTHS.len() {
-            let len = CODE_LENGTHS[symbol] as usize;
-            symbols[next[len] as usize] = symbol as u16;
+        let mut symbol: u16 = 0;
+        while (symbol as usize) < CODE_LENGTHS.len() {
+            let len = CODE_LENGTHS[symbol as usize] as usize;
+            symbols[next[len] as usize] = symbol;
             next[len] += 1;
             symbol += 1;
         }
@@ -113,10 +113,11 @@ pub(in crate::protocols::http2) fn decode(
                     .get((offset + rank) as usize)
                     .copied()
                     .unwrap_or(EOS);
-                if symbol == EOS {
+                // Every symbol but EOS (256) is an octet.
+                let Ok(octet) = u8::try_from(symbol) else {
                     return Err(HuffmanError::Eos);
-                }
-                out.push(symbol as u8);
+                };
+                out.push(octet);
                 code = 0;
                 len = 0;
             }
@@ -135,6 +136,10 @@ mod tests {
     use super::*;
 
     /// The codes as RFC 7541 Appendix B lists them (hex, right-aligned).
+    #[expect(
+        clippy::unreadable_literal,
+        reason = "written as the RFC prints them, to compare by eye"
+    )]
     const RFC_CODES: [u32; 257] = [
         0x1ff8, 0x7fffd8, 0xfffffe2, 0xfffffe3, 0xfffffe4, 0xfffffe5, 0xfffffe6, 0xfffffe7,
         0xfffffe8, 0xffffea, 0x3ffffffc, 0xfffffe9, 0xfffffea, 0x3ffffffd, 0xfffffeb, 0xfffffec,
@@ -173,14 +178,14 @@ mod tests {
             bits = (bits << CODE_LENGTHS[b as usize]) | u64::from(RFC_CODES[b as usize]);
             nbits += u32::from(CODE_LENGTHS[b as usize]);
             while nbits >= 8 {
-                out.push((bits >> (nbits - 8)) as u8);
+                out.push(u8::try_from(bits >> (nbits - 8)).unwrap());
                 nbits -= 8;
                 bits &= (1 << nbits) - 1;
             }
         }
         if nbits > 0 {
             let pad = 8 - nbits;
-            out.push(((bits << pad) | ((1 << pad) - 1)) as u8);
+            out.push(u8::try_from((bits << pad) | ((1 << pad) - 1)).unwrap());
         }
         out
     }
@@ -196,7 +201,7 @@ mod tests {
         let table = &CANONICAL;
         for (rank, &symbol) in table.symbols.iter().enumerate() {
             let len = CODE_LENGTHS[symbol as usize] as usize;
-            let code = table.first_code[len] + (rank as u32 - table.offset[len]);
+            let code = table.first_code[len] + (u32::try_from(rank).unwrap() - table.offset[len]);
             assert_eq!(code, RFC_CODES[symbol as usize], "symbol {symbol}");
         }
     }

@@ -29,7 +29,7 @@ fn known(pairs: &[(&str, &str)]) -> Fields {
 }
 
 /// A decoder of a connection seen from its start, whose table holds
-/// `size` bytes (the Appendix C examples' SETTINGS_HEADER_TABLE_SIZE).
+/// `size` bytes (the Appendix C examples' `SETTINGS_HEADER_TABLE_SIZE`).
 fn synchronised(size: usize) -> Decoder {
     let mut decoder = Decoder::new();
     decoder.start_synchronised();
@@ -282,9 +282,9 @@ fn eviction_beyond_our_bound_makes_old_entries_unknown() {
     assert_eq!(fields.len(), 70);
     assert!(d.table_size() <= MAX_TABLE_BYTES);
     assert!(!d.is_synchronised());
-    let oldest = 62 + 69;
+    let oldest: u8 = 62 + 69;
     let mut index = vec![0xff];
-    index.push((oldest - 127) as u8);
+    index.push(oldest - 127);
     assert_eq!(decode(&mut d, &index).unwrap(), vec![(None, None)]);
     assert_eq!(
         decode(&mut d, &hex("be")).unwrap(),

@@ -241,7 +241,7 @@ fn tracked_streams_are_bounded() {
     let mut out = ParseOutput::default();
     feed(&mut parser, Side::Client, 1, &client_opening(), &mut out);
     let extra = 5;
-    for i in 0..(conversation::MAX_STREAMS + extra) as u32 {
+    for i in 0..u32::try_from(conversation::MAX_STREAMS + extra).unwrap() {
         feed(
             &mut parser,
             Side::Client,
