@@ -46,7 +46,7 @@ pub struct KernelConfig {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketLookup {
-    /// The `sock_send_length`/`sock_recv_length` tp_btf hooks (Linux 6.3+)
+    /// The `sock_send_length`/`sock_recv_length` `tp_btf` hooks (Linux 6.3+)
     /// fire inside the syscall with the `struct sock`.
     Tracepoint = 0,
     /// At the syscall's exit, the fd is resolved through the task's file

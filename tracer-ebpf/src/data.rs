@@ -85,8 +85,8 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
     match ensure_connection(tgid, tid, in_flight.fd, sock) {
-        Tracked::No => return,
-        Tracked::Tls => return, // ciphertext: the TLS hooks emit the plaintext
+        // Not IPv4/IPv6; or ciphertext, whose plaintext the TLS hooks emit.
+        Tracked::No | Tracked::Tls => return,
         Tracked::Plain => {}
     }
     if in_flight.in_tls_call != 0 && note_socket_of_ssl_call(pid_tgid, tgid, in_flight.fd, sock) {
@@ -113,10 +113,10 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     };
     match syscall {
         Syscall::Read | Syscall::Write | Syscall::Recvfrom | Syscall::Sendto => {
-            emit_flat(header, in_flight.buf, ret as u64)
+            emit_flat(header, in_flight.buf, ret as u64);
         }
         Syscall::Readv | Syscall::Writev => {
-            emit_iovecs::<MAX_IOVECS>(header, in_flight.buf, in_flight.count, ret as u64)
+            emit_iovecs::<MAX_IOVECS>(header, in_flight.buf, in_flight.count, ret as u64);
         }
         Syscall::Recvmsg | Syscall::Sendmsg => emit_msghdr(header, in_flight.buf, ret as u64),
         Syscall::Recvmmsg | Syscall::Sendmmsg => emit_mmsghdrs(header, in_flight.buf, ret as u64),

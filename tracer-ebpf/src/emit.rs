@@ -18,10 +18,10 @@ const HEADER: usize = size_of::<DataEvent>();
 /// connection's last events are never stranded.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= u64::from(config().wakeup_bytes) {
-        BPF_RB_FORCE_WAKEUP as u64
+    if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= u64::from(config().wakeup_bytes) {
+        u64::from(BPF_RB_FORCE_WAKEUP)
     } else {
-        BPF_RB_NO_WAKEUP as u64
+        u64::from(BPF_RB_NO_WAKEUP)
     }
 }
 
@@ -86,7 +86,7 @@ impl DataBuilder {
         // Masks the verifier can follow: offset and length each below
         // MAX_PAYLOAD, and the scratch buffer holds twice that after the header.
         let offset = verifier_bound(self.captured, MAX_PAYLOAD - 1);
-        let n = verifier_bound(n, MAX_PAYLOAD - 1 | MAX_PAYLOAD);
+        let n = verifier_bound(n, (MAX_PAYLOAD - 1) | MAX_PAYLOAD);
         if n == 0 || n > MAX_PAYLOAD {
             return 0;
         }
@@ -110,7 +110,7 @@ impl DataBuilder {
         if self.captured < header.total_len as usize {
             header.flags |= tracer_common::DATA_FLAG_TRUNCATED;
         }
-        let size = HEADER + verifier_bound(self.captured, MAX_PAYLOAD - 1 | MAX_PAYLOAD);
+        let size = HEADER + verifier_bound(self.captured, (MAX_PAYLOAD - 1) | MAX_PAYLOAD);
         if size > SCRATCH_SIZE {
             return;
         }

@@ -8,8 +8,8 @@
 //! socket`, whose `sk` is the `struct sock`. Field offsets come from the
 //! running kernel's BTF (see `KernelConfig`). Resolved at every payload
 //! syscall's exit instead of cached per fd: a cache would have to follow
-//! every way an fd changes its file (close, dup2/dup3, close_range, exec,
-//! io_uring), and a stale entry would attribute a file's bytes to a socket.
+//! every way an fd changes its file (close, dup2/dup3, `close_range`, exec,
+//! `io_uring`), and a stale entry would attribute a file's bytes to a socket.
 
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 

@@ -33,7 +33,7 @@ pub static TRACED_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> = HashMap::with_max_en
 pub struct InFlight {
     /// buf, iovec array, msghdr or mmsghdr array, by syscall.
     pub buf: u64,
-    /// Set by the sock tp_btf hooks when the syscall reached a socket.
+    /// Set by the sock `tp_btf` hooks when the syscall reached a socket.
     pub sock: u64,
     pub enter_ns: u64,
     pub fd: u32,
@@ -63,7 +63,7 @@ pub static IN_FLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(MAX_IN_
 /// removes its slot (`sched_process_exit`).
 #[inline(always)]
 pub fn in_flight_slot(pid_tgid: u64) -> Option<*mut InFlight> {
-    if let Some(slot) = IN_FLIGHT.get_ptr_mut(&pid_tgid) {
+    if let Some(slot) = IN_FLIGHT.get_ptr_mut(pid_tgid) {
         return Some(slot);
     }
     let idle = InFlight {
@@ -76,18 +76,18 @@ pub fn in_flight_slot(pid_tgid: u64) -> Option<*mut InFlight> {
         in_tls_call: 0,
         _pad: [0; 6],
     };
-    if IN_FLIGHT.insert(&pid_tgid, &idle, 0).is_err() {
+    if IN_FLIGHT.insert(pid_tgid, idle, 0).is_err() {
         count(Counter::InFlightFull);
         return None;
     }
-    IN_FLIGHT.get_ptr_mut(&pid_tgid)
+    IN_FLIGHT.get_ptr_mut(pid_tgid)
 }
 
 /// Ends the calling thread's syscall: returns what its entry recorded, if
 /// the thread has a slot, and marks the slot idle.
 #[inline(always)]
 pub fn finish_in_flight(pid_tgid: u64) -> Option<InFlight> {
-    let slot = IN_FLIGHT.get_ptr_mut(&pid_tgid)?;
+    let slot = IN_FLIGHT.get_ptr_mut(pid_tgid)?;
     // SAFETY: the slot belongs to the calling thread, which is running here;
     // only its own programs write it.
     unsafe {
@@ -188,7 +188,7 @@ pub fn traced_current() -> Option<(u32, u32)> {
     let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: the value is a plain u8 read once.
-    if unsafe { TRACED_PIDS.get(&tgid) }.is_some() {
+    if unsafe { TRACED_PIDS.get(tgid) }.is_some() {
         Some((tgid, pid_tgid as u32))
     } else {
         None

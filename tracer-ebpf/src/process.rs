@@ -11,7 +11,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use tracer_common::{
     maps::{Counter, TRACED_BY_COMM, TRACED_BY_FORK},
-    EventKind, ProcessEvent, TASK_COMM_LEN,
+    EventKind, ProcessEvent,
 };
 
 use crate::{
@@ -19,7 +19,7 @@ use crate::{
     maps::{config, count, IN_FLIGHT, SSL_IN_FLIGHT, TRACED_COMMS, TRACED_PIDS},
 };
 
-/// tp_btf `sched_process_fork(struct task_struct *parent, struct task_struct *child)`,
+/// `tp_btf` `sched_process_fork(struct task_struct *parent, struct task_struct *child)`,
 /// fired from `copy_process()` for every new task. A new *process* (not a
 /// thread) of a traced process is traced too.
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -33,7 +33,7 @@ pub fn tracer_process_fork(ctx: BtfTracePointContext) -> i32 {
 fn try_process_fork(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: plain lookup.
-    if unsafe { TRACED_PIDS.get(&parent_tgid) }.is_none() {
+    if unsafe { TRACED_PIDS.get(parent_tgid) }.is_none() {
         return Ok(());
     }
     let child: *const u8 = ctx.arg(1);
@@ -44,7 +44,7 @@ fn try_process_fork(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if child_tgid == parent_tgid {
         return Ok(()); // a new thread: already covered by its process
     }
-    if TRACED_PIDS.insert(&child_tgid, &TRACED_BY_FORK, 0).is_err() {
+    if TRACED_PIDS.insert(child_tgid, TRACED_BY_FORK, 0).is_err() {
         count(Counter::PidTableFull);
         return Ok(());
     }
@@ -63,16 +63,16 @@ pub fn tracer_process_exec(ctx: TracePointContext) -> u32 {
     let _ = ctx;
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: plain lookups.
-    let already_traced = unsafe { TRACED_PIDS.get(&tgid) }.is_some();
+    let already_traced = unsafe { TRACED_PIDS.get(tgid) }.is_some();
     if !already_traced {
         let Ok(comm) = bpf_get_current_comm() else {
             return 0;
         };
-        let comm: [u8; TASK_COMM_LEN] = comm.map(|c| c as u8);
-        if unsafe { TRACED_COMMS.get(&comm) }.is_none() {
+        // SAFETY: plain lookup.
+        if unsafe { TRACED_COMMS.get(comm) }.is_none() {
             return 0;
         }
-        if TRACED_PIDS.insert(&tgid, &TRACED_BY_COMM, 0).is_err() {
+        if TRACED_PIDS.insert(tgid, TRACED_BY_COMM, 0).is_err() {
             count(Counter::PidTableFull);
             return 0;
         }
@@ -91,13 +91,13 @@ pub fn tracer_process_exit(ctx: TracePointContext) -> u32 {
     // Threads of traced processes keep their in-flight slot until now; a
     // thread that dies inside a hooked SSL call never reaches its return
     // probe, so its call is dropped here too (else the map fills).
-    let _ = IN_FLIGHT.remove(&pid_tgid);
-    let _ = SSL_IN_FLIGHT.remove(&pid_tgid);
+    let _ = IN_FLIGHT.remove(pid_tgid);
+    let _ = SSL_IN_FLIGHT.remove(pid_tgid);
     let tgid = (pid_tgid >> 32) as u32;
     if tgid != pid_tgid as u32 {
         return 0;
     }
-    if TRACED_PIDS.remove(&tgid).is_ok() {
+    if TRACED_PIDS.remove(tgid).is_ok() {
         emit_process(EventKind::ProcessExit, tgid, 0);
     }
     0
@@ -111,8 +111,9 @@ fn emit_process(kind: EventKind, pid: u32, parent_pid: u32) {
         pid,
         parent_pid,
         _pad2: 0,
+        // SAFETY: no preconditions.
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
-        comm: comm.map(|c| c as u8),
+        comm,
     };
     output_record(&event);
 }

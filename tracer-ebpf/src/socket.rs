@@ -1,4 +1,4 @@
-//! Sockets: which syscalls reach one (sock tp_btf hooks), how traced
+//! Sockets: which syscalls reach one (sock `tp_btf` hooks), how traced
 //! connections start (connect, accept) and end (close), and their addresses.
 
 use aya_ebpf::{
@@ -20,7 +20,7 @@ use crate::{
 /// `-EINPROGRESS`: a non-blocking connect under way counts as connected.
 const EINPROGRESS: i64 = -115;
 
-/// tp_btf `sock_send_length(struct sock *sk, int ret, int flags)`, fired by
+/// `tp_btf` `sock_send_length(struct sock *sk, int ret, int flags)`, fired by
 /// `sock_sendmsg_nosec()` for every send on any socket, whatever the syscall.
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn tracer_sock_send(ctx: BtfTracePointContext) -> i32 {
@@ -28,7 +28,7 @@ pub fn tracer_sock_send(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// tp_btf `sock_recv_length(struct sock *sk, int ret, int flags)`, fired by
+/// `tp_btf` `sock_recv_length(struct sock *sk, int ret, int flags)`, fired by
 /// `sock_recvmsg_nosec()` for every receive on any socket.
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn tracer_sock_recv(ctx: BtfTracePointContext) -> i32 {
@@ -41,7 +41,7 @@ pub fn tracer_sock_recv(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn mark_socket(ctx: &BtfTracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if let Some(in_flight) = IN_FLIGHT.get_ptr_mut(&pid_tgid) {
+    if let Some(in_flight) = IN_FLIGHT.get_ptr_mut(pid_tgid) {
         let sk: u64 = ctx.arg(0);
         // SAFETY: the entry belongs to this thread, which is running here.
         unsafe { (*in_flight).sock = sk };
@@ -115,7 +115,7 @@ fn remember_role(tgid: u32, fd: u32, role: Role) {
         tls: 0,
         _pad: [0; 5],
     };
-    if SOCKETS.insert(&socket_key(tgid, fd), &state, 0).is_err() {
+    if SOCKETS.insert(socket_key(tgid, fd), state, 0).is_err() {
         count(Counter::SocketTableFull);
     }
 }
@@ -129,10 +129,10 @@ pub fn tracer_enter_close(ctx: TracePointContext) -> u32 {
     let fd = syscall_arg::<0>(&ctx) as u32;
     let key = socket_key(tgid, fd);
     // SAFETY: plain lookup; copied before removal.
-    let Some(state) = (unsafe { SOCKETS.get(&key) }).copied() else {
+    let Some(state) = (unsafe { SOCKETS.get(key) }).copied() else {
         return 0;
     };
-    let _ = SOCKETS.remove(&key);
+    let _ = SOCKETS.remove(key);
     if state.ignored != 0 || state.sock == 0 {
         return 0;
     }
@@ -159,7 +159,7 @@ pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> Tracked {
     let key = socket_key(tgid, fd);
     let mut role = Role::Unknown as u8;
     // SAFETY: plain lookup.
-    if let Some(state) = unsafe { SOCKETS.get(&key) } {
+    if let Some(state) = unsafe { SOCKETS.get(key) } {
         if state.sock == sock {
             return if state.ignored != 0 {
                 Tracked::No
@@ -182,11 +182,11 @@ pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> Tracked {
     let state = SocketState {
         sock,
         role,
-        ignored: ignored as u8,
+        ignored: u8::from(ignored),
         tls: 0,
         _pad: [0; 5],
     };
-    if SOCKETS.insert(&key, &state, 0).is_err() {
+    if SOCKETS.insert(key, state, 0).is_err() {
         count(Counter::SocketTableFull);
     }
     if ignored {
@@ -195,7 +195,7 @@ pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> Tracked {
     let mut event = empty_conn_event(EventKind::ConnOpen, tgid, tid, fd, sock);
     event.role = role;
     event.family = family;
-    // SAFETY (all reads): kernel memory of a live sock at BTF offsets; a
+    // SAFETY: (all reads) kernel memory of a live sock at BTF offsets; a
     // failed read leaves zeros, which user space shows as unknown.
     unsafe {
         event.protocol =
@@ -225,7 +225,7 @@ pub fn ensure_connection(tgid: u32, tid: u32, fd: u32, sock: u64) -> Tracked {
 /// From now on the socket's ciphertext is not emitted.
 #[inline(always)]
 pub fn mark_tls(tgid: u32, fd: u32) {
-    if let Some(state) = SOCKETS.get_ptr_mut(&socket_key(tgid, fd)) {
+    if let Some(state) = SOCKETS.get_ptr_mut(socket_key(tgid, fd)) {
         // SAFETY: the entry is only written by this process's threads; a
         // racing writer would set the same flag.
         unsafe { (*state).tls = 1 };

@@ -72,7 +72,7 @@ fn enter(ctx: &ProbeContext, syscall: Syscall, ex: bool) {
         _pad: [0; 3],
     };
     let pid_tgid = bpf_get_current_pid_tgid();
-    if SSL_IN_FLIGHT.insert(&pid_tgid, &call, 0).is_err() {
+    if SSL_IN_FLIGHT.insert(pid_tgid, call, 0).is_err() {
         count(Counter::InFlightFull);
         return;
     }
@@ -93,12 +93,12 @@ fn set_in_tls_call(pid_tgid: u64, inside: u8) {
 pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: plain lookup; copied before removal.
-    let Some(call) = (unsafe { SSL_IN_FLIGHT.get(&pid_tgid) }).copied() else {
+    let Some(call) = (unsafe { SSL_IN_FLIGHT.get(pid_tgid) }).copied() else {
         return 0;
     };
-    let _ = SSL_IN_FLIGHT.remove(&pid_tgid);
+    let _ = SSL_IN_FLIGHT.remove(pid_tgid);
     set_in_tls_call(pid_tgid, 0);
-    let ret: i64 = ctx.ret::<i32>() as i64;
+    let ret: i64 = i64::from(ctx.ret::<i32>());
     if ret <= 0 {
         return 0;
     }
@@ -120,16 +120,15 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
             fd: call.fd,
             _pad: 0,
         };
-        let _ = SSL_SOCKETS.insert(&call.ssl, &socket, 0);
+        let _ = SSL_SOCKETS.insert(call.ssl, socket, 0);
         (call.fd, call.sock)
     } else {
         // SAFETY: plain lookup.
-        match unsafe { SSL_SOCKETS.get(&call.ssl) } {
-            Some(socket) => (socket.fd, socket.sock),
-            None => {
-                count(Counter::TlsSocketUnknown);
-                return 0;
-            }
+        if let Some(socket) = unsafe { SSL_SOCKETS.get(call.ssl) } {
+            (socket.fd, socket.sock)
+        } else {
+            count(Counter::TlsSocketUnknown);
+            return 0;
         }
     };
     let tgid = (pid_tgid >> 32) as u32;
@@ -170,7 +169,7 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
 /// to be emitted for the syscall itself (returns true).
 #[inline(always)]
 pub fn note_socket_of_ssl_call(pid_tgid: u64, tgid: u32, fd: u32, sock: u64) -> bool {
-    let Some(call) = SSL_IN_FLIGHT.get_ptr_mut(&pid_tgid) else {
+    let Some(call) = SSL_IN_FLIGHT.get_ptr_mut(pid_tgid) else {
         return false;
     };
     // SAFETY: the entry belongs to this thread, which is running here.

@@ -168,7 +168,7 @@ pub struct ExportArgs {
     pub output_file_max_mib: u64,
 
     /// Serve Prometheus metrics (request rate, errors, latency histograms
-    /// and the tracer's own health) at http://ADDR/metrics.
+    /// and the tracer's own health) at <http://ADDR/metrics>.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 

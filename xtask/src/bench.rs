@@ -359,10 +359,7 @@ fn parse_latency(value: &str) -> f64 {
     } else {
         (value, 1.0)
     };
-    number
-        .parse::<f64>()
-        .map(|n| n * factor)
-        .unwrap_or(f64::NAN)
+    number.parse::<f64>().map_or(f64::NAN, |n| n * factor)
 }
 
 fn run_wrk(url: &str, seconds: u32) -> Result<WrkResult> {
@@ -641,7 +638,7 @@ fn bench_redis(scratch: &Path, rounds: u32, report: &mut String) -> Result<()> {
     Ok(())
 }
 
-/// Run count and total run time of one of our programs (bpf_stats).
+/// Run count and total run time of one of our programs (`bpf_stats`).
 struct ProgramCost {
     runs: u64,
     time_ns: u64,

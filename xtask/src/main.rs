@@ -101,8 +101,7 @@ fn workspace_root() -> std::path::PathBuf {
     let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir
         .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| manifest_dir.to_path_buf())
+        .map_or_else(|| manifest_dir.to_path_buf(), std::path::Path::to_path_buf)
 }
 
 fn tracer_binary() -> std::path::PathBuf {

@@ -108,12 +108,11 @@ fn has_rust_src() -> bool {
     Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
-        .map(|out| {
+        .is_ok_and(|out| {
             String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .any(|l| l.starts_with("rust-src"))
         })
-        .unwrap_or(false)
 }
 
 fn has_bpf_linker() -> bool {

@@ -76,7 +76,7 @@ pub struct KernelBtf {
     types: Vec<Type>,
     /// Struct name → type id, for the structs with names.
     structs: HashMap<String, u32>,
-    /// Raw tracepoints the kernel offers to tp_btf programs: the names of
+    /// Raw tracepoints the kernel offers to `tp_btf` programs: the names of
     /// its `btf_trace_<name>` typedefs, without the prefix.
     btf_tracepoints: HashSet<String>,
 }
@@ -146,7 +146,8 @@ impl KernelBtf {
             let vlen = (info & 0xffff) as usize;
             let kind = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 == 1;
-            let id = self.types.len() as u32;
+            let id = u32::try_from(self.types.len())
+                .map_err(|_| BtfError::Malformed("more types than ids"))?;
             let ty = match kind {
                 KIND_STRUCT | KIND_UNION => {
                     let mut members = Vec::with_capacity(vlen);
@@ -245,7 +246,7 @@ impl KernelBtf {
         None
     }
 
-    /// Whether the kernel has raw tracepoint `name` for tp_btf programs
+    /// Whether the kernel has raw tracepoint `name` for `tp_btf` programs
     /// (its BTF declares `btf_trace_<name>`).
     pub fn has_btf_tracepoint(&self, name: &str) -> bool {
         self.btf_tracepoints.contains(name)
@@ -278,7 +279,7 @@ mod tests {
     use super::*;
 
     /// The running kernel's BTF: the offsets must match what the kernel's own
-    /// headers say for x86_64 6.x (sock_common starts `struct sock`).
+    /// headers say for `x86_64` 6.x (`sock_common` starts `struct sock`).
     #[test]
     fn finds_sock_and_task_fields_in_kernel_btf() {
         let Ok(btf) = KernelBtf::from_sys_fs() else {

@@ -116,7 +116,7 @@ const SCHED_TRACEPOINTS: &[(&str, &str)] = &[
     ("tracer_process_exit", "sched_process_exit"),
 ];
 
-/// BTF tracepoints (tp_btf) every socket path uses.
+/// BTF tracepoints (`tp_btf`) every socket path uses.
 const BTF_TRACEPOINTS: &[(&str, &str)] = &[("tracer_process_fork", "sched_process_fork")];
 
 /// BTF tracepoints of [`SocketLookup::Tracepoint`] (Linux 6.3+).
@@ -408,7 +408,9 @@ fn kernel_config(
 ) -> Result<KernelConfig, KernelError> {
     let sock = |field: &str| btf.field_offset("sock", &["__sk_common", field]);
     let mut config = KernelConfig {
-        max_payload: options.max_payload.min(MAX_PAYLOAD as u32),
+        max_payload: options
+            .max_payload
+            .min(u32::try_from(MAX_PAYLOAD).unwrap_or(u32::MAX)),
         sock_family: sock("skc_family")?,
         sock_daddr: sock("skc_daddr")?,
         sock_rcv_saddr: sock("skc_rcv_saddr")?,
@@ -444,7 +446,7 @@ fn raise_memlock() -> Result<(), std::io::Error> {
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: a valid rlimit struct for the calling process.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } == 0 {
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } == 0 {
         return Ok(());
     }
     let err = std::io::Error::last_os_error();
