@@ -105,8 +105,13 @@ fn workspace_root() -> std::path::PathBuf {
         .unwrap_or_else(|| manifest_dir.to_path_buf())
 }
 
+/// The release binary `build` makes, in `CARGO_TARGET_DIR` when that is
+/// set (relative to the workspace, as cargo takes it here).
 fn tracer_binary() -> std::path::PathBuf {
-    workspace_root().join("target/release/tracer")
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| workspace_root().join(dir))
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("release/tracer")
 }
 
 fn cargo() -> Command {
