@@ -60,7 +60,8 @@ enum Task {
     /// and on the host kernel, as a table; fails when any check does.
     Vm {
         /// Comma-separated: 5.10 (bullseye), 6.1 (bookworm), 6.12
-        /// (bookworm-backports), trixie (6.12), host (this machine).
+        /// (bookworm-backports), trixie (6.12), host (this machine). Images
+        /// are cached in target/vm-cache/kernels/ (delete to refresh).
         #[arg(long, value_delimiter = ',', default_value = "5.10,6.1,6.12,host")]
         kernels: Vec<String>,
         /// Tracer binary to test; without it, `cargo xtask build` runs and

@@ -83,13 +83,15 @@ pub fn run(options: &Options) -> Result<bool> {
         .iter()
         .map(|label| Target::parse(label.trim()))
         .collect::<Result<Vec<_>>>()?;
-    let tracer = options.tracer.as_path();
-    if !tracer.is_file() {
+    if !options.tracer.is_file() {
         bail!(
             "no tracer binary at {}; build it with `cargo xtask build` or pass --tracer PATH",
-            tracer.display()
+            options.tracer.display()
         );
     }
+    // Absolute: the host run starts it from another directory.
+    let tracer = &fs::canonicalize(&options.tracer)
+        .with_context(|| format!("resolving {}", options.tracer.display()))?;
     let cache = cache_dir();
     let logs = cache.join("logs");
     fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
