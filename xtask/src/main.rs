@@ -122,13 +122,12 @@ fn main() -> Result<()> {
             keep,
             timeout,
         } => {
-            let tracer = match tracer {
-                Some(path) => path,
-                None => {
-                    setup::run(false)?;
-                    build()?;
-                    tracer_binary()
-                }
+            let tracer = if let Some(path) = tracer {
+                path
+            } else {
+                setup::run(false)?;
+                build()?;
+                tracer_binary()
             };
             setup::vm()?;
             let passed = vm::run(&vm::Options {
@@ -156,10 +155,11 @@ fn workspace_root() -> std::path::PathBuf {
 
 /// The release binary `build` makes, in `CARGO_TARGET_DIR` when that is
 /// set (relative to the workspace, as cargo takes it here).
-fn tracer_binary() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|dir| workspace_root().join(dir))
-        .unwrap_or_else(|| workspace_root().join("target"));
+fn tracer_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || workspace_root().join("target"),
+        |dir| workspace_root().join(dir),
+    );
     target.join("release/tracer")
 }
 

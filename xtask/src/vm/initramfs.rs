@@ -71,7 +71,7 @@ pub fn build(tracer: &Path, cache: &Path, keep: bool) -> Result<PathBuf> {
     eprintln!(
         "xtask: initramfs {} ({:.1} MiB)",
         shown(&archive),
-        bytes as f64 / (1 << 20) as f64
+        bytes as f64 / f64::from(1 << 20)
     );
     if keep {
         eprintln!("xtask: keeping its tree in {}", shown(&root));

@@ -82,7 +82,7 @@ impl Fetcher {
             kernel.label, kernel.suite
         );
         let mirror = self.mirror()?;
-        let apt = PrivateApt::new(&self.cache, kernel.suite, mirror)?;
+        let apt = PrivateApt::new(&self.cache, kernel.suite, &mirror)?;
         apt.update()?;
         let package = apt.image_package()?;
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -112,7 +112,7 @@ struct PrivateApt {
 }
 
 impl PrivateApt {
-    fn new(cache: &Path, suite: &str, mirror: String) -> Result<PrivateApt> {
+    fn new(cache: &Path, suite: &str, mirror: &str) -> Result<PrivateApt> {
         let dir = cache.join("apt").join(suite);
         for sub in [
             "lists/partial",
@@ -186,9 +186,9 @@ impl PrivateApt {
             .with_context(|| format!("listing {}", dir.display()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .find(|path| {
-                path.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+                let name = path.file_name().and_then(|n| n.to_str());
+                let deb = path.extension().is_some_and(|e| e == "deb");
+                deb && name.is_some_and(|n| n.starts_with(&prefix))
             })
             .ok_or_else(|| {
                 anyhow!(
@@ -356,8 +356,7 @@ fn parse_deb822(text: &str) -> Vec<SourceEntry> {
                 fields
                     .iter()
                     .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or("")
+                    .map_or("", |(_, v)| v.as_str())
             };
             let words = |name: &str| -> Vec<String> {
                 field(name).split_whitespace().map(str::to_owned).collect()

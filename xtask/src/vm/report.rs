@@ -275,14 +275,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-vm-report-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let log = dir.join("k.log");
-        let all_pass: String = CHECKS
-            .iter()
-            .map(|c| format!("SMOKE {c} PASS ok\n"))
-            .collect();
+        let all_pass = CHECKS.iter().fold(String::new(), |mut log, check| {
+            let _ = writeln!(log, "SMOKE {check} PASS ok");
+            log
+        });
         fs::write(&log, &all_pass).unwrap();
         let run = |timed_out| Run {
             log: log.clone(),
-            elapsed: Duration::from_secs(60),
+            elapsed: Duration::from_mins(1),
             timed_out,
         };
         assert!(KernelResult::from_run("k", &run(false))
