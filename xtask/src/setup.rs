@@ -48,18 +48,58 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// What `cargo xtask vm` needs beyond the build: qemu, and the pieces of
+/// the guests' initramfs and of its download.
+const VM_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+    ("busybox-static", "/bin/busybox"),
+    ("cpio", "/usr/bin/cpio"),
+    ("binutils", "/usr/bin/strip"),
+    (
+        "debian-archive-keyring",
+        "/usr/share/keyrings/debian-archive-keyring.gpg",
+    ),
+];
+
+/// The peers of the smoke suite (xtask/vm/smoke.sh), from [`TEST_PACKAGES`]:
+/// it runs them on the host and copies them into the guests.
+const VM_PEERS: &[&str] = &[
+    "nginx",
+    "curl",
+    "redis-server",
+    "redis-tools",
+    "openssl",
+    "bpftool",
+];
+
+/// Installs what `cargo xtask vm` runs, where missing.
+pub fn vm() -> Result<()> {
+    let peers = TEST_PACKAGES
+        .iter()
+        .filter(|(package, _)| VM_PEERS.contains(package));
+    let packages: Vec<&str> = missing(VM_PACKAGES.iter().chain(peers)).collect();
+    if !packages.is_empty() {
+        apt_install(&packages)?;
+    }
+    Ok(())
+}
+
+/// The packages of `(package, file)` pairs whose file is absent.
+fn missing<'a>(
+    packages: impl Iterator<Item = &'a (&'static str, &'static str)> + 'a,
+) -> impl Iterator<Item = &'static str> + 'a {
+    packages
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+}
+
 pub fn run(test_deps: bool) -> Result<()> {
     let mut packages: Vec<&str> = Vec::new();
     if !Path::new("/usr/lib/llvm-22/lib/libLLVM.so").exists() && !has_bpf_linker() {
         packages.extend(BUILD_PACKAGES);
     }
     if test_deps {
-        packages.extend(
-            TEST_PACKAGES
-                .iter()
-                .filter(|(_, file)| !Path::new(file).exists())
-                .map(|(package, _)| *package),
-        );
+        packages.extend(missing(TEST_PACKAGES.iter()));
     }
     if !packages.is_empty() {
         apt_install(&packages)?;
