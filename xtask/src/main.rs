@@ -35,7 +35,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Unit and integration tests, loading the real eBPF programs (as root).
+    /// Unit and integration tests, loading the real eBPF programs (as root);
+    /// without arguments also the integration tests again with the socket
+    /// path of kernels before 6.3 forced, the fuzz targets, and the kernel
+    /// matrix (5.10, 6.1, 6.12 under qemu, and this machine's kernel).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -74,10 +77,13 @@ enum Task {
         keep: bool,
         /// Seconds one kernel's run may take before it is killed and all
         /// its checks fail (attaching alone takes ~20 s under TCG).
-        #[arg(long, default_value_t = 360)]
+        #[arg(long, default_value_t = VM_TIMEOUT_SECS)]
         timeout: u64,
     },
 }
+
+/// Seconds one kernel of the matrix may take.
+const VM_TIMEOUT_SECS: u64 = 360;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -98,14 +104,11 @@ fn main() -> Result<()> {
         }
         Task::Test { args } => {
             setup::run(true)?;
-            test(&args)?;
-            if args.is_empty() {
-                // A bounded fuzz run: parsers meet inputs no capture has.
-                // Fixed seed and run count, so CI repeats what passed here;
-                // `cargo xtask fuzz` explores with fresh seeds.
-                fuzz(FUZZ_SECONDS_IN_TEST, Some(FUZZ_RUNS_IN_TEST))?;
+            if !args.is_empty() {
+                return test(&args, &[]);
             }
-            Ok(())
+            setup::vm()?;
+            test_everything()
         }
         Task::Fuzz { seconds } => {
             setup::run(true)?;
@@ -145,7 +148,7 @@ fn main() -> Result<()> {
     }
 }
 
-fn workspace_root() -> std::path::PathBuf {
+fn workspace_root() -> PathBuf {
     let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir
         .parent()
@@ -208,7 +211,7 @@ fn build() -> Result<()> {
     run_checked(cargo().args(["build", "--release", "-p", "tracer-user"]))
 }
 
-fn test(extra: &[String]) -> Result<()> {
+fn test(extra: &[String], env: &[(&str, &str)]) -> Result<()> {
     // Integration tests start real servers on fixed loopback ports and load
     // kernel programs: one test at a time keeps them from disturbing each
     // other's measurements.
@@ -223,7 +226,75 @@ fn test(extra: &[String]) -> Result<()> {
                 "-p",
                 "tracer-user",
             ])
+            .envs(env.iter().copied())
             .args(extra)
             .args(["--", "--test-threads=1"]),
     )
+}
+
+/// Integration tests whose spans depend on how the kernel side finds
+/// sockets; they run a second time with the file-table path forced, so
+/// both paths are tested on every run (export and CLI tests check user-side
+/// behaviour only).
+const KERNEL_PATH_TESTS: &[&str] = &[
+    "http",
+    "kv",
+    "sql",
+    "tls",
+    "grpc",
+    "linking",
+    "reliability",
+    "socket_hooks",
+];
+
+/// Kernels of the matrix `cargo xtask test` runs.
+const TEST_KERNELS: &[&str] = &["5.10", "6.1", "6.12", "host"];
+
+/// Every stage, each run even when an earlier one failed, so one run shows
+/// every failure; fails at the end if any stage did.
+fn test_everything() -> Result<()> {
+    let fallback_tests: Vec<String> = KERNEL_PATH_TESTS
+        .iter()
+        .flat_map(|name| ["--test".to_owned(), (*name).to_owned()])
+        .collect();
+    let stages: [(&str, &dyn Fn() -> Result<()>); 4] = [
+        ("unit and integration tests", &|| test(&[], &[])),
+        (
+            "integration tests with --socket-hooks fd-table (TRACER_SOCKET_HOOKS)",
+            &|| test(&fallback_tests, &[("TRACER_SOCKET_HOOKS", "fd-table")]),
+        ),
+        // A bounded fuzz run: parsers meet inputs no capture has. Fixed seed
+        // and run count, so CI repeats what passed here; `cargo xtask fuzz`
+        // explores with fresh seeds.
+        ("fuzz targets", &|| {
+            fuzz(FUZZ_SECONDS_IN_TEST, Some(FUZZ_RUNS_IN_TEST))
+        }),
+        ("kernel matrix", &|| {
+            let passed = vm::run(&vm::Options {
+                kernels: TEST_KERNELS.iter().map(|k| (*k).to_owned()).collect(),
+                tracer: tracer_binary(),
+                keep: false,
+                timeout: Duration::from_secs(VM_TIMEOUT_SECS),
+            })?;
+            if passed {
+                Ok(())
+            } else {
+                bail!("a check of the kernel matrix failed (table above)")
+            }
+        }),
+    ];
+    let mut failed = Vec::new();
+    for (name, stage) in stages {
+        eprintln!("xtask: == {name}");
+        if let Err(err) = stage() {
+            eprintln!("xtask: {name} failed: {err:#}");
+            failed.push(name);
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("xtask: every stage passed");
+        Ok(())
+    } else {
+        bail!("failed: {}", failed.join("; "))
+    }
 }

@@ -104,13 +104,17 @@ pub fn run(test_deps: bool) -> Result<()> {
     if !packages.is_empty() {
         apt_install(&packages)?;
     }
-    if !has_rust_src() {
-        let mut cmd = Command::new("rustup");
-        cmd.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
-        run_or_explain(
-            &mut cmd,
-            "rustup component add rust-src --toolchain nightly",
-        )?;
+    // rust-src builds the eBPF crate's `core`; clippy lints that crate on
+    // its own target in the gate.
+    for component in NIGHTLY_COMPONENTS {
+        if !has_nightly_component(component) {
+            let mut cmd = Command::new("rustup");
+            cmd.args(["component", "add", component, "--toolchain", "nightly"]);
+            run_or_explain(
+                &mut cmd,
+                &format!("rustup component add {component} --toolchain nightly"),
+            )?;
+        }
     }
     if !has_bpf_linker() {
         if !Path::new("/usr/lib/llvm-22/lib/libLLVM.so").exists() {
@@ -144,14 +148,16 @@ fn has_cargo_fuzz() -> bool {
         .is_ok_and(|out| out.status.success())
 }
 
-fn has_rust_src() -> bool {
+const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy"];
+
+fn has_nightly_component(component: &str) -> bool {
     Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
         .is_ok_and(|out| {
             String::from_utf8_lossy(&out.stdout)
                 .lines()
-                .any(|l| l.starts_with("rust-src"))
+                .any(|l| l.starts_with(component))
         })
 }
 
