@@ -70,6 +70,7 @@ const VM_PEERS: &[&str] = &[
     "redis-tools",
     "openssl",
     "bpftool",
+    "util-linux",
 ];
 
 /// Installs what `cargo xtask vm` runs, where missing.

@@ -29,7 +29,7 @@ ATTACH_TIMEOUT=${SMOKE_ATTACH_TIMEOUT:-150}
 
 # Requests per HTTP and HTTPS check.
 N=5
-CHECKS="http_server http_client fork_after_attach https_server https_client redis clean_exit"
+CHECKS="http_server http_client fork_after_attach https_server https_client redis clean_exit memlock"
 SPANS=$WORK/spans.json
 TRACER_ERR=$WORK/tracer.err
 # Processes this script started, stopped on exit whatever happens.
@@ -270,6 +270,35 @@ check_clean_exit() {
     fi
 }
 
+# A second tracer without CAP_SYS_RESOURCE under a 64 KiB RLIMIT_MEMLOCK,
+# so it cannot raise the limit. Kernels before 5.11 charge eBPF maps to
+# that limit: the tracer must refuse in one line that names it. Later
+# kernels charge the memory cgroup: it must attach and run.
+check_memlock() {
+    _release=$(uname -r)
+    _major=${_release%%.*}
+    _minor=${_release#*.}
+    _minor=${_minor%%[!0-9]*}
+    (
+        ulimit -l 64
+        exec setpriv --bounding-set -sys_resource "$TRACER" --output none \
+            --pid $$ --duration 1
+    ) </dev/null >/dev/null 2>"$WORK/memlock.err"
+    _status=$?
+    _lines=$(wc -l <"$WORK/memlock.err")
+    if [ "$_major" -lt 5 ] || { [ "$_major" -eq 5 ] && [ "$_minor" -lt 11 ]; }; then
+        if [ "$_status" -ne 0 ] && [ "$_lines" -eq 1 ] && grep -q RLIMIT_MEMLOCK "$WORK/memlock.err"; then
+            report memlock PASS "refused in one line naming RLIMIT_MEMLOCK (exit $_status)"
+        else
+            report memlock FAIL "exit $_status, $_lines lines: $(head -c 300 "$WORK/memlock.err")"
+        fi
+    elif [ "$_status" -eq 0 ] && grep -q attached "$WORK/memlock.err"; then
+        report memlock PASS "attached without CAP_SYS_RESOURCE (memory cgroup accounting)"
+    else
+        report memlock FAIL "exit $_status: $(tail -n 1 "$WORK/memlock.err")"
+    fi
+}
+
 mkdir -p "$WORK" || exit 1
 echo "SMOKE_INFO kernel $(uname -r)"
 start_services
@@ -283,6 +312,7 @@ stop_tracer
 check_spans
 check_clean_exit
 tracer_info
+check_memlock
 if [ "$FAILED" = 0 ]; then
     # -v debug lines (some 1000) only when something failed.
     grep -v -e ' DEBUG\]' -e ' TRACE\]' -e '^[[:space:]]' "$TRACER_ERR" >"$WORK/tracer.brief"

@@ -22,7 +22,8 @@ use crate::run_checked;
 
 /// Host programs the guest runs, each with its libraries. The tracer is
 /// added from `--tracer`. `ldconfig` is there because the tracer asks
-/// `ldconfig -p` where libssl is.
+/// `ldconfig -p` where libssl is; `setpriv` drops `CAP_SYS_RESOURCE` for the
+/// memlock check.
 const PROGRAMS: &[&str] = &[
     "/bin/busybox",
     "/usr/sbin/nginx",
@@ -32,6 +33,7 @@ const PROGRAMS: &[&str] = &[
     "/usr/bin/openssl",
     "/usr/sbin/bpftool",
     "/sbin/ldconfig",
+    "/usr/bin/setpriv",
 ];
 
 /// Host files copied as they are: openssl's configuration (`openssl req`).

@@ -21,6 +21,7 @@ pub const CHECKS: &[&str] = &[
     "https_client",
     "redis",
     "clean_exit",
+    "memlock",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
