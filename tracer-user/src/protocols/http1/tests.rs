@@ -10,12 +10,15 @@ use crate::protocols::{AttrValue, Exchange, Fault, ParseOutput, Parser, ParserOp
 use super::Http1Parser;
 
 /// One recorded connection: what each side sent, and the reads the
-/// recording proxy saw, in order (`c 88` / `s 254` lines).
+/// recording proxy saw, in order (`c 88` / `s 254` lines; a read may list
+/// several segments, `xN` being `N` bytes `x` left out of the `.bin` file:
+/// see `testdata/http1/README.md`).
 #[derive(Clone, Copy)]
 pub(super) struct Capture {
     pub name: &'static str,
-    pub client: &'static [u8],
-    pub server: &'static [u8],
+    /// The stored bytes, without the elided runs.
+    client: &'static [u8],
+    server: &'static [u8],
     events: &'static str,
 }
 
@@ -88,22 +91,36 @@ impl Piece {
     }
 }
 
+/// The byte the elided runs of a capture are made of (the uploads were
+/// files of `x`).
+const ELIDED_BYTE: u8 = b'x';
+
 impl Capture {
-    /// The reads as the proxy saw them.
+    /// The reads as the proxy saw them, elided runs filled in again.
     pub fn pieces(&self) -> Vec<Piece> {
         let (mut client, mut server) = (self.client, self.server);
         let mut pieces = Vec::new();
         for line in self.events.lines() {
-            let (tag, len) = line.split_once(' ').unwrap();
-            let len: usize = len.parse().unwrap();
-            let (side, source) = match tag {
+            let mut segments = line.split(' ');
+            let (side, source) = match segments.next().unwrap() {
                 "c" => (Side::Client, &mut client),
                 "s" => (Side::Server, &mut server),
                 other => panic!("bad event tag {other}"),
             };
-            let (now, rest) = source.split_at(len);
-            *source = rest;
-            pieces.push(Piece::Data(side, now.to_vec()));
+            let mut read = Vec::new();
+            for segment in segments {
+                if let Some(elided) = segment.strip_prefix('x') {
+                    let len: usize = elided.parse().unwrap();
+                    read.resize(read.len() + len, ELIDED_BYTE);
+                } else {
+                    let len: usize = segment.parse().unwrap();
+                    let (now, rest) = source.split_at(len);
+                    *source = rest;
+                    read.extend_from_slice(now);
+                }
+            }
+            assert!(!read.is_empty(), "{}: empty read {line:?}", self.name);
+            pieces.push(Piece::Data(side, read));
         }
         assert!(
             client.is_empty() && server.is_empty(),
@@ -113,11 +130,21 @@ impl Capture {
         pieces
     }
 
-    pub fn bytes(&self, side: Side) -> &'static [u8] {
-        match side {
-            Side::Client => self.client,
-            Side::Server => self.server,
-        }
+    /// Every byte `side` sent, elided runs included.
+    pub fn bytes(&self, side: Side) -> Vec<u8> {
+        self.pieces()
+            .into_iter()
+            .filter(|piece| piece.side() == side)
+            .flat_map(|piece| match piece {
+                Piece::Data(_, bytes) => bytes,
+                Piece::Gap(..) => unreachable!("captures hold no gaps"),
+            })
+            .collect()
+    }
+
+    /// Bytes both sides sent, elided runs included.
+    pub fn len(&self) -> usize {
+        self.pieces().iter().map(Piece::len).sum()
     }
 }
 
@@ -342,10 +369,11 @@ pub(super) fn assert_exchanges(
 ) {
     let names: Vec<&str> = exchanges.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(exchanges.len(), wants.len(), "{context}: {names:?}");
+    let client = capture.bytes(Side::Client);
     let mut search_from = 0;
     for (i, (exchange, want)) in exchanges.iter().zip(wants).enumerate() {
         let context = format!("{context}, exchange {i} ({})", want.name);
-        let request_at = find_from(capture.client, want.request_at.as_bytes(), search_from)
+        let request_at = find_from(&client, want.request_at.as_bytes(), search_from)
             .unwrap_or_else(|| panic!("{context}: {:?} not in capture", want.request_at));
         search_from = request_at + 1;
         assert_eq!(exchange.name, want.name, "{context}");
