@@ -35,14 +35,15 @@
 //!     `Content-Length`; the client stream goes on skipping the rest, so the
 //!     next request on the connection is found. A chunked body's size is
 //!     known only once its last chunk was seen: otherwise it is left out;
-//!   - a request body cut short by the close has no size (neither the
-//!     length it declared nor the bytes that came is its size).
+//!   - a body cut short by the close, request or response, has no size
+//!     (neither the length it declared nor the bytes that came is its
+//!     size); a response body delimited by the close is complete there.
 //! - Heads are bounded to 16 KiB and 64 headers per side, pending requests
 //!   to 64 (the oldest dropped, counted as a desync).
 //! - [`Parser::on_close`] reports a response cut short by the close as an
-//!   incomplete exchange with its status, and requests without a response as
-//!   incomplete exchanges without one, all ending at the close. The parser
-//!   can then serve a new connection.
+//!   incomplete exchange with its status (without a body size), and requests
+//!   without a response as incomplete exchanges without one, all ending at
+//!   the close. The parser can then serve a new connection.
 //! - Only the attributes listed on [`Http1Parser`] are emitted; no header
 //!   value other than the trace context is ever kept.
 

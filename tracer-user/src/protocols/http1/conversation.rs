@@ -44,9 +44,11 @@ impl Conversation {
     pub fn close(&mut self, ts_ns: u64, out: &mut ParseOutput) {
         if let Some(answer) = self.answering.take() {
             if let Some(request) = answer.request {
+                // Cut short by the close: neither the length it declared nor
+                // the bytes that came is the body's size.
                 let response = ResponseSummary {
                     status: answer.status,
-                    body_size: Some(answer.body_size),
+                    body_size: None,
                 };
                 out.exchanges
                     .push(build_exchange(request, Some(response), ts_ns, true));

@@ -136,12 +136,35 @@ fn close_reports_unanswered_and_cut_short() {
     assert!(cut.incomplete && unanswered.incomplete);
     assert_eq!((cut.start_ns, cut.end_ns), (10, 30));
     assert_eq!(int_attr(cut, "http.response.status_code"), Some(500));
-    assert_eq!(int_attr(cut, "http.response.body.size"), Some(7));
+    // Neither the 100 bytes declared nor the 7 that came: the body was cut.
+    assert_eq!(int_attr(cut, "http.response.body.size"), None);
     assert_eq!(cut.fault, Fault::Server);
     assert_eq!((unanswered.start_ns, unanswered.end_ns), (10, 30));
     assert_eq!(int_attr(unanswered, "http.response.status_code"), None);
     assert_eq!(int_attr(unanswered, "http.response.body.size"), None);
     assert_eq!(unanswered.fault, Fault::None);
+}
+
+#[test]
+fn chunked_response_cut_short_has_no_body_size() {
+    let out = run(
+        &[
+            (C, 10, b"GET /a HTTP/1.1\r\n\r\n"),
+            (
+                S,
+                20,
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+            ),
+        ],
+        Some(30),
+    );
+    let [cut] = out.exchanges.as_slice() else {
+        panic!("{:?}", out.exchanges)
+    };
+    assert!(cut.incomplete);
+    assert_eq!(int_attr(cut, "http.response.status_code"), Some(200));
+    assert_eq!(int_attr(cut, "http.response.body.size"), None);
+    assert_eq!(int_attr(cut, "http.request.body.size"), Some(0));
 }
 
 #[test]
