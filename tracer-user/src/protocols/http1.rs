@@ -27,13 +27,23 @@
 //! - A connection caught mid-message counts one desync per side that
 //!   starts inside a message.
 //! - Body sizes count payload bytes: decoded size for chunked bodies,
-//!   uncaptured (gap) bytes included.
+//!   uncaptured (gap) bytes included. A size is only reported when it is
+//!   known (OpenTelemetry: the payload bytes transferred, often the
+//!   `Content-Length`); a wrong one is worse than none:
+//!   - a request body still arriving when its response ends the exchange
+//!     (a server answering before reading it all) has its declared
+//!     `Content-Length`; the client stream goes on skipping the rest, so the
+//!     next request on the connection is found. A chunked body's size is
+//!     known only once its last chunk was seen: otherwise it is left out;
+//!   - a body cut short by the close, request or response, has no size
+//!     (neither the length it declared nor the bytes that came is its
+//!     size); a response body delimited by the close is complete there.
 //! - Heads are bounded to 16 KiB and 64 headers per side, pending requests
 //!   to 64 (the oldest dropped, counted as a desync).
 //! - [`Parser::on_close`] reports a response cut short by the close as an
-//!   incomplete exchange with its status, and requests without a response as
-//!   incomplete exchanges without one, all ending at the close. The parser
-//!   can then serve a new connection.
+//!   incomplete exchange with its status (without a body size), and requests
+//!   without a response as incomplete exchanges without one, all ending at
+//!   the close. The parser can then serve a new connection.
 //! - Only the attributes listed on [`Http1Parser`] are emitted; no header
 //!   value other than the trace context is ever kept.
 
@@ -65,7 +75,8 @@ pub use start::detect;
 /// `network.protocol.name`, `network.protocol.version` (of the request),
 /// `http.response.status_code` (when a response came),
 /// `http.request.body.size` and `http.response.body.size` (when a response
-/// came). Names are `METHOD path`, without the query.
+/// came; either left out when unknown, see the module's notes). Names are
+/// `METHOD path`, without the query.
 pub struct Http1Parser {
     options: ParserOptions,
     client: SideStream,

@@ -44,9 +44,11 @@ impl Conversation {
     pub fn close(&mut self, ts_ns: u64, out: &mut ParseOutput) {
         if let Some(answer) = self.answering.take() {
             if let Some(request) = answer.request {
+                // Cut short by the close: neither the length it declared nor
+                // the bytes that came is the body's size.
                 let response = ResponseSummary {
                     status: answer.status,
-                    body_size: answer.body_size,
+                    body_size: None,
                 };
                 out.exchanges
                     .push(build_exchange(request, Some(response), ts_ns, true));
@@ -85,6 +87,7 @@ impl Conversation {
             head,
             start_ns,
             body_size: 0,
+            body_ended: body.is_none(),
         });
         HeadVerdict::Message(body)
     }
@@ -112,21 +115,30 @@ impl Conversation {
         verdict
     }
 
-    fn add_request_body(&mut self, payload: u64) {
-        let Some(seq) = self.request_in_body else {
-            return;
-        };
-        // Usually the newest request; it may already be answered (a server
-        // replying before reading the whole body).
-        let request = self
-            .pending
+    /// The request whose body the client is sending, unless its exchange
+    /// was already reported (a server answering before reading the whole
+    /// body: the client stream still skips the rest).
+    fn request_in_body(&mut self) -> Option<&mut Request> {
+        let seq = self.request_in_body?;
+        // Usually the newest request; it may be getting its response.
+        self.pending
             .iter_mut()
             .rev()
             .chain(self.answering.as_mut().and_then(|a| a.request.as_mut()))
-            .find(|r| r.seq == seq);
-        if let Some(request) = request {
+            .find(|r| r.seq == seq)
+    }
+
+    fn add_request_body(&mut self, payload: u64) {
+        if let Some(request) = self.request_in_body() {
             request.body_size = request.body_size.saturating_add(payload);
         }
+    }
+
+    fn end_request_body(&mut self) {
+        if let Some(request) = self.request_in_body() {
+            request.body_ended = true;
+        }
+        self.request_in_body = None;
     }
 }
 
@@ -177,7 +189,7 @@ impl MessageSink for Sink<'_> {
 
     fn end(&mut self, side: Side, ts_ns: u64) {
         match side {
-            Side::Client => self.conversation.request_in_body = None,
+            Side::Client => self.conversation.end_request_body(),
             Side::Server => {
                 let Some(answer) = self.conversation.answering.take() else {
                     return;
@@ -187,7 +199,7 @@ impl MessageSink for Sink<'_> {
                 };
                 let response = ResponseSummary {
                     status: answer.status,
-                    body_size: answer.body_size,
+                    body_size: Some(answer.body_size),
                 };
                 self.out
                     .exchanges

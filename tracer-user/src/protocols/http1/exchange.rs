@@ -2,6 +2,7 @@
 
 use crate::protocols::{AttrValue, Attributes, Exchange, Fault, Protocol, SPAN_ATTRIBUTES};
 
+use super::body::BodyKind;
 use super::head::RequestHead;
 
 /// Methods OpenTelemetry knows by name; others are reported as `_OTHER`.
@@ -21,14 +22,37 @@ pub(super) struct Request {
     pub seq: u64,
     pub head: RequestHead,
     pub start_ns: u64,
+    /// Payload bytes of the body seen so far (gaps included).
     pub body_size: u64,
+    /// The body was seen to its end (or there is none).
+    pub body_ended: bool,
+}
+
+impl Request {
+    /// `http.request.body.size`, when it is known: the declared length, or
+    /// the payload of a body seen to its end. `closed`: the exchange ends
+    /// with the connection (its body, if unfinished, was cut short).
+    fn body_size(&self, closed: bool) -> Option<u64> {
+        match self.head.body {
+            None => Some(0),
+            Some(_) if self.body_ended => Some(self.body_size),
+            // Answered before the client finished sending: the rest of the
+            // declared length follows (the client stream skips it).
+            Some(BodyKind::Length(len)) if !closed => Some(len),
+            // A chunked body not seen to its end has no known size, and a
+            // body cut short by the close has none: neither the bytes
+            // declared nor those seen were the body.
+            Some(_) => None,
+        }
+    }
 }
 
 /// The response part of an exchange, as far as it is known.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct ResponseSummary {
     pub status: u16,
-    pub body_size: u64,
+    /// `None`: the body was cut short by the close, its size is unknown.
+    pub body_size: Option<u64>,
 }
 
 pub(super) fn build_exchange(
@@ -37,6 +61,7 @@ pub(super) fn build_exchange(
     end_ns: u64,
     incomplete: bool,
 ) -> Exchange {
+    let request_body_size = request.body_size(incomplete);
     let RequestHead {
         method,
         path,
@@ -77,12 +102,11 @@ pub(super) fn build_exchange(
             AttrValue::from(response.status),
         ));
     }
-    attributes.push(("http.request.body.size", AttrValue::from(request.body_size)));
-    if let Some(response) = response {
-        attributes.push((
-            "http.response.body.size",
-            AttrValue::from(response.body_size),
-        ));
+    if let Some(size) = request_body_size {
+        attributes.push(("http.request.body.size", AttrValue::from(size)));
+    }
+    if let Some(size) = response.and_then(|r| r.body_size) {
+        attributes.push(("http.response.body.size", AttrValue::from(size)));
     }
     Exchange {
         protocol: Protocol::Http,

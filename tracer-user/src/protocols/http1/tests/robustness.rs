@@ -117,7 +117,7 @@ fn random_http_like_tokens_never_panic() {
 fn damaged_captures_never_panic() {
     for capture in &ALL_CAPTURES {
         let requests = capture
-            .client
+            .bytes(Side::Client)
             .windows(9)
             .filter(|w| w.starts_with(b" HTTP/1."))
             .count();
@@ -270,8 +270,8 @@ fn server_bytes_first_then_client_never_panics() {
     for capture in &ALL_CAPTURES {
         let mut parser = Http1Parser::new(ParserOptions::default());
         let mut out = ParseOutput::default();
-        parser.on_data(Side::Server, 1, capture.server, &mut out);
-        parser.on_data(Side::Client, 2, capture.client, &mut out);
+        parser.on_data(Side::Server, 1, &capture.bytes(Side::Server), &mut out);
+        parser.on_data(Side::Client, 2, &capture.bytes(Side::Client), &mut out);
         parser.on_close(3, &mut out);
         // Every request is reported, unanswered: its response came first.
         assert!(

@@ -136,12 +136,35 @@ fn close_reports_unanswered_and_cut_short() {
     assert!(cut.incomplete && unanswered.incomplete);
     assert_eq!((cut.start_ns, cut.end_ns), (10, 30));
     assert_eq!(int_attr(cut, "http.response.status_code"), Some(500));
-    assert_eq!(int_attr(cut, "http.response.body.size"), Some(7));
+    // Neither the 100 bytes declared nor the 7 that came: the body was cut.
+    assert_eq!(int_attr(cut, "http.response.body.size"), None);
     assert_eq!(cut.fault, Fault::Server);
     assert_eq!((unanswered.start_ns, unanswered.end_ns), (10, 30));
     assert_eq!(int_attr(unanswered, "http.response.status_code"), None);
     assert_eq!(int_attr(unanswered, "http.response.body.size"), None);
     assert_eq!(unanswered.fault, Fault::None);
+}
+
+#[test]
+fn chunked_response_cut_short_has_no_body_size() {
+    let out = run(
+        &[
+            (C, 10, b"GET /a HTTP/1.1\r\n\r\n"),
+            (
+                S,
+                20,
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+            ),
+        ],
+        Some(30),
+    );
+    let [cut] = out.exchanges.as_slice() else {
+        panic!("{:?}", out.exchanges)
+    };
+    assert!(cut.incomplete);
+    assert_eq!(int_attr(cut, "http.response.status_code"), Some(200));
+    assert_eq!(int_attr(cut, "http.response.body.size"), None);
+    assert_eq!(int_attr(cut, "http.request.body.size"), Some(0));
 }
 
 #[test]
@@ -266,6 +289,95 @@ fn early_response_before_request_body_ends() {
     );
     assert_eq!(out.desyncs, 0);
     assert_eq!(names(&out.exchanges), ["PUT /big", "GET /after"]);
+    // The declared length, not the 4 bytes seen before the answer.
+    assert_eq!(
+        int_attr(&out.exchanges[0], "http.request.body.size"),
+        Some(10)
+    );
+}
+
+#[test]
+fn early_response_before_chunked_body_ends_leaves_size_out() {
+    let out = run(
+        &[
+            (
+                C,
+                1,
+                b"PUT /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n1234\r\n",
+            ),
+            (
+                S,
+                2,
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n",
+            ),
+            (C, 3, b"6\r\n567890\r\n0\r\n\r\n"),
+            (C, 4, b"GET /after HTTP/1.1\r\n\r\n"),
+            (S, 5, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ],
+        None,
+    );
+    assert_eq!(out.desyncs, 0);
+    assert_eq!(names(&out.exchanges), ["PUT /big", "GET /after"]);
+    assert_eq!(int_attr(&out.exchanges[0], "http.request.body.size"), None);
+    assert_eq!(
+        int_attr(&out.exchanges[1], "http.request.body.size"),
+        Some(0)
+    );
+}
+
+#[test]
+fn chunked_body_ending_during_the_response_is_counted() {
+    // The server sends its head first, the client's last chunk comes before
+    // the response's body ends: the size is known when the exchange ends.
+    let out = run(
+        &[
+            (
+                C,
+                1,
+                b"PUT /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n1234\r\n",
+            ),
+            (S, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n12"),
+            (C, 3, b"6\r\n567890\r\n0\r\n\r\n"),
+            (S, 4, b"34"),
+        ],
+        None,
+    );
+    assert_eq!(out.desyncs, 0);
+    let [exchange] = out.exchanges.as_slice() else {
+        panic!("{:?}", out.exchanges)
+    };
+    assert_eq!(int_attr(exchange, "http.request.body.size"), Some(10));
+    assert_eq!(int_attr(exchange, "http.response.body.size"), Some(4));
+}
+
+#[test]
+fn request_body_cut_short_by_close_has_no_size() {
+    for (request, seen) in [
+        (
+            &b"POST /up HTTP/1.1\r\nContent-Length: 10\r\n\r\n1234"[..],
+            4,
+        ),
+        (
+            &b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n1234\r\n"[..],
+            4,
+        ),
+    ] {
+        let out = run(&[(C, 1, request)], Some(2));
+        let [exchange] = out.exchanges.as_slice() else {
+            panic!("{:?}", out.exchanges)
+        };
+        assert!(exchange.incomplete);
+        assert_eq!(
+            int_attr(exchange, "http.request.body.size"),
+            None,
+            "not 10, nor the {seen} bytes that came"
+        );
+    }
+    // A body that was all sent keeps its size, answered or not.
+    let out = run(
+        &[(C, 1, b"POST /up HTTP/1.1\r\nContent-Length: 4\r\n\r\n1234")],
+        Some(2),
+    );
     assert_eq!(
         int_attr(&out.exchanges[0], "http.request.body.size"),
         Some(4)
