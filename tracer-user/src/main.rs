@@ -30,11 +30,14 @@ fn main() -> ExitCode {
         1 => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     };
-    env_logger::Builder::new()
-        .filter_level(level)
-        .parse_env("TRACER_LOG")
-        .format_target(false)
-        .init();
+    let mut logger = env_logger::Builder::new();
+    logger.filter_level(level);
+    if args.verbose == 0 {
+        // aya warns when it cannot raise RLIMIT_MEMLOCK, harmless on 5.11+;
+        // where it matters, the load error says so with what to do.
+        logger.filter_module("aya::sys::bpf", log::LevelFilter::Error);
+    }
+    logger.parse_env("TRACER_LOG").format_target(false).init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -270,6 +270,7 @@ check_clean_exit() {
     fi
 }
 
+# (util-linux setpriv by path: busybox sh would run its own applet.)
 # A second tracer without CAP_SYS_RESOURCE under a 64 KiB RLIMIT_MEMLOCK,
 # so it cannot raise the limit. Kernels before 5.11 charge eBPF maps to
 # that limit: the tracer must refuse in one line that names it. Later
@@ -281,7 +282,7 @@ check_memlock() {
     _minor=${_minor%%[!0-9]*}
     (
         ulimit -l 64
-        exec setpriv --bounding-set -sys_resource "$TRACER" --output none \
+        exec /usr/bin/setpriv --bounding-set -sys_resource "$TRACER" --output none \
             --pid $$ --duration 1
     ) </dev/null >/dev/null 2>"$WORK/memlock.err"
     _status=$?
