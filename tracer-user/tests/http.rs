@@ -105,10 +105,7 @@ fn nginx_server_spans_for_each_curl_request() {
         assert!(!everything.contains(secret), "{secret} leaked into spans");
     }
     assert_eq!(run.summary_count("events lost"), 0, "{}", run.summary());
-    assert!(
-        common::our_programs_loaded().is_empty(),
-        "programs left attached"
-    );
+    common::wait_until_detached();
 }
 
 #[test]

@@ -304,6 +304,23 @@ pub fn our_programs_loaded() -> Vec<String> {
         .collect()
 }
 
+/// Waits until none of our programs and maps is loaded. The kernel drops
+/// them asynchronously after the tracer's exit: maps after their last
+/// program, and since 6.9 a tracing link's program only after an RCU grace
+/// period, which takes longer on a busy machine.
+pub fn wait_until_detached() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !our_programs_loaded().is_empty() || !our_maps_loaded().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "still attached 10 s after exit: {:?} {:?}",
+            our_programs_loaded(),
+            our_maps_loaded()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Names of loaded eBPF maps (from `bpftool map show`).
 pub fn loaded_map_names() -> Vec<String> {
     let out = Command::new("bpftool")
