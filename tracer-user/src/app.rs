@@ -21,7 +21,12 @@ use crate::{
     pipeline::{Pipeline, PipelineConfig},
     process,
     protocols::{self, ParserOptions},
-    sinks::{self, metrics::Health, SinkReport, Sinks},
+    sinks::{
+        self,
+        metrics::{Health, HealthStats},
+        setup::SinkConfig,
+        SinkReport, Sinks,
+    },
     source::EventRing,
 };
 
@@ -143,7 +148,7 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     }
     // Sinks before the kernel: a bad export setting fails before attaching.
     let health = Arc::new(Health::default());
-    let sinks = sinks::setup::start(args, SINK_QUEUE_BATCHES, &health)?;
+    let sinks = sinks::setup::start(&sink_config(args), SINK_QUEUE_BATCHES, &health)?;
 
     let mut kernel = AttachedKernel::load(&KernelOptions {
         max_payload: args.max_payload,
@@ -227,6 +232,21 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     })
 }
 
+fn sink_config(args: &Args) -> SinkConfig {
+    let export = &args.export;
+    SinkConfig {
+        output: args.output,
+        otlp_endpoint: export.otlp_endpoint.clone(),
+        otlp_protocol: export.otlp_protocol,
+        otlp_headers: export.otlp_headers.clone(),
+        service_name: export.service_name.clone(),
+        output_file: export.output_file.clone(),
+        output_file_max_mib: export.output_file_max_mib,
+        metrics_addr: export.metrics_addr,
+        summary_every: export.summary_every.map(Duration::from_secs),
+    }
+}
+
 /// What the event loop drives: a [`Run`], or a fake in tests.
 trait Turns {
     /// Waits for events; false once the run is to stop.
@@ -294,9 +314,16 @@ impl Turns for Run {
         self.pipeline
             .evict_idle(clock::monotonic_ns().saturating_sub(IDLE_CONNECTION_TIMEOUT_NS));
         let kernel_counters = self.kernel.counters();
+        let stats = self.pipeline.stats();
+        let conn_stats = self.pipeline.connection_stats();
         self.health.publish(
-            self.pipeline.stats(),
-            self.pipeline.connection_stats(),
+            HealthStats {
+                events_read: stats.records,
+                malformed_events: stats.malformed_records,
+                spans_emitted: stats.spans,
+                parser_desyncs: conn_stats.desyncs,
+                connections_over_limit: conn_stats.table_full,
+            },
             &kernel_counters,
         );
         let lost = kernel_counters
