@@ -53,8 +53,6 @@ pub struct Span {
     pub process: Arc<str>,
     pub protocol: Protocol,
     pub attributes: Attributes,
-    /// For the linking stage only; sinks ignore it.
-    pub link: LinkKeys,
 }
 
 impl Span {
