@@ -16,7 +16,7 @@ use tracer_common::{
 
 use crate::{
     ctx::{syscall_arg, syscall_ret},
-    emit::DataBuilder,
+    emit::{emit_flat, DataBuilder},
     fdtable::socket_of_fd,
     maps::{config, count, finish_in_flight, in_flight_slot, traced_current, InFlight},
     socket::{ensure_connection, Tracked},
@@ -133,16 +133,6 @@ fn socket_of_syscall(in_flight: &InFlight) -> u64 {
     } else {
         in_flight.sock // set by the sock tp_btf hooks inside the syscall
     }
-}
-
-#[inline(always)]
-pub fn emit_flat(mut header: DataEvent, buf: u64, moved: u64) {
-    let Some(mut data) = DataBuilder::new(moved as usize) else {
-        return;
-    };
-    header.total_len = moved as u32;
-    data.append_user(buf, moved as usize);
-    data.submit(header);
 }
 
 #[inline(always)]

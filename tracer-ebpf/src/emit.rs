@@ -127,3 +127,14 @@ impl DataBuilder {
         }
     }
 }
+
+/// A data event whose payload is one contiguous user buffer.
+#[inline(always)]
+pub fn emit_flat(mut header: DataEvent, buf: u64, moved: u64) {
+    let Some(mut data) = DataBuilder::new(moved as usize) else {
+        return;
+    };
+    header.total_len = moved as u32;
+    data.append_user(buf, moved as usize);
+    data.submit(header);
+}

@@ -14,7 +14,7 @@ use aya_ebpf::{
 use tracer_common::{maps::Counter, DataEvent, Direction, EventKind, Syscall, DATA_FLAG_TLS};
 
 use crate::{
-    data::emit_flat,
+    emit::emit_flat,
     maps::{count, in_flight_slot, traced_current, SslCall, SslSocket, SSL_IN_FLIGHT, SSL_SOCKETS},
     socket::{ensure_connection, mark_tls, Tracked},
 };

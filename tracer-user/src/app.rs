@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracer_common::maps::Counter;
 
 use crate::{
@@ -21,7 +21,12 @@ use crate::{
     pipeline::{Pipeline, PipelineConfig},
     process,
     protocols::{self, ParserOptions},
-    sinks::{self, metrics::Health, SinkReport, Sinks},
+    sinks::{
+        self,
+        metrics::{Health, HealthStats},
+        setup::SinkConfig,
+        SinkReport, Sinks,
+    },
     source::EventRing,
 };
 
@@ -50,6 +55,9 @@ pub struct Summary {
     /// What each sink did.
     pub sinks: Vec<SinkReport>,
     pub linking: LinkStats,
+    /// Failures after attach (TLS hooks, housekeeping), logged as they
+    /// happened; the run went on.
+    pub hook_errors: u64,
 }
 
 impl Summary {
@@ -70,7 +78,7 @@ impl Summary {
         let get = |c: Counter| self.kernel.get(&c).copied().unwrap_or(0);
         let link = &self.linking;
         format!(
-            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted, {} connections still tracked, {} spans held for linking (mean {:.3} ms, max {:.3} ms), {} spans linked to a parent, {} traces expired unlinked ({} over --link-max-spans)",
+            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted, {} connections still tracked, {} spans held for linking (mean {:.3} ms, max {:.3} ms), {} spans linked to a parent, {} traces expired unlinked ({} over --link-max-spans), {} hook errors",
             self.spans,
             self.records,
             self.events_lost(),
@@ -90,15 +98,39 @@ impl Summary {
             link.linked,
             link.expired,
             link.over_limit,
+            self.hook_errors,
         ) + &sink_reports(&self.sinks)
     }
 }
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "attach, event loop and shutdown are still one function; splitting them is issue #13 part 2"
-)]
 pub async fn run(args: Args) -> anyhow::Result<Summary> {
+    let mut run = attach(&args)?;
+    run.event_loop().await;
+    Ok(run.shutdown())
+}
+
+/// Everything a run holds between attach and shutdown.
+struct Run {
+    kernel: AttachedKernel,
+    ring: EventRing,
+    pipeline: Pipeline,
+    sinks: Sinks,
+    health: Arc<Health>,
+    tls_hooks: OpensslHooks,
+    /// Traced processes still alive at the last housekeeping, and new ones.
+    traced_now: Vec<u32>,
+    sigint: Signal,
+    sigterm: Signal,
+    deadline: Option<tokio::time::Instant>,
+    last_housekeeping: Instant,
+    lost_reported: u64,
+    /// Failures after attach, each logged; the run went on.
+    hook_errors: u64,
+}
+
+/// Checks, sinks, kernel programs, the processes to trace and their TLS
+/// libraries; an error here ends the run before anything was traced.
+fn attach(args: &Args) -> anyhow::Result<Run> {
     let duration = args.duration().map_err(anyhow::Error::msg)?;
     if args.pids.is_empty() && args.comms.is_empty() {
         bail!("nothing to trace: give --pid PID or --comm NAME");
@@ -116,7 +148,7 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     }
     // Sinks before the kernel: a bad export setting fails before attaching.
     let health = Arc::new(Health::default());
-    let sinks = sinks::setup::start(&args, SINK_QUEUE_BATCHES, &health)?;
+    let sinks = sinks::setup::start(&sink_config(args), SINK_QUEUE_BATCHES, &health)?;
 
     let mut kernel = AttachedKernel::load(&KernelOptions {
         max_payload: args.max_payload,
@@ -126,7 +158,7 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     })?;
     return_freed_heap();
     let ring = kernel.take_events()?;
-    let mut ring = EventRing::new(ring, POLL_INTERVAL).context("watching the ring buffer")?;
+    let ring = EventRing::new(ring, POLL_INTERVAL).context("watching the ring buffer")?;
     // Names first, then the scan: a process exec'd in between is caught by
     // the kernel, one exec'd before by the scan.
     for comm in &args.comms {
@@ -146,7 +178,7 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     for &pid in pids.iter().chain(&by_comm) {
         tls_hooks.hook_process(&mut kernel, pid)?;
     }
-    let mut traced_now: Vec<u32> = pids.iter().chain(&by_comm).copied().collect();
+    let traced_now: Vec<u32> = pids.iter().chain(&by_comm).copied().collect();
     eprintln!(
         "tracer: attached; tracing {} process(es){}; Ctrl-C to stop",
         pids.len() + by_comm.len(),
@@ -181,78 +213,181 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         pipeline.know_process(pid);
     }
 
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let mut last_housekeeping = Instant::now();
-    let mut lost_reported = 0;
-    loop {
-        tokio::select! {
-            () = ring.wait() => {}
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            () = sleep_until(deadline) => break,
-        }
-        drain(&mut ring, &mut pipeline, &sinks);
-        for pid in pipeline.take_new_processes() {
-            tls_hooks.hook_process(&mut kernel, pid)?;
-            traced_now.push(pid);
-        }
-        if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
-            last_housekeeping = Instant::now();
-            // Libraries loaded later (dlopen, e.g. Python's `import ssl`).
-            traced_now.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-            for &pid in &traced_now {
-                tls_hooks.hook_process(&mut kernel, pid)?;
-            }
-            kernel.flush_kernel_logs();
-            pipeline.evict_idle(clock::monotonic_ns().saturating_sub(IDLE_CONNECTION_TIMEOUT_NS));
-            let kernel_counters = kernel.counters();
-            health.publish(
-                pipeline.stats(),
-                pipeline.connection_stats(),
-                &kernel_counters,
-            );
-            let lost = kernel_counters
-                .get(&Counter::RingBufFull)
-                .copied()
-                .unwrap_or(0);
-            if lost > lost_reported {
-                eprintln!(
-                    "tracer: {} events lost: ring buffer full (raise --ring-buffer-mib or lower --max-payload)",
-                    lost - lost_reported
-                );
-                lost_reported = lost;
-            }
-        }
-    }
-    drain(&mut ring, &mut pipeline, &sinks);
-    // What still waits for a parent goes out as it stands.
-    pipeline.flush_linking();
-    if let Some(batch) = pipeline.take_batch() {
-        sinks.send(batch);
-    }
-    let kernel_counters = kernel.counters();
-    // Detaches and unloads every program and map.
-    drop(ring);
-    drop(kernel);
-
-    let sink_reports = sinks.finish();
-    let spans_dropped = sink_reports.iter().map(SinkReport::dropped).sum();
-    let stats = pipeline.stats();
-    let conn_stats = pipeline.connection_stats();
-    Ok(Summary {
-        spans: stats.spans,
-        records: stats.records,
-        kernel: kernel_counters,
-        spans_dropped,
-        desyncs: conn_stats.desyncs,
-        connections_table_full: conn_stats.table_full,
-        tls_undecrypted: conn_stats.tls_undecrypted,
-        connections_open: pipeline.connections_open(),
-        sinks: sink_reports,
-        linking: pipeline.link_stats(),
+    let sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(Run {
+        kernel,
+        ring,
+        pipeline,
+        sinks,
+        health,
+        tls_hooks,
+        traced_now,
+        sigint,
+        sigterm,
+        deadline: duration.map(|d| tokio::time::Instant::now() + d),
+        last_housekeeping: Instant::now(),
+        lost_reported: 0,
+        hook_errors: 0,
     })
+}
+
+fn sink_config(args: &Args) -> SinkConfig {
+    let export = &args.export;
+    SinkConfig {
+        output: args.output,
+        otlp_endpoint: export.otlp_endpoint.clone(),
+        otlp_protocol: export.otlp_protocol,
+        otlp_headers: export.otlp_headers.clone(),
+        service_name: export.service_name.clone(),
+        output_file: export.output_file.clone(),
+        output_file_max_mib: export.output_file_max_mib,
+        metrics_addr: export.metrics_addr,
+        summary_every: export.summary_every.map(Duration::from_secs),
+    }
+}
+
+/// What the event loop drives: a [`Run`], or a fake in tests.
+trait Turns {
+    /// Waits for events; false once the run is to stop.
+    async fn wait(&mut self) -> bool;
+    /// Moves queued events through the pipeline and the spans to the sinks.
+    fn drain(&mut self);
+    /// Hooks new processes and keeps things tidy; every failure is returned,
+    /// the rest of the work is still done.
+    fn housekeeping(&mut self) -> Vec<anyhow::Error>;
+}
+
+/// Turns until told to stop. A failure never ends the loop: it is logged
+/// and counted, and the count returned, so that the spans already captured
+/// still reach the sinks at shutdown.
+async fn turn_until_stopped(turns: &mut impl Turns) -> u64 {
+    let mut errors = 0;
+    while turns.wait().await {
+        turns.drain();
+        for err in turns.housekeeping() {
+            log::warn!("{err:#}; tracing goes on");
+            errors += 1;
+        }
+    }
+    errors
+}
+
+impl Turns for Run {
+    async fn wait(&mut self) -> bool {
+        tokio::select! {
+            () = self.ring.wait() => true,
+            _ = self.sigint.recv() => false,
+            _ = self.sigterm.recv() => false,
+            () = sleep_until(self.deadline) => false,
+        }
+    }
+
+    fn drain(&mut self) {
+        drain(&mut self.ring, &mut self.pipeline, &self.sinks);
+    }
+
+    fn housekeeping(&mut self) -> Vec<anyhow::Error> {
+        let mut errors = Vec::new();
+        for pid in self.pipeline.take_new_processes() {
+            if let Err(err) = self.tls_hooks.hook_process(&mut self.kernel, pid) {
+                errors.push(
+                    anyhow::Error::new(err).context(format!("hooking TLS in new process {pid}")),
+                );
+            }
+            self.traced_now.push(pid);
+        }
+        if self.last_housekeeping.elapsed() < HOUSEKEEPING_EVERY {
+            return errors;
+        }
+        self.last_housekeeping = Instant::now();
+        // Libraries loaded later (dlopen, e.g. Python's `import ssl`).
+        self.traced_now
+            .retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        for &pid in &self.traced_now {
+            if let Err(err) = self.tls_hooks.hook_process(&mut self.kernel, pid) {
+                errors
+                    .push(anyhow::Error::new(err).context(format!("hooking TLS in process {pid}")));
+            }
+        }
+        self.kernel.flush_kernel_logs();
+        self.pipeline
+            .evict_idle(clock::monotonic_ns().saturating_sub(IDLE_CONNECTION_TIMEOUT_NS));
+        let kernel_counters = self.kernel.counters();
+        let stats = self.pipeline.stats();
+        let conn_stats = self.pipeline.connection_stats();
+        self.health.publish(
+            HealthStats {
+                events_read: stats.records,
+                malformed_events: stats.malformed_records,
+                spans_emitted: stats.spans,
+                parser_desyncs: conn_stats.desyncs,
+                connections_over_limit: conn_stats.table_full,
+            },
+            &kernel_counters,
+        );
+        let lost = kernel_counters
+            .get(&Counter::RingBufFull)
+            .copied()
+            .unwrap_or(0);
+        if lost > self.lost_reported {
+            eprintln!(
+                "tracer: {} events lost: ring buffer full (raise --ring-buffer-mib or lower --max-payload)",
+                lost - self.lost_reported
+            );
+            self.lost_reported = lost;
+        }
+        errors
+    }
+}
+
+impl Run {
+    /// Until Ctrl-C, SIGTERM or `--duration`; never fails.
+    async fn event_loop(&mut self) {
+        let errors = turn_until_stopped(self).await;
+        self.hook_errors += errors;
+    }
+
+    /// Drains what is left, sends what waits for linking, detaches and
+    /// finishes the sinks; on every way out of the event loop.
+    fn shutdown(self) -> Summary {
+        let Run {
+            kernel,
+            mut ring,
+            mut pipeline,
+            sinks,
+            hook_errors,
+            ..
+        } = self;
+        drain(&mut ring, &mut pipeline, &sinks);
+        // What still waits for a parent goes out as it stands.
+        pipeline.flush_linking();
+        if let Some(batch) = pipeline.take_batch() {
+            sinks.send(batch);
+        }
+        let kernel_counters = kernel.counters();
+        // Detaches and unloads every program and map.
+        drop(ring);
+        drop(kernel);
+
+        let sink_reports = sinks.finish();
+        let spans_dropped = sink_reports.iter().map(SinkReport::dropped).sum();
+        let stats = pipeline.stats();
+        let conn_stats = pipeline.connection_stats();
+        Summary {
+            spans: stats.spans,
+            records: stats.records,
+            kernel: kernel_counters,
+            spans_dropped,
+            desyncs: conn_stats.desyncs,
+            connections_table_full: conn_stats.table_full,
+            tls_undecrypted: conn_stats.tls_undecrypted,
+            connections_open: pipeline.connections_open(),
+            sinks: sink_reports,
+            linking: pipeline.link_stats(),
+            hook_errors,
+        }
+    }
 }
 
 /// `; otlp: 10 spans exported, 0 dropped after retries, 0 dropped on full queue`
@@ -297,5 +432,97 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run whose events are numbers: `drain` delivers what arrived,
+    /// housekeeping fails on the turns listed.
+    struct Fake {
+        turns_left: u32,
+        turn: u32,
+        failing_turns: Vec<u32>,
+        queued: Vec<u32>,
+        delivered: Vec<u32>,
+    }
+
+    impl Turns for Fake {
+        async fn wait(&mut self) -> bool {
+            if self.turns_left == 0 {
+                return false;
+            }
+            self.turns_left -= 1;
+            self.turn += 1;
+            self.queued.push(self.turn);
+            true
+        }
+
+        fn drain(&mut self) {
+            self.delivered.append(&mut self.queued);
+        }
+
+        fn housekeeping(&mut self) -> Vec<anyhow::Error> {
+            if self.failing_turns.contains(&self.turn) {
+                vec![
+                    anyhow::anyhow!("hooking TLS in process 42"),
+                    anyhow::anyhow!("hooking TLS in process 43"),
+                ]
+            } else {
+                Vec::new()
+            }
+        }
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_housekeeping_failure_is_counted_and_the_loop_goes_on() {
+        let mut fake = Fake {
+            turns_left: 5,
+            turn: 0,
+            failing_turns: vec![2, 4],
+            queued: Vec::new(),
+            delivered: Vec::new(),
+        };
+        let errors = block_on(turn_until_stopped(&mut fake));
+        assert_eq!(errors, 4);
+        // Every turn's events reached the sinks, those after the failures too.
+        assert_eq!(fake.delivered, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_loop_without_failures_counts_none() {
+        let mut fake = Fake {
+            turns_left: 3,
+            turn: 0,
+            failing_turns: Vec::new(),
+            queued: Vec::new(),
+            delivered: Vec::new(),
+        };
+        assert_eq!(block_on(turn_until_stopped(&mut fake)), 0);
+        assert_eq!(fake.delivered, [1, 2, 3]);
+    }
+
+    #[test]
+    fn the_summary_line_ends_with_the_hook_errors() {
+        let summary = Summary {
+            hook_errors: 3,
+            ..Summary::default()
+        };
+        assert!(
+            summary
+                .line()
+                .ends_with("traces expired unlinked (0 over --link-max-spans), 3 hook errors"),
+            "{}",
+            summary.line()
+        );
     }
 }

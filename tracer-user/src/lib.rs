@@ -5,6 +5,7 @@
 //! [`protocols`] (pure parsers) → [`spans`] → [`linking`] (traces across
 //! threads and processes) → [`sinks`].
 //! [`pipeline`] wires the in-process stages; [`app`] runs a whole session;
+//! [`span_kind`] is shared by connections and spans;
 //! [`kernel`] loads and steers the eBPF programs; [`report`] reads stored
 //! spans back (`tracer report`).
 
@@ -20,4 +21,5 @@ pub mod protocols;
 pub mod report;
 pub mod sinks;
 pub mod source;
+pub mod span_kind;
 pub mod spans;

@@ -13,7 +13,7 @@ use crate::{
     protocols::{Exchange, ParseOutput, ParserOptions, Protocol},
     sinks::SpanBatch,
     source::{decode, Event},
-    spans::{Span, SpanBuilder, SpanContext, SpanKind},
+    spans::{LinkKeys, Span, SpanBuilder, SpanContext, SpanKind},
 };
 
 pub struct PipelineConfig {
@@ -142,9 +142,9 @@ impl Pipeline {
                 let now_ns = clock::monotonic_ns();
                 for (exchange, origin) in exchanges.into_iter().zip(origins) {
                     let ctx = self.context(&origin, event.pid, event.pid);
-                    let span = self.span(exchange, &ctx, &origin, 0);
+                    let (span, keys) = self.span(exchange, &ctx, &origin, 0);
                     self.linker
-                        .push(span, now_ns, &self.connections, &mut self.ready);
+                        .push(span, keys, now_ns, &self.connections, &mut self.ready);
                 }
                 self.names.remove(event.pid);
             }
@@ -178,26 +178,32 @@ impl Pipeline {
         // the next record instead of allocated anew.
         let mut exchanges = std::mem::take(&mut self.parsed.exchanges);
         for (i, exchange) in exchanges.drain(..).enumerate() {
-            let span = self.span(exchange, &ctx, origin, i as u64);
+            let (span, keys) = self.span(exchange, &ctx, origin, i as u64);
             self.linker
-                .push(span, now_ns, &self.connections, &mut self.ready);
+                .push(span, keys, now_ns, &self.connections, &mut self.ready);
         }
         self.parsed.exchanges = exchanges;
     }
 
     /// The `nth` exchange completed by one call on `origin`'s connection.
-    fn span(&mut self, exchange: Exchange, ctx: &SpanContext, origin: &Origin, nth: u64) -> Span {
+    fn span(
+        &mut self,
+        exchange: Exchange,
+        ctx: &SpanContext,
+        origin: &Origin,
+        nth: u64,
+    ) -> (Span, LinkKeys) {
         let sender = origin.requests.at(exchange.start_ns);
-        let mut span = self.builder.build(exchange, ctx);
-        span.link.conn = origin.conn;
-        span.link.seq = origin.seq + nth;
-        span.link.sender = sender;
-        span.link.peer_traced = origin.kind == SpanKind::Server
+        let (span, mut keys) = self.builder.build(exchange, ctx);
+        keys.conn = origin.conn;
+        keys.seq = origin.seq + nth;
+        keys.sender = sender;
+        keys.peer_traced = origin.kind == SpanKind::Server
             && match (origin.local, origin.remote) {
                 (Some(local), Some(remote)) => self.connections.peer_is_traced(local, remote),
                 _ => false,
             };
-        span
+        (span, keys)
     }
 
     /// Emits every span still held for linking (at exit).

@@ -23,7 +23,7 @@ use tracer_common::{
 
 use crate::{
     protocols::{self, ParseOutput, Parser, ParserOptions, Protocol, Side, Transport},
-    spans::SpanKind,
+    span_kind::SpanKind,
 };
 
 pub use addr::socket_addrs;

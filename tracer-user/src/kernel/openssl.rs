@@ -17,6 +17,9 @@ pub struct OpensslHooks {
     hooked: HashSet<(u64, u64)>,
     /// Executables already checked for a linked-in OpenSSL.
     checked: HashSet<(u64, u64)>,
+    /// Files whose hooking failed once: not tried again, so a failure is
+    /// reported once rather than at every housekeeping.
+    failed: HashSet<(u64, u64)>,
 }
 
 /// `libssl.so*` files mapped by `pid`, as paths valid in our mount namespace.
@@ -69,7 +72,12 @@ impl OpensslHooks {
         if self.hooked.contains(&id) {
             return Ok(true);
         }
-        let functions = kernel.attach_openssl(path)?;
+        if self.failed.contains(&id) {
+            return Ok(false);
+        }
+        let functions = kernel.attach_openssl(path).inspect_err(|_| {
+            self.failed.insert(id);
+        })?;
         if functions > 0 {
             log::info!("hooked {functions} OpenSSL functions in {}", path.display());
             self.hooked.insert(id);

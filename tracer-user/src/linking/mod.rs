@@ -29,7 +29,7 @@ pub use stats::LinkStats;
 
 use crate::{
     connections::{Cause, ConnRef},
-    spans::{Span, SpanKind},
+    spans::{LinkKeys, Span, SpanKind},
 };
 use index::MultiIndex;
 use store::{Facts, Node, NodeId, State, Store, Tuple, Waiting};
@@ -105,12 +105,20 @@ impl Linker {
     }
 
     /// A span was built at `now_ns`; spans whose trace is now final go to `out`.
-    pub fn push(&mut self, span: Span, now_ns: u64, observed: &impl Observed, out: &mut Vec<Span>) {
+    /// `keys` stay in the linker's own bookkeeping; sinks never see them.
+    pub fn push(
+        &mut self,
+        span: Span,
+        keys: LinkKeys,
+        now_ns: u64,
+        observed: &impl Observed,
+        out: &mut Vec<Span>,
+    ) {
         if self.config.window_ns == 0 {
             out.push(span);
             return;
         }
-        let facts = Facts::of(&span);
+        let facts = Facts::of(&span, keys);
         let id = self.store.insert(span, facts, now_ns);
         self.queue.push_back((now_ns, id));
         self.file(id, &facts);

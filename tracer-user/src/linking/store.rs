@@ -31,8 +31,7 @@ pub struct Facts {
 }
 
 impl Facts {
-    pub fn of(span: &Span) -> Facts {
-        let keys = span.link;
+    pub fn of(span: &Span, keys: LinkKeys) -> Facts {
         let tuple = match (span.kind, keys.local, keys.remote) {
             (SpanKind::Client, Some(local), Some(remote)) => Some((local, remote)),
             (SpanKind::Server, Some(local), Some(remote)) => Some((remote, local)),

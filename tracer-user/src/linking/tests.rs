@@ -48,14 +48,39 @@ fn conn(pid: u32, fd: u32) -> ConnRef {
     }
 }
 
+/// A span with the keys the pipeline gives the linker beside it.
+struct Built {
+    span: Span,
+    link: LinkKeys,
+}
+
+impl std::ops::Deref for Built {
+    type Target = Span;
+    fn deref(&self) -> &Span {
+        &self.span
+    }
+}
+
+impl std::ops::DerefMut for Built {
+    fn deref_mut(&mut self) -> &mut Span {
+        &mut self.span
+    }
+}
+
+impl Linker {
+    fn push_built(&mut self, b: Built, now_ns: u64, observed: &impl Observed, out: &mut Vec<Span>) {
+        self.push(b.span, b.link, now_ns, observed, out);
+    }
+}
+
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A span of `pid`/`tid` on `conn`, running from `start` to `end`.
-fn span(kind: SpanKind, pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64) -> Span {
+fn span(kind: SpanKind, pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64) -> Built {
     let n = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut trace = [0; 16];
     trace[..8].copy_from_slice(&n.to_be_bytes());
-    Span {
+    let span = Span {
         trace_id: TraceId(trace),
         span_id: SpanId(n.to_be_bytes()),
         parent_span_id: None,
@@ -70,6 +95,9 @@ fn span(kind: SpanKind, pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64)
         process: Arc::from("p"),
         protocol: Protocol::Http,
         attributes: Vec::new(),
+    };
+    Built {
+        span,
         link: LinkKeys {
             conn,
             seq: 0,
@@ -83,19 +111,19 @@ fn span(kind: SpanKind, pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64)
     }
 }
 
-fn server(pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64) -> Span {
+fn server(pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64) -> Built {
     span(SpanKind::Server, pid, tid, conn, start, end)
 }
 
 /// A client span whose sending thread had last read `cause`.
-fn client(pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64, cause: Option<Cause>) -> Span {
+fn client(pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64, cause: Option<Cause>) -> Built {
     let mut s = span(SpanKind::Client, pid, tid, conn, start, end);
     s.link.sender = Some(Sender { tid, cause });
     s
 }
 
 /// Puts a span on the connection `client_addr` → `server_addr`.
-fn on_wire(mut s: Span, client_addr: &str, server_addr: &str, seq: u64) -> Span {
+fn on_wire(mut s: Built, client_addr: &str, server_addr: &str, seq: u64) -> Built {
     let (c, srv) = (addr(client_addr), addr(server_addr));
     (s.link.local, s.link.remote) = match s.kind {
         SpanKind::Client => (Some(c), Some(srv)),
@@ -136,9 +164,9 @@ fn thread_per_request_client_call_is_the_child_of_the_request_being_served() {
         }),
     );
     let (s_id, c_id, trace) = (s.span_id, c.span_id, s.trace_id);
-    l.push(c, 0, &serving, &mut out);
+    l.push_built(c, 0, &serving, &mut out);
     assert!(out.is_empty(), "the client waits for its request's span");
-    l.push(s, 1, &Idle, &mut out);
+    l.push_built(s, 1, &Idle, &mut out);
     assert_eq!(out.len(), 2);
     assert_eq!(find(&out, c_id).parent_span_id, Some(s_id));
     assert_eq!(find(&out, c_id).trace_id, trace);
@@ -167,9 +195,9 @@ fn a_stale_clue_falls_back_to_containment() {
         }),
     );
     let (new_id, c_id) = (s_new.span_id, c.span_id);
-    l.push(s_old, 0, &Idle, &mut out);
-    l.push(s_new, 0, &Idle, &mut out);
-    l.push(c, 0, &Idle, &mut out);
+    l.push_built(s_old, 0, &Idle, &mut out);
+    l.push_built(s_new, 0, &Idle, &mut out);
+    l.push_built(c, 0, &Idle, &mut out);
     assert_eq!(
         find(&out, c_id).parent_span_id,
         Some(new_id),
@@ -185,9 +213,9 @@ fn among_several_requests_the_one_on_the_same_thread_is_the_parent() {
     let s2 = server(1, 11, conn(1, 7), 90, 310);
     let c = client(1, 11, conn(1, 6), 120, 150, None);
     let (s2_id, c_id) = (s2.span_id, c.span_id);
-    l.push(s1, 0, &Idle, &mut out);
-    l.push(s2, 0, &Idle, &mut out);
-    l.push(c, 0, &Idle, &mut out);
+    l.push_built(s1, 0, &Idle, &mut out);
+    l.push_built(s2, 0, &Idle, &mut out);
+    l.push_built(c, 0, &Idle, &mut out);
     assert_eq!(find(&out, c_id).parent_span_id, Some(s2_id));
 }
 
@@ -200,17 +228,17 @@ fn a_hand_off_is_linked_only_when_one_request_contains_the_call() {
     let c1 = client(1, 20, conn(1, 6), 120, 150, None);
     let s1_id = s1.span_id;
     let c1_id = c1.span_id;
-    l.push(s1, 0, &Idle, &mut out);
-    l.push(c1, 0, &Idle, &mut out);
+    l.push_built(s1, 0, &Idle, &mut out);
+    l.push_built(c1, 0, &Idle, &mut out);
     assert_eq!(find(&out, c1_id).parent_span_id, Some(s1_id));
     // Two requests around the call, neither on its thread: no guess.
     let s2 = server(1, 10, conn(1, 7), 1000, 1300);
     let s3 = server(1, 11, conn(1, 8), 1010, 1310);
     let c2 = client(1, 20, conn(1, 9), 1100, 1150, None);
     let c2_id = c2.span_id;
-    l.push(s2, 0, &Idle, &mut out);
-    l.push(s3, 0, &Idle, &mut out);
-    l.push(c2, 0, &Idle, &mut out);
+    l.push_built(s2, 0, &Idle, &mut out);
+    l.push_built(s3, 0, &Idle, &mut out);
+    l.push_built(c2, 0, &Idle, &mut out);
     assert_eq!(find(&out, c2_id).parent_span_id, None);
 }
 
@@ -224,12 +252,12 @@ fn an_unhinted_call_waits_for_the_requests_that_may_contain_it() {
     };
     let c = client(1, 20, conn(1, 6), 120, 150, None);
     let c_id = c.span_id;
-    l.push(c, 0, &serving, &mut out);
+    l.push_built(c, 0, &serving, &mut out);
     l.release(1, &serving, &mut out);
     assert!(out.is_empty(), "a request of its process is still open");
     let s = server(1, 10, conn(1, 5), 100, 300);
     let s_id = s.span_id;
-    l.push(s, 2, &Idle, &mut out);
+    l.push_built(s, 2, &Idle, &mut out);
     l.release(3, &Idle, &mut out);
     assert_eq!(find(&out, c_id).parent_span_id, Some(s_id));
     assert_eq!(l.held(), 0);
@@ -240,7 +268,7 @@ fn a_pure_client_is_emitted_at_once() {
     let mut l = linker();
     let mut out = Vec::new();
     let c = client(7, 7, conn(7, 3), 10, 20, None);
-    l.push(c, 0, &Idle, &mut out);
+    l.push_built(c, 0, &Idle, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].parent_span_id, None);
     assert_eq!(l.stats().held, 0);
@@ -264,9 +292,9 @@ fn a_server_span_becomes_the_child_of_the_client_span_at_the_other_end() {
         0,
     );
     let (s_id, c_id, trace) = (s.span_id, c.span_id, c.trace_id);
-    l.push(s, 0, &Idle, &mut out);
+    l.push_built(s, 0, &Idle, &mut out);
     assert!(out.is_empty(), "its caller is traced: it waits");
-    l.push(c, 0, &Idle, &mut out);
+    l.push_built(c, 0, &Idle, &mut out);
     assert_eq!(find(&out, s_id).parent_span_id, Some(c_id));
     assert_eq!(find(&out, s_id).trace_id, trace);
 }
@@ -288,9 +316,9 @@ fn a_server_span_after_its_emitted_caller_takes_the_callers_trace() {
         3,
     );
     let (s_id, c_id, trace) = (s.span_id, c.span_id, c.trace_id);
-    l.push(c, 0, &Idle, &mut out);
+    l.push_built(c, 0, &Idle, &mut out);
     assert_eq!(out.len(), 1, "a root is emitted at once");
-    l.push(s, 0, &Idle, &mut out);
+    l.push_built(s, 0, &Idle, &mut out);
     assert_eq!(find(&out, s_id).parent_span_id, Some(c_id));
     assert_eq!(find(&out, s_id).trace_id, trace);
 }
@@ -299,7 +327,7 @@ fn a_server_span_after_its_emitted_caller_takes_the_callers_trace() {
 fn the_nth_request_on_a_connection_pairs_with_the_nth() {
     let mut l = linker();
     let mut out = Vec::new();
-    let wire = |s: Span, seq| on_wire(s, "127.0.0.1:40000", "127.0.0.1:80", seq);
+    let wire = |s: Built, seq| on_wire(s, "127.0.0.1:40000", "127.0.0.1:80", seq);
     // Pipelined: both requests written at 100, both servers inside both clients.
     let c0 = wire(client(1, 10, conn(1, 6), 100, 300, None), 0);
     let c1 = wire(client(1, 10, conn(1, 6), 100, 310, None), 1);
@@ -307,7 +335,7 @@ fn the_nth_request_on_a_connection_pairs_with_the_nth() {
     let s1 = wire(server(2, 20, conn(2, 5), 150, 250), 1);
     let ids = [c0.span_id, c1.span_id, s0.span_id, s1.span_id];
     for s in [s0, s1, c0, c1] {
-        l.push(s, 0, &Idle, &mut out);
+        l.push_built(s, 0, &Idle, &mut out);
     }
     assert_eq!(find(&out, ids[2]).parent_span_id, Some(ids[0]));
     assert_eq!(find(&out, ids[3]).parent_span_id, Some(ids[1]));
@@ -382,12 +410,12 @@ fn a_whole_chain_is_one_trace_under_the_incoming_traceparent() {
         by_conn: [(proxy_in, 100), (app_in, 200)].into(),
     };
     // Completion order, with the redis server's event after its client's.
-    l.push(app_client, 0, &serving, &mut out);
-    l.push(redis_server, 0, &serving, &mut out);
-    l.push(app_server, 0, &serving, &mut out);
-    l.push(proxy_client, 0, &serving, &mut out);
+    l.push_built(app_client, 0, &serving, &mut out);
+    l.push_built(redis_server, 0, &serving, &mut out);
+    l.push_built(app_server, 0, &serving, &mut out);
+    l.push_built(proxy_client, 0, &serving, &mut out);
     assert!(out.is_empty(), "nothing is final before the root: {out:#?}");
-    l.push(proxy_server, 0, &Idle, &mut out);
+    l.push_built(proxy_server, 0, &Idle, &mut out);
     assert_eq!(out.len(), 5);
     let parent = |i: usize| find(&out, ids[i]).parent_span_id;
     assert_eq!(parent(0), Some(external_parent));
@@ -410,7 +438,7 @@ fn a_span_whose_parent_never_comes_is_emitted_after_the_window() {
         0,
     );
     let trace = s.trace_id;
-    l.push(s, 0, &Idle, &mut out);
+    l.push_built(s, 0, &Idle, &mut out);
     l.release(WINDOW - 1, &Idle, &mut out);
     assert!(out.is_empty());
     l.release(WINDOW, &Idle, &mut out);
@@ -451,8 +479,8 @@ fn a_tree_waits_no_longer_than_its_oldest_span() {
         0,
     );
     let (s_id, c_id) = (s.span_id, c.span_id);
-    l.push(c, 0, &serving, &mut out);
-    l.push(s, WINDOW / 2, &Idle, &mut out);
+    l.push_built(c, 0, &serving, &mut out);
+    l.push_built(s, WINDOW / 2, &Idle, &mut out);
     assert!(out.is_empty(), "the server span waits for its caller");
     l.release(WINDOW, &Idle, &mut out);
     assert_eq!(out.len(), 2);
@@ -474,7 +502,7 @@ fn the_span_limit_bounds_memory() {
             "127.0.0.1:80",
             0,
         );
-        l.push(s, 0, &Idle, &mut out);
+        l.push_built(s, 0, &Idle, &mut out);
         assert!(l.store.len() <= 16);
     }
     assert_eq!(out.len(), 100 - l.held());
@@ -496,7 +524,7 @@ fn window_zero_passes_spans_through() {
         "127.0.0.1:80",
         0,
     );
-    l.push(s, 0, &Idle, &mut out);
+    l.push_built(s, 0, &Idle, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(l.stats().held, 0);
 }
@@ -510,15 +538,15 @@ fn a_busy_connection_costs_the_same_per_span() {
         max_spans: 1 << 20,
     });
     let mut out = Vec::new();
-    let wire = |s: Span, seq| on_wire(s, "127.0.0.1:40000", "127.0.0.1:80", seq);
+    let wire = |s: Built, seq| on_wire(s, "127.0.0.1:40000", "127.0.0.1:80", seq);
     let started = std::time::Instant::now();
     for seq in 0..20_000u64 {
         let t = seq * 100;
         let s = wire(server(2, 20, conn(2, 5), t + 10, t + 20), seq);
         let c = wire(client(1, 10, conn(1, 6), t, t + 30, None), seq);
         let (s_id, c_id) = (s.span_id, c.span_id);
-        l.push(s, 0, &Idle, &mut out);
-        l.push(c, 0, &Idle, &mut out);
+        l.push_built(s, 0, &Idle, &mut out);
+        l.push_built(c, 0, &Idle, &mut out);
         let child = out.iter().rev().find(|x| x.span_id == s_id).unwrap();
         assert_eq!(child.parent_span_id, Some(c_id));
     }
@@ -533,11 +561,11 @@ fn a_busy_connection_costs_the_same_per_span() {
 fn a_timed_fit_among_partly_seen_spans_is_no_fit() {
     let mut l = linker();
     let mut out = Vec::new();
-    let wire = |s: Span, seq| on_wire(s, "127.0.0.1:40000", "127.0.0.1:80", seq);
+    let wire = |s: Built, seq| on_wire(s, "127.0.0.1:40000", "127.0.0.1:80", seq);
     // 100 client spans on the connection; the server span's count is off
     // (seq 500) so only time could pair it, but older spans went unseen.
     for seq in 0..100u64 {
-        l.push(
+        l.push_built(
             wire(
                 client(1, 10, conn(1, 6), seq * 100, seq * 100 + 50, None),
                 seq,
@@ -549,7 +577,7 @@ fn a_timed_fit_among_partly_seen_spans_is_no_fit() {
     }
     let s = wire(server(2, 20, conn(2, 5), 9910, 9920), 500);
     let s_id = s.span_id;
-    l.push(s, 0, &Idle, &mut out);
+    l.push_built(s, 0, &Idle, &mut out);
     l.flush(1, &mut out);
     assert_eq!(find(&out, s_id).parent_span_id, None);
 }

@@ -2,8 +2,6 @@
 //! (what `--output-file` writes, or the OpenTelemetry Collector's file
 //! exporter). Bad input is counted and reported, never fatal to the rest.
 
-pub mod table;
-
 use std::{
     fs::File,
     io::{self, BufRead, BufReader, Write},
@@ -13,7 +11,7 @@ use std::{
 use serde_json::Value;
 use thiserror::Error;
 
-pub use table::LatencyTable;
+pub use crate::sinks::latency_table::LatencyTable;
 
 #[derive(Debug, Error)]
 pub enum ReportError {

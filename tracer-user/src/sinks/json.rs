@@ -148,7 +148,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::{
         protocols::Protocol,
-        spans::{LinkKeys, SpanId, SpanKind, SpanStatus, TraceId},
+        spans::{SpanId, SpanKind, SpanStatus, TraceId},
     };
 
     pub(crate) fn sample_span() -> Span {
@@ -175,7 +175,6 @@ pub(crate) mod tests {
                 ("client.address", AttrValue::Str("127.0.0.1".into())),
                 ("client.port", AttrValue::Int(54321)),
             ],
-            link: LinkKeys::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub(crate) mod json;
+pub mod latency_table;
 pub mod metrics;
 pub mod otlp;
 pub mod resource;

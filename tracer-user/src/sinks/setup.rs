@@ -1,19 +1,35 @@
-//! Which sinks a run has, from the command line and the environment.
+//! Which sinks a run has, from its settings and the environment.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use thiserror::Error;
 
-use crate::{
-    cli::Args,
-    sinks::{
-        file,
-        metrics::{self, Health, MetricsError},
-        otlp::{self, ConfigError, OtlpConfig, OtlpError, OtlpFlags},
-        resource::{ResourceConfig, ResourceError},
-        stdout_sink, summary, Sinks,
-    },
+use crate::sinks::{
+    file,
+    metrics::{self, Health, MetricsError},
+    otlp::{self, ConfigError, OtlpConfig, OtlpError, OtlpFlags, OtlpProtocol},
+    resource::{ResourceConfig, ResourceError},
+    stdout_sink, summary, OutputFormat, Sinks,
 };
+
+/// What the command line asks of the sinks (the environment is read here).
+#[derive(Debug)]
+pub struct SinkConfig {
+    /// Span output on stdout.
+    pub output: OutputFormat,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_protocol: Option<OtlpProtocol>,
+    /// `KEY=VALUE` OTLP request headers.
+    pub otlp_headers: Vec<String>,
+    pub service_name: Option<String>,
+    /// OTLP-JSON lines file, rotated at `output_file_max_mib`.
+    pub output_file: Option<PathBuf>,
+    pub output_file_max_mib: u64,
+    /// Where Prometheus metrics are served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How often the latency table is printed during the run.
+    pub summary_every: Option<Duration>,
+}
 
 #[derive(Debug, Error)]
 pub enum SetupError {
@@ -31,50 +47,53 @@ pub enum SetupError {
     Spawn(&'static str, std::io::Error),
 }
 
-/// Starts every sink `args` asks for (the latency table always); `health`
-/// learns of each so the metrics can report on them.
-pub fn start(args: &Args, queue_batches: usize, health: &Arc<Health>) -> Result<Sinks, SetupError> {
+/// Starts every sink `config` asks for (the latency table always);
+/// `health` learns of each so the metrics can report on them.
+pub fn start(
+    config: &SinkConfig,
+    queue_batches: usize,
+    health: &Arc<Health>,
+) -> Result<Sinks, SetupError> {
     let env = |name: &str| std::env::var(name).ok();
-    let export = &args.export;
     let resource = Arc::new(ResourceConfig::from_env(
-        export.service_name.as_deref(),
+        config.service_name.as_deref(),
         env,
     )?);
     let otlp_config = OtlpConfig::resolve(
         OtlpFlags {
-            endpoint: export.otlp_endpoint.as_deref(),
-            protocol: export.otlp_protocol,
-            headers: &export.otlp_headers,
+            endpoint: config.otlp_endpoint.as_deref(),
+            protocol: config.otlp_protocol,
+            headers: &config.otlp_headers,
         },
         env,
     )?;
 
     let mut sinks = Sinks::default();
     if let Some(sink) =
-        stdout_sink(args.output, queue_batches).map_err(|e| SetupError::Spawn("stdout", e))?
+        stdout_sink(config.output, queue_batches).map_err(|e| SetupError::Spawn("stdout", e))?
     {
         sinks.add(sink);
     }
-    if let Some(config) = &otlp_config {
+    if let Some(otlp) = &otlp_config {
         sinks.add(otlp::spawn(
-            config,
+            otlp,
             resource.clone(),
             queue_batches,
             otlp::Timing::default(),
         )?);
         log::info!(
             "exporting spans over OTLP {} to {}",
-            config.protocol,
-            config.endpoint
+            otlp.protocol,
+            otlp.endpoint
         );
     }
-    if let Some(path) = &export.output_file {
-        let max_bytes = export.output_file_max_mib.saturating_mul(1024 * 1024);
+    if let Some(path) = &config.output_file {
+        let max_bytes = config.output_file_max_mib.saturating_mul(1024 * 1024);
         let sink = file::spawn(path, max_bytes, resource.clone(), queue_batches)
             .map_err(|e| SetupError::File(path.clone(), e))?;
         sinks.add(sink);
     }
-    if let Some(addr) = export.metrics_addr {
+    if let Some(addr) = config.metrics_addr {
         sinks.add(metrics::spawn(
             addr,
             resource.clone(),
@@ -82,9 +101,8 @@ pub fn start(args: &Args, queue_batches: usize, health: &Arc<Health>) -> Result<
             queue_batches,
         )?);
     }
-    let every = export.summary_every.map(Duration::from_secs);
     sinks.add(
-        summary::spawn(resource, every, queue_batches)
+        summary::spawn(resource, config.summary_every, queue_batches)
             .map_err(|e| SetupError::Spawn("summary", e))?,
     );
     health.set_sinks(sinks.counters());

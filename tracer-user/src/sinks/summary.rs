@@ -8,8 +8,7 @@ use std::{
 };
 
 use crate::{
-    report::LatencyTable,
-    sinks::{resource::ResourceConfig, SinkHandle},
+    sinks::{latency_table::LatencyTable, resource::ResourceConfig, SinkHandle},
     spans::{Span, SpanStatus},
 };
 

@@ -40,7 +40,8 @@ impl SpanBuilder {
         u64::try_from(i128::from(monotonic_ns) + self.wall_offset_ns).unwrap_or(0)
     }
 
-    pub fn build(&mut self, exchange: Exchange, ctx: &SpanContext) -> Span {
+    /// The span every sink sees, and what only the linking stage needs.
+    pub fn build(&mut self, exchange: Exchange, ctx: &SpanContext) -> (Span, LinkKeys) {
         let status = match (exchange.fault, ctx.kind) {
             (Fault::Server, _) | (Fault::Client, SpanKind::Client) => SpanStatus::Error,
             _ => SpanStatus::Ok,
@@ -82,7 +83,7 @@ impl SpanBuilder {
         if exchange.incomplete {
             attributes.push(("tracer.response.missing", AttrValue::Bool(true)));
         }
-        Span {
+        let span = Span {
             trace_id,
             span_id: SpanId::random(&mut self.rng),
             parent_span_id,
@@ -97,13 +98,14 @@ impl SpanBuilder {
             process: ctx.process.clone(),
             protocol: exchange.protocol,
             attributes,
-            link: LinkKeys {
-                start_ns: exchange.start_ns,
-                end_ns: exchange.end_ns.max(exchange.start_ns),
-                local: ctx.local,
-                remote: ctx.remote,
-                ..LinkKeys::default()
-            },
-        }
+        };
+        let keys = LinkKeys {
+            start_ns: exchange.start_ns,
+            end_ns: exchange.end_ns.max(exchange.start_ns),
+            local: ctx.local,
+            remote: ctx.remote,
+            ..LinkKeys::default()
+        };
+        (span, keys)
     }
 }

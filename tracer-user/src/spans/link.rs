@@ -1,6 +1,8 @@
 //! What the linking stage needs to know about a span beyond what sinks
 //! see: which connection and which request of it the span was, and which
-//! thread sent that request. Never serialised.
+//! thread sent that request. Built beside the [`Span`](super::Span), handed
+//! to the linker with it and kept in the linker's own bookkeeping: sinks
+//! never see it.
 
 use std::net::SocketAddr;
 

@@ -10,26 +10,10 @@ mod build;
 mod ids;
 mod link;
 
+pub use crate::span_kind::SpanKind;
 pub use build::{SpanBuilder, SpanContext};
 pub use ids::{hex_lower, SpanId, TraceId};
 pub use link::LinkKeys;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SpanKind {
-    /// The traced process answered the request.
-    Server,
-    /// The traced process sent the request.
-    Client,
-}
-
-impl SpanKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SpanKind::Server => "server",
-            SpanKind::Client => "client",
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SpanStatus {
@@ -69,8 +53,6 @@ pub struct Span {
     pub process: Arc<str>,
     pub protocol: Protocol,
     pub attributes: Attributes,
-    /// For the linking stage only; sinks ignore it.
-    pub link: LinkKeys,
 }
 
 impl Span {

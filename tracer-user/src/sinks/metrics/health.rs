@@ -13,7 +13,17 @@ use std::{
 use tracer_common::maps::Counter;
 
 use super::exposition::Exposition;
-use crate::{connections::ConnectionStats, pipeline::PipelineStats, sinks::SinkCounters};
+use crate::sinks::SinkCounters;
+
+/// The run loop's own numbers, as of one housekeeping tick.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HealthStats {
+    pub events_read: u64,
+    pub malformed_events: u64,
+    pub spans_emitted: u64,
+    pub parser_desyncs: u64,
+    pub connections_over_limit: u64,
+}
 
 /// Kernel counters of events that never reached user space, with the
 /// `reason` label each gets.
@@ -37,20 +47,16 @@ pub struct Health {
 
 impl Health {
     /// The run loop's numbers as of now.
-    pub fn publish(
-        &self,
-        pipeline: PipelineStats,
-        connections: ConnectionStats,
-        kernel: &HashMap<Counter, u64>,
-    ) {
-        self.events_read.store(pipeline.records, Ordering::Relaxed);
+    pub fn publish(&self, stats: HealthStats, kernel: &HashMap<Counter, u64>) {
+        self.events_read.store(stats.events_read, Ordering::Relaxed);
         self.malformed_events
-            .store(pipeline.malformed_records, Ordering::Relaxed);
-        self.spans_emitted.store(pipeline.spans, Ordering::Relaxed);
+            .store(stats.malformed_events, Ordering::Relaxed);
+        self.spans_emitted
+            .store(stats.spans_emitted, Ordering::Relaxed);
         self.parser_desyncs
-            .store(connections.desyncs, Ordering::Relaxed);
+            .store(stats.parser_desyncs, Ordering::Relaxed);
         self.connections_over_limit
-            .store(connections.table_full, Ordering::Relaxed);
+            .store(stats.connections_over_limit, Ordering::Relaxed);
         for (slot, (counter, _)) in self.lost.iter().zip(LOST) {
             slot.store(
                 kernel.get(&counter).copied().unwrap_or(0),

@@ -15,7 +15,7 @@ use std::{
 use thiserror::Error;
 
 pub use exposition::CONTENT_TYPE;
-pub use health::Health;
+pub use health::{Health, HealthStats};
 pub use red::{MAX_SERIES, OTHER};
 
 use crate::sinks::{resource::ResourceConfig, SinkHandle};
