@@ -11,6 +11,8 @@ mod activity;
 mod addr;
 mod peers;
 mod requests;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 
