@@ -432,3 +432,36 @@ fn bytes_not_captured_are_a_gap_for_the_parser() {
     assert!(origin.is_some());
     assert_eq!(table.stats().desyncs, 0);
 }
+
+#[test]
+fn a_replaced_connection_keeps_its_unanswered_request() {
+    // A request never answered on the old sock, then the fd comes back with
+    // another sock: the incomplete exchange is the old connection's.
+    let mut table = new_table(16);
+    let (old, _) = feed(
+        &mut table,
+        &data(FD, SOCK, Direction::Egress, 1_000, REQUEST),
+        REQUEST,
+    );
+    assert_eq!(old.unwrap().conn.sock, SOCK);
+    let reused = data(FD, SOCK + 1, Direction::Egress, 2_000, REQUEST);
+    let mut out = ParseOutput::default();
+    let replaced = table.close_replaced(&reused, &mut out).unwrap();
+    assert_eq!(replaced.conn.sock, SOCK);
+    assert_eq!(replaced.kind, SpanKind::Client);
+    assert_eq!(out.exchanges.len(), 1);
+    assert!(out.exchanges[0].incomplete);
+    assert_eq!(out.exchanges[0].start_ns, 1_000);
+    assert_eq!(table.stats().closed, 1);
+    // The new connection's record then starts clean.
+    let (origin, out) = feed(&mut table, &reused, REQUEST);
+    assert!(out.exchanges.is_empty(), "{out:?}");
+    assert_eq!(origin.unwrap().conn.sock, SOCK + 1);
+    assert_eq!(table.stats().opened, 2);
+    // Nothing to replace: the same sock, or no connection at all.
+    let mut out = ParseOutput::default();
+    assert!(table.close_replaced(&reused, &mut out).is_none());
+    let elsewhere = data(FD + 1, SOCK + 2, Direction::Egress, 3_000, REQUEST);
+    assert!(table.close_replaced(&elsewhere, &mut out).is_none());
+    assert!(out.exchanges.is_empty());
+}
