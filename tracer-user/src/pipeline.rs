@@ -94,6 +94,9 @@ impl Pipeline {
         }
         match event {
             Event::Data(header, payload) => {
+                // A reused fd: what the old connection held is its own.
+                let replaced = self.connections.close_replaced(&header, &mut self.parsed);
+                self.finish_exchanges(replaced.as_ref(), header.pid, header.tid);
                 let origin = self.connections.on_data(&header, payload, &mut self.parsed);
                 self.finish_exchanges(origin.as_ref(), header.pid, header.tid);
             }

@@ -183,7 +183,7 @@ fn run_checked(cmd: &mut Command) -> Result<()> {
 /// and this many inputs from seed 1.
 const FUZZ_SECONDS_IN_TEST: u32 = 60;
 const FUZZ_RUNS_IN_TEST: u32 = 200_000;
-const FUZZ_TARGETS: &[&str] = &["parsers", "decode"];
+const FUZZ_TARGETS: &[&str] = &["parsers", "decode", "pipeline"];
 
 fn fuzz(seconds: u32, deterministic_runs: Option<u32>) -> Result<()> {
     for target in FUZZ_TARGETS {

@@ -11,6 +11,8 @@ mod activity;
 mod addr;
 mod peers;
 mod requests;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 
@@ -309,8 +311,26 @@ impl ConnectionTable {
         origins
     }
 
+    /// A data record on `(pid, fd)` with another sock than the connection
+    /// known there: the old socket was closed unseen. Ends its connection
+    /// first, so that the exchanges it still held (unanswered requests) come
+    /// out with their own origin, not with the next connection's. Call it
+    /// before [`Self::on_data`] and hand on what it appended to `out`.
+    pub fn close_replaced(&mut self, event: &DataEvent, out: &mut ParseOutput) -> Option<Origin> {
+        let key = ConnKey {
+            pid: event.pid,
+            fd: event.fd,
+        };
+        match self.conns.get(&key) {
+            Some(conn) if conn.sock != event.sock => self.close(key, event.timestamp_ns, out),
+            _ => None,
+        }
+    }
+
     /// Payload moved by the traced process; exchanges it completes are
-    /// appended to `out` and all come from the returned origin.
+    /// appended to `out` and all come from the returned origin. A previous
+    /// connection on the fd is ended here too if [`Self::close_replaced`]
+    /// was not called: then what it still held is appended with the rest.
     pub fn on_data(
         &mut self,
         event: &DataEvent,

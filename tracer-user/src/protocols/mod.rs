@@ -16,6 +16,8 @@ pub mod redis;
 mod registry;
 mod shared_str;
 pub mod sql;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use registry::{default_enabled, detect, new_parser, Transport};
 pub use shared_str::SharedStr;

@@ -1,11 +1,7 @@
 //! DNS parser tests on flows recorded between dig (or a Python stub
 //! resolver) and dnsmasq 2.90 (see ../testdata/README.md).
 
-mod harness {
-    include!("../testdata/harness.rs");
-}
-
-use harness::*;
+use crate::protocols::test_support::*;
 
 use super::*;
 

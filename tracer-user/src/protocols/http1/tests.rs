@@ -8,6 +8,7 @@ mod semantics;
 use crate::protocols::{AttrValue, Exchange, Fault, ParseOutput, Parser, ParserOptions, Side};
 
 use super::Http1Parser;
+pub(super) use crate::protocols::test_support::attr;
 
 /// One recorded connection: what each side sent, and the reads the
 /// recording proxy saw, in order (`c 88` / `s 254` lines; a read may list
@@ -351,14 +352,6 @@ impl Want {
         self.version = version;
         self
     }
-}
-
-pub(super) fn attr<'a>(exchange: &'a Exchange, key: &str) -> Option<&'a AttrValue> {
-    exchange
-        .attributes
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
 }
 
 pub(super) fn int_attr(exchange: &Exchange, key: &str) -> Option<i64> {

@@ -6,11 +6,7 @@ mod captures;
 mod degraded;
 mod synthetic;
 
-mod harness {
-    include!("../testdata/harness.rs");
-}
-
-use harness::*;
+use crate::protocols::test_support::*;
 
 use super::*;
 use crate::protocols::{AttrValue, Exchange, Fault, Protocol};

@@ -1,11 +1,7 @@
 //! memcached parser tests on connections recorded from memcached 1.6 (see
 //! ../testdata/README.md).
 
-mod harness {
-    include!("../testdata/harness.rs");
-}
-
-use harness::*;
+use crate::protocols::test_support::*;
 
 use super::*;
 

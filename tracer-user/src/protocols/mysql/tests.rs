@@ -1,15 +1,15 @@
 //! Tests over real captures (see `../testdata/README.md`).
 
 use super::{detect, MysqlParser};
-use crate::protocols::sql::testing::{
-    attr_str, everything, feed_bytewise, feed_damaged, feed_random, feed_whole, feed_with_gap,
-    garbage, summary, transcript, Chunk,
+use crate::protocols::test_support::{
+    attr_str, db_summary, everything, feed_bytewise, feed_damaged, feed_random, feed_whole,
+    feed_with_gap, random_bytes, records, Record,
 };
 use crate::protocols::{Fault, ParseOutput, Parser, ParserOptions, Protocol, Side};
 
 macro_rules! capture {
     ($name:literal) => {
-        transcript(include_bytes!(concat!("../testdata/mysql/", $name, ".bin")))
+        records(include_bytes!(concat!("../testdata/mysql/", $name, ".bin")))
     };
 }
 
@@ -31,10 +31,10 @@ fn row(name: &str, text: &str, rows: Option<i64>, error: Option<&str>) -> Summar
 }
 
 fn summaries(out: &ParseOutput) -> Vec<Summary> {
-    out.exchanges.iter().map(summary).collect()
+    out.exchanges.iter().map(db_summary).collect()
 }
 
-fn parse_whole(chunks: &[Chunk], system: &str) -> ParseOutput {
+fn parse_whole(chunks: &[Record], system: &str) -> ParseOutput {
     let out = feed_whole(&mut parser(), chunks);
     assert_eq!(out.desyncs, 0);
     for exchange in &out.exchanges {
@@ -52,7 +52,7 @@ fn parse_whole(chunks: &[Chunk], system: &str) -> ParseOutput {
     out
 }
 
-fn assert_split_invariant(chunks: &[Chunk]) {
+fn assert_split_invariant(chunks: &[Record]) {
     let whole = feed_whole(&mut parser(), chunks);
     let bytewise = feed_bytewise(&mut parser(), chunks);
     assert_eq!(bytewise.exchanges, whole.exchanges, "one byte per call");
@@ -189,7 +189,7 @@ fn multi_results_prepared_and_big_rows_with_deprecated_eof() {
 
 /// Index of the server chunk answering the client chunk whose payload
 /// contains `text`.
-fn response_chunk(chunks: &[Chunk], text: &str) -> usize {
+fn response_chunk(chunks: &[Record], text: &str) -> usize {
     let request = chunks
         .iter()
         .position(|c| {
@@ -293,7 +293,7 @@ fn close_reports_unanswered_commands() {
     let mut p = parser();
     let mut out = ParseOutput::default();
     for chunk in &chunks[..=query] {
-        p.on_data(chunk.side, chunk.ts_ns, chunk.data, &mut out);
+        p.on_data(chunk.side, chunk.ts_ns, &chunk.data, &mut out);
     }
     p.on_close(77_777, &mut out);
     assert_eq!(out.exchanges.len(), 1);
@@ -424,7 +424,7 @@ fn garbage_produces_nothing() {
             } else {
                 Side::Server
             };
-            let data = garbage(
+            let data = random_bytes(
                 seed * 1000 + round,
                 1 + usize::try_from(round * 37 % 700).unwrap(),
             );
@@ -468,9 +468,9 @@ fn garbage_inside_a_real_conversation_is_survived() {
     for (i, chunk) in chunks.iter().enumerate() {
         if i == call {
             // Bytes from nowhere in place of a command.
-            p.on_data(Side::Client, chunk.ts_ns, &garbage(3, 40), &mut out);
+            p.on_data(Side::Client, chunk.ts_ns, &random_bytes(3, 40), &mut out);
         }
-        p.on_data(chunk.side, chunk.ts_ns, chunk.data, &mut out);
+        p.on_data(chunk.side, chunk.ts_ns, &chunk.data, &mut out);
     }
     p.on_close(1 << 40, &mut out);
     assert!(out.desyncs >= 1);
@@ -506,9 +506,9 @@ fn literals_and_credentials_stay_secret() {
 #[test]
 fn detects_clients_and_servers() {
     let select = capture!("select");
-    assert_eq!(detect(select[0].data), Some(Side::Server), "greeting");
+    assert_eq!(detect(&select[0].data), Some(Side::Server), "greeting");
     assert_eq!(
-        detect(select[1].data),
+        detect(&select[1].data),
         Some(Side::Client),
         "handshake response"
     );
@@ -519,7 +519,7 @@ fn detects_clients_and_servers() {
             .find(|c| c.side == Side::Client && c.data.get(4) == Some(&command) && c.data[3] == 0)
             .unwrap();
         assert_eq!(
-            detect(chunk.data),
+            detect(&chunk.data),
             Some(Side::Client),
             "command {command:#x}"
         );
@@ -529,13 +529,13 @@ fn detects_clients_and_servers() {
         .iter()
         .find(|c| c.side == Side::Server && c.data.get(4) == Some(&0xff))
         .unwrap();
-    assert_eq!(detect(err_packet.data), Some(Side::Server));
+    assert_eq!(detect(&err_packet.data), Some(Side::Server));
     let result_set = select
         .iter()
         .rev()
         .find(|c| c.side == Side::Server && c.data.len() > 50)
         .unwrap();
-    assert_eq!(detect(result_set.data), Some(Side::Server));
+    assert_eq!(detect(&result_set.data), Some(Side::Server));
 }
 
 #[test]
@@ -553,12 +553,12 @@ fn detect_refuses_other_protocols_and_garbage() {
     for data in others {
         assert_eq!(detect(data), None, "{:?}", String::from_utf8_lossy(data));
     }
-    let postgres = transcript(include_bytes!("../testdata/postgresql/select.bin"));
+    let postgres = records(include_bytes!("../testdata/postgresql/select.bin"));
     for chunk in postgres.iter().take(6) {
-        assert_eq!(detect(chunk.data), None);
+        assert_eq!(detect(&chunk.data), None);
     }
     for seed in 0..500 {
-        assert_eq!(detect(&garbage(seed, 64)), None, "seed {seed}");
+        assert_eq!(detect(&random_bytes(seed, 64)), None, "seed {seed}");
     }
 }
 

@@ -1,15 +1,15 @@
 //! Tests over real captures (see `../testdata/README.md`).
 
 use super::{detect, PostgresParser};
-use crate::protocols::sql::testing::{
-    attr_str, everything, feed_bytewise, feed_damaged, feed_random, feed_whole, feed_with_gap,
-    garbage, summary, transcript, Chunk,
+use crate::protocols::test_support::{
+    attr_str, db_summary, everything, feed_bytewise, feed_damaged, feed_random, feed_whole,
+    feed_with_gap, random_bytes, records, Record,
 };
 use crate::protocols::{Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol, Side};
 
 macro_rules! capture {
     ($name:literal) => {
-        transcript(include_bytes!(concat!(
+        records(include_bytes!(concat!(
             "../testdata/postgresql/",
             $name,
             ".bin"
@@ -37,11 +37,11 @@ fn row(name: &str, text: &str, rows: Option<i64>, error: Option<&str>) -> Summar
 }
 
 fn summaries(out: &ParseOutput) -> Vec<Summary> {
-    out.exchanges.iter().map(summary).collect()
+    out.exchanges.iter().map(db_summary).collect()
 }
 
 /// Feeds a capture whole, checks it parses cleanly, and returns it.
-fn parse_whole(chunks: &[Chunk]) -> ParseOutput {
+fn parse_whole(chunks: &[Record]) -> ParseOutput {
     let out = feed_whole(&mut parser(), chunks);
     assert_eq!(out.desyncs, 0);
     for exchange in &out.exchanges {
@@ -58,7 +58,7 @@ fn parse_whole(chunks: &[Chunk]) -> ParseOutput {
 }
 
 /// Every way of cutting the capture gives the same exchanges.
-fn assert_split_invariant(chunks: &[Chunk]) {
+fn assert_split_invariant(chunks: &[Record]) {
     let whole = feed_whole(&mut parser(), chunks);
     let bytewise = feed_bytewise(&mut parser(), chunks);
     assert_eq!(bytewise.exchanges, whole.exchanges, "one byte per call");
@@ -77,7 +77,7 @@ fn assert_split_invariant(chunks: &[Chunk]) {
 
 #[test]
 fn simple_queries() {
-    let cases: [(&str, Vec<Chunk>, Summary); 5] = [
+    let cases: [(&str, Vec<Record>, Summary); 5] = [
         (
             "create",
             capture!("create"),
@@ -166,7 +166,7 @@ fn timestamps_come_from_the_first_request_byte_and_last_response_byte() {
                 &mut out,
             );
         } else {
-            p.on_data(chunk.side, chunk.ts_ns, chunk.data, &mut out);
+            p.on_data(chunk.side, chunk.ts_ns, &chunk.data, &mut out);
         }
     }
     assert_eq!(out.exchanges.len(), 1);
@@ -402,7 +402,7 @@ fn caught_mid_stream() {
     let partial = &chunks[first];
     p.on_data(Side::Client, partial.ts_ns, &partial.data[3..], &mut out);
     for chunk in &chunks[first + 1..] {
-        p.on_data(chunk.side, chunk.ts_ns, chunk.data, &mut out);
+        p.on_data(chunk.side, chunk.ts_ns, &chunk.data, &mut out);
     }
     p.on_close(1 << 40, &mut out);
     let executes_after = chunks[first + 1..]
@@ -429,7 +429,7 @@ fn close_reports_unanswered_requests() {
     let mut p = parser();
     let mut out = ParseOutput::default();
     for chunk in &chunks[..=query_index] {
-        p.on_data(chunk.side, chunk.ts_ns, chunk.data, &mut out);
+        p.on_data(chunk.side, chunk.ts_ns, &chunk.data, &mut out);
     }
     p.on_close(99_999, &mut out);
     assert_eq!(out.exchanges.len(), 1);
@@ -437,7 +437,7 @@ fn close_reports_unanswered_requests() {
     assert!(exchange.incomplete);
     assert_eq!(exchange.end_ns, 99_999);
     assert_eq!(exchange.name, "SELECT");
-    assert_eq!(summary(exchange).2, None);
+    assert_eq!(db_summary(exchange).2, None);
 }
 
 #[test]
@@ -481,7 +481,7 @@ fn feed_garbage(p: &mut impl Parser, seed: u64) -> ParseOutput {
         } else {
             Side::Server
         };
-        let data = garbage(
+        let data = random_bytes(
             seed * 1000 + round,
             1 + usize::try_from(round * 37 % 700).unwrap(),
         );
@@ -529,16 +529,16 @@ fn garbage_inside_a_real_conversation_is_survived() {
     let mut p = parser();
     let mut out = ParseOutput::default();
     for (i, chunk) in chunks.iter().enumerate() {
-        p.on_data(chunk.side, chunk.ts_ns, chunk.data, &mut out);
+        p.on_data(chunk.side, chunk.ts_ns, &chunk.data, &mut out);
         if i == 100 {
             // Bytes from nowhere on the server side, after a complete
             // response: counted as a desync and survived.
-            p.on_data(Side::Server, chunk.ts_ns, &garbage(7, 300), &mut out);
+            p.on_data(Side::Server, chunk.ts_ns, &random_bytes(7, 300), &mut out);
         }
         if i == 201 {
             assert_eq!(chunk.side, Side::Server);
             // And on the client side, before a request.
-            p.on_data(Side::Client, chunk.ts_ns, &garbage(8, 300), &mut out);
+            p.on_data(Side::Client, chunk.ts_ns, &random_bytes(8, 300), &mut out);
         }
     }
     p.on_close(1 << 40, &mut out);
@@ -595,11 +595,11 @@ fn detects_clients_and_servers() {
         capture!("scram_auth"),
         capture!("sslrequest_tls"),
     ] {
-        assert_eq!(detect(chunks[0].data), Some(Side::Client));
+        assert_eq!(detect(&chunks[0].data), Some(Side::Client));
     }
     let select = capture!("select");
     assert_eq!(
-        detect(select[1].data),
+        detect(&select[1].data),
         Some(Side::Server),
         "authentication request"
     );
@@ -609,7 +609,7 @@ fn detects_clients_and_servers() {
         .find(|c| c.side == Side::Client && c.data.starts_with(b"B"))
         .unwrap();
     assert_eq!(
-        detect(mid_client.data),
+        detect(&mid_client.data),
         Some(Side::Client),
         "Bind/Describe/Execute/Sync"
     );
@@ -617,22 +617,22 @@ fn detects_clients_and_servers() {
         .iter()
         .find(|c| c.side == Side::Client && c.data.starts_with(b"P"))
         .unwrap();
-    assert_eq!(detect(parse_sync.data), Some(Side::Client));
+    assert_eq!(detect(&parse_sync.data), Some(Side::Client));
     let query = select
         .iter()
         .find(|c| c.side == Side::Client && c.data.starts_with(b"Q"))
         .unwrap();
-    assert_eq!(detect(query.data), Some(Side::Client));
+    assert_eq!(detect(&query.data), Some(Side::Client));
     let mid_server = prepared
         .iter()
         .find(|c| c.side == Side::Server && c.data.starts_with(b"2"))
         .unwrap();
-    assert_eq!(detect(mid_server.data), Some(Side::Server));
+    assert_eq!(detect(&mid_server.data), Some(Side::Server));
     let rows = select
         .iter()
         .find(|c| c.side == Side::Server && c.data.starts_with(b"T"))
         .unwrap();
-    assert_eq!(detect(rows.data), Some(Side::Server));
+    assert_eq!(detect(&rows.data), Some(Side::Server));
 }
 
 #[test]
@@ -652,10 +652,10 @@ fn detect_refuses_other_protocols_and_garbage() {
     for data in others {
         assert_eq!(detect(data), None, "{:?}", String::from_utf8_lossy(data));
     }
-    let mysql_greeting = &transcript(include_bytes!("../testdata/mysql/select.bin"))[0];
-    assert_eq!(detect(mysql_greeting.data), None);
+    let mysql_greeting = &records(include_bytes!("../testdata/mysql/select.bin"))[0];
+    assert_eq!(detect(&mysql_greeting.data), None);
     for seed in 0..500 {
-        assert_eq!(detect(&garbage(seed, 64)), None, "seed {seed}");
+        assert_eq!(detect(&random_bytes(seed, 64)), None, "seed {seed}");
     }
 }
 

@@ -1,11 +1,7 @@
 //! Redis parser tests on connections recorded from redis-server 7.0 (see
 //! ../testdata/README.md).
 
-mod harness {
-    include!("../testdata/harness.rs");
-}
-
-use harness::*;
+use crate::protocols::test_support::*;
 
 use super::*;
 

@@ -5,8 +5,6 @@ mod bounded_map;
 pub(crate) mod framing;
 mod sanitize;
 #[cfg(test)]
-pub(crate) mod testing;
-#[cfg(test)]
 mod tests;
 
 pub(crate) use bounded_map::BoundedMap;

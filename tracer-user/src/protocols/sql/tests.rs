@@ -113,7 +113,7 @@ fn sanitizing_never_panics_on_odd_text() {
         my(text);
     }
     for seed in 0..200 {
-        let bytes = super::testing::garbage(seed, 64);
+        let bytes = crate::protocols::test_support::random_bytes(seed, 64);
         let text = String::from_utf8_lossy(&bytes);
         pg(&text);
         my(&text);

@@ -1,7 +1,7 @@
 //! Recorded connections replayed whole and in every kind of cut.
 
-use super::harness::*;
 use super::*;
+use crate::protocols::test_support::*;
 
 #[test]
 fn curl_one_request_per_connection() {

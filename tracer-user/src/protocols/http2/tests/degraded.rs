@@ -1,7 +1,7 @@
 //! Connections caught mid-stream, gaps, garbage: degrade, never lie.
 
-use super::harness::*;
 use super::*;
+use crate::protocols::test_support::*;
 
 const UNKNOWN_GRPC: &str = "grpc (method unknown)";
 const UNKNOWN_HTTP: &str = "HTTP/2 (headers unknown)";

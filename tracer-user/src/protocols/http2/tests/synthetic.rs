@@ -1,8 +1,8 @@
 //! Hand-built frames for what the recordings do not show: resets,
 //! interim responses, CONTINUATION, oversized blocks, many streams.
 
-use super::harness::*;
 use super::*;
+use crate::protocols::test_support::*;
 
 fn grpc_request(stream: u32, method: &str) -> Vec<u8> {
     let path = format!("/demo.v1.Greeter/{method}");
