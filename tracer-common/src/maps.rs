@@ -34,15 +34,40 @@ impl Counter {
         Counter::TlsSocketUnknown,
     ];
 
-    pub fn name(self) -> &'static str {
+    /// Kernel counters of events (or TLS plaintext) that never reached user
+    /// space: summed as "events lost" in the exit summary, and each one a
+    /// `reason` of `tracer_events_lost_total`.
+    pub const LOSSES: [Counter; 5] = [
+        Counter::RingBufFull,
+        Counter::InFlightFull,
+        Counter::SocketTableFull,
+        Counter::PayloadReadFailed,
+        Counter::TlsSocketUnknown,
+    ];
+
+    /// Machine name: the metrics' `reason` label, log lines.
+    pub fn label(self) -> &'static str {
         match self {
-            Counter::RingBufFull => "ringbuf_full",
-            Counter::InFlightFull => "inflight_full",
+            Counter::RingBufFull => "ring_buffer_full",
+            Counter::InFlightFull => "in_flight_table_full",
             Counter::SocketTableFull => "socket_table_full",
-            Counter::PayloadReadFailed => "payload_read_failed",
+            Counter::PayloadReadFailed => "payload_unreadable",
             Counter::DataEvents => "data_events",
             Counter::PidTableFull => "pid_table_full",
             Counter::TlsSocketUnknown => "tls_socket_unknown",
+        }
+    }
+
+    /// Human words: the exit summary.
+    pub fn words(self) -> &'static str {
+        match self {
+            Counter::RingBufFull => "ring buffer full",
+            Counter::InFlightFull => "in-flight table full",
+            Counter::SocketTableFull => "socket table full",
+            Counter::PayloadReadFailed => "unreadable payload",
+            Counter::DataEvents => "data events",
+            Counter::PidTableFull => "processes not traced: traced-process table full",
+            Counter::TlsSocketUnknown => "TLS call without socket",
         }
     }
 }

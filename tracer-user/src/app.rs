@@ -61,32 +61,32 @@ pub struct Summary {
 }
 
 impl Summary {
+    fn kernel_count(&self, counter: Counter) -> u64 {
+        self.kernel.get(&counter).copied().unwrap_or(0)
+    }
+
     pub fn events_lost(&self) -> u64 {
-        [
-            Counter::RingBufFull,
-            Counter::InFlightFull,
-            Counter::SocketTableFull,
-            Counter::PayloadReadFailed,
-            Counter::TlsSocketUnknown,
-        ]
-        .iter()
-        .map(|c| self.kernel.get(c).copied().unwrap_or(0))
-        .sum()
+        Counter::LOSSES.iter().map(|&c| self.kernel_count(c)).sum()
     }
 
     pub fn line(&self) -> String {
-        let get = |c: Counter| self.kernel.get(&c).copied().unwrap_or(0);
+        let losses = Counter::LOSSES
+            .iter()
+            .map(|&c| format!("{} {}", c.words(), self.kernel_count(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let untraced = self.kernel_count(Counter::PidTableFull);
+        let untraced = if untraced > 0 {
+            format!(", {untraced} {}", Counter::PidTableFull.words())
+        } else {
+            String::new()
+        };
         let link = &self.linking;
         format!(
-            "tracer: {} spans emitted, {} events read, {} events lost (ring buffer full {}, in-flight table full {}, socket table full {}, unreadable payload {}, TLS call without socket {}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted, {} connections still tracked, {} spans held for linking (mean {:.3} ms, max {:.3} ms), {} spans linked to a parent, {} traces expired unlinked ({} over --link-max-spans), {} hook errors",
+            "tracer: {} spans emitted, {} events read, {} events lost ({losses}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted, {} connections still tracked, {} spans held for linking (mean {:.3} ms, max {:.3} ms), {} spans linked to a parent, {} traces expired unlinked ({} over --link-max-spans), {} hook errors{untraced}",
             self.spans,
             self.records,
             self.events_lost(),
-            get(Counter::RingBufFull),
-            get(Counter::InFlightFull),
-            get(Counter::SocketTableFull),
-            get(Counter::PayloadReadFailed),
-            get(Counter::TlsSocketUnknown),
             self.spans_dropped,
             self.desyncs,
             self.connections_table_full,
@@ -523,6 +523,28 @@ mod tests {
                 .ends_with("traces expired unlinked (0 over --link-max-spans), 3 hook errors"),
             "{}",
             summary.line()
+        );
+    }
+
+    /// Every kernel counter is in the line: each loss among "events lost",
+    /// the traced-process table only when it overflowed.
+    #[test]
+    fn the_summary_line_shows_every_kernel_counter() {
+        let mut summary = Summary::default();
+        for (n, counter) in (1..).zip(Counter::LOSSES) {
+            summary.kernel.insert(counter, n);
+        }
+        let line = summary.line();
+        assert!(
+            line.contains("15 events lost (ring buffer full 1, in-flight table full 2, socket table full 3, unreadable payload 4, TLS call without socket 5)"),
+            "{line}"
+        );
+        assert!(!line.contains("table full:"), "{line}");
+        summary.kernel.insert(Counter::PidTableFull, 7);
+        let line = summary.line();
+        assert!(
+            line.ends_with("0 hook errors, 7 processes not traced: traced-process table full"),
+            "{line}"
         );
     }
 }

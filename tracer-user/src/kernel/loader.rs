@@ -341,7 +341,7 @@ impl AttachedKernel {
             let total = match self.counters.get(&(counter as u32), 0) {
                 Ok(per_cpu) => per_cpu.iter().sum(),
                 Err(err) => {
-                    log::debug!("reading counter {}: {err}", counter.name());
+                    log::debug!("reading counter {}: {err}", counter.label());
                     0
                 }
             };

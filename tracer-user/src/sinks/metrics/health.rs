@@ -25,15 +25,6 @@ pub struct HealthStats {
     pub connections_over_limit: u64,
 }
 
-/// Kernel counters of events that never reached user space, with the
-/// `reason` label each gets.
-const LOST: [(Counter, &str); 4] = [
-    (Counter::RingBufFull, "ring_buffer_full"),
-    (Counter::InFlightFull, "in_flight_table_full"),
-    (Counter::SocketTableFull, "socket_table_full"),
-    (Counter::PayloadReadFailed, "payload_unreadable"),
-];
-
 #[derive(Default)]
 pub struct Health {
     events_read: AtomicU64,
@@ -41,7 +32,9 @@ pub struct Health {
     spans_emitted: AtomicU64,
     parser_desyncs: AtomicU64,
     connections_over_limit: AtomicU64,
-    lost: [AtomicU64; LOST.len()],
+    /// Per entry of [`Counter::LOSSES`].
+    lost: [AtomicU64; Counter::LOSSES.len()],
+    processes_untraced: AtomicU64,
     sinks: Mutex<Vec<(&'static str, Arc<SinkCounters>)>>,
 }
 
@@ -57,12 +50,12 @@ impl Health {
             .store(stats.parser_desyncs, Ordering::Relaxed);
         self.connections_over_limit
             .store(stats.connections_over_limit, Ordering::Relaxed);
-        for (slot, (counter, _)) in self.lost.iter().zip(LOST) {
-            slot.store(
-                kernel.get(&counter).copied().unwrap_or(0),
-                Ordering::Relaxed,
-            );
+        let count = |counter: Counter| kernel.get(&counter).copied().unwrap_or(0);
+        for (slot, counter) in self.lost.iter().zip(Counter::LOSSES) {
+            slot.store(count(counter), Ordering::Relaxed);
         }
+        self.processes_untraced
+            .store(count(Counter::PidTableFull), Ordering::Relaxed);
     }
 
     /// The sinks whose delivery is reported.
@@ -89,10 +82,10 @@ impl Health {
             "Events lost before reaching user space, by reason.",
             "counter",
         );
-        for (value, (_, reason)) in self.lost.iter().zip(LOST) {
+        for (value, counter) in self.lost.iter().zip(Counter::LOSSES) {
             out.sample(
                 "tracer_events_lost_total",
-                &[("reason", reason)],
+                &[("reason", counter.label())],
                 load(value),
             );
         }
@@ -112,6 +105,12 @@ impl Health {
             "tracer_parser_desyncs_total",
             "Times a protocol parser lost its place in a stream.",
             &self.parser_desyncs,
+        );
+        single(
+            out,
+            "tracer_processes_untraced_total",
+            "Processes (children, --comm matches) not traced because the traced-process table was full.",
+            &self.processes_untraced,
         );
         single(
             out,
