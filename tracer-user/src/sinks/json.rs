@@ -99,14 +99,47 @@ fn needs_escape(b: u8) -> bool {
 fn push_str(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.push(b'"');
-    // Almost no text needs escaping: check all of it at once (a loop
-    // without early exit, which the compiler vectorises), then copy it.
-    if bytes.iter().fold(false, |any, &b| any | needs_escape(b)) {
+    // Almost no text needs escaping: check it eight bytes at a time, then
+    // copy it in one go.
+    if any_needs_escape(bytes) {
         push_escaped(out, bytes);
     } else {
         out.extend_from_slice(bytes);
     }
     out.push(b'"');
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Whether any of the eight bytes in `word` needs escaping: below 0x20,
+/// `"` or `\`. Each test sets a byte's high bit exactly when some byte
+/// matches (the classic "has a byte less than n" for n <= 128).
+fn word_needs_escape(word: u64) -> bool {
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (control | quote | backslash) & HIGHS != 0
+}
+
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if word_needs_escape(u64::from_ne_bytes(word)) {
+            return true;
+        }
+    }
+    // The tail padded with a byte that needs no escaping.
+    let mut word = [b'a'; 8];
+    let tail = chunks.remainder();
+    word.get_mut(..tail.len())
+        .unwrap_or_default()
+        .copy_from_slice(tail);
+    word_needs_escape(u64::from_ne_bytes(word))
 }
 
 fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -267,6 +300,24 @@ pub(crate) mod tests {
             String::from_utf8_lossy(&theirs)
         );
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn the_word_check_agrees_with_the_byte_check() {
+        for b in 0u8..=0xff {
+            for len in 0..20 {
+                for at in 0..len {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[at] = b;
+                    assert_eq!(
+                        any_needs_escape(&bytes),
+                        needs_escape(b),
+                        "byte {b:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        assert!(!any_needs_escape(b""));
     }
 
     #[test]
