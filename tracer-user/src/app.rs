@@ -1,7 +1,8 @@
 //! A tracing run from start to summary: checks, attach, event loop, exit.
 
+pub mod summary;
+
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -17,7 +18,7 @@ use crate::{
         openssl::{self, OpensslHooks},
         preflight, AttachedKernel, KernelOptions,
     },
-    linking::{LinkConfig, LinkStats},
+    linking::LinkConfig,
     pipeline::{Pipeline, PipelineConfig},
     process,
     protocols::{self, ParserOptions},
@@ -25,10 +26,13 @@ use crate::{
         self,
         metrics::{Health, HealthStats},
         setup::SinkConfig,
-        SinkReport, Sinks,
+        summary::FinalTable,
+        Sinks,
     },
     source::EventRing,
 };
+
+pub use summary::Summary;
 
 /// Records handled between two hand-offs to the sinks.
 const DRAIN_BATCH: usize = 4096;
@@ -46,68 +50,6 @@ const SINK_QUEUE_BATCHES: usize = 1024;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 const IDLE_CONNECTION_TIMEOUT_NS: u64 = 300 * 1_000_000_000;
 
-/// What a run did, for the summary line.
-#[derive(Debug, Default)]
-pub struct Summary {
-    pub spans: u64,
-    pub records: u64,
-    pub kernel: HashMap<Counter, u64>,
-    pub spans_dropped: u64,
-    pub desyncs: u64,
-    pub connections_table_full: u64,
-    pub tls_undecrypted: u64,
-    pub connections_open: usize,
-    /// What each sink did.
-    pub sinks: Vec<SinkReport>,
-    pub linking: LinkStats,
-    /// Failures after attach (TLS hooks, housekeeping), logged as they
-    /// happened; the run went on.
-    pub hook_errors: u64,
-}
-
-impl Summary {
-    fn kernel_count(&self, counter: Counter) -> u64 {
-        self.kernel.get(&counter).copied().unwrap_or(0)
-    }
-
-    pub fn events_lost(&self) -> u64 {
-        Counter::LOSSES.iter().map(|&c| self.kernel_count(c)).sum()
-    }
-
-    pub fn line(&self) -> String {
-        let losses = Counter::LOSSES
-            .iter()
-            .map(|&c| format!("{} {}", c.words(), self.kernel_count(c)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let untraced = self.kernel_count(Counter::PidTableFull);
-        let untraced = if untraced > 0 {
-            format!(", {untraced} {}", Counter::PidTableFull.words())
-        } else {
-            String::new()
-        };
-        let link = &self.linking;
-        format!(
-            "tracer: {} spans emitted, {} events read, {} events lost ({losses}), {} spans dropped by sinks, {} parser desyncs, {} connections over the table limit, {} TLS connections not decrypted, {} connections still tracked, {} spans held for linking (mean {:.3} ms, max {:.3} ms), {} spans linked to a parent, {} traces expired unlinked ({} over --link-max-spans), {} hook errors{untraced}",
-            self.spans,
-            self.records,
-            self.events_lost(),
-            self.spans_dropped,
-            self.desyncs,
-            self.connections_table_full,
-            self.tls_undecrypted,
-            self.connections_open,
-            link.held,
-            link.hold_ms_mean(),
-            link.hold_ms_max(),
-            link.linked,
-            link.expired,
-            link.over_limit,
-            self.hook_errors,
-        ) + &sink_reports(&self.sinks)
-    }
-}
-
 pub async fn run(args: Args) -> anyhow::Result<Summary> {
     let mut run = attach(&args)?;
     run.event_loop().await;
@@ -120,6 +62,8 @@ struct Run {
     ring: EventRing,
     pipeline: Pipeline,
     sinks: Sinks,
+    /// The latency table, once the sinks are finished.
+    latency: FinalTable,
     health: Arc<Health>,
     tls_hooks: OpensslHooks,
     /// Traced processes still alive at the last housekeeping, and new ones.
@@ -153,7 +97,7 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     }
     // Sinks before the kernel: a bad export setting fails before attaching.
     let health = Arc::new(Health::default());
-    let sinks = sinks::setup::start(&sink_config(args), SINK_QUEUE_BATCHES, &health)?;
+    let (sinks, latency) = sinks::setup::start(&sink_config(args), SINK_QUEUE_BATCHES, &health)?;
 
     let mut kernel = AttachedKernel::load(&KernelOptions {
         max_payload: args.max_payload,
@@ -225,6 +169,7 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         ring,
         pipeline,
         sinks,
+        latency,
         health,
         tls_hooks,
         traced_now,
@@ -249,6 +194,7 @@ fn sink_config(args: &Args) -> SinkConfig {
         output_file_max_mib: export.output_file_max_mib,
         metrics_addr: export.metrics_addr,
         summary_every: export.summary_every.map(Duration::from_secs),
+        summary_format: export.summary_format,
     }
 }
 
@@ -361,6 +307,7 @@ impl Run {
             mut ring,
             mut pipeline,
             sinks,
+            latency,
             hook_errors,
             ..
         } = self;
@@ -376,38 +323,24 @@ impl Run {
         drop(kernel);
 
         let sink_reports = sinks.finish();
-        let spans_dropped = sink_reports.iter().map(SinkReport::dropped).sum();
         let stats = pipeline.stats();
         let conn_stats = pipeline.connection_stats();
-        Summary {
+        let mut summary = Summary {
             spans: stats.spans,
-            records: stats.records,
-            kernel: kernel_counters,
-            spans_dropped,
-            desyncs: conn_stats.desyncs,
-            connections_table_full: conn_stats.table_full,
+            events_read: stats.records,
+            parser_desyncs: conn_stats.desyncs,
+            connections_over_limit: conn_stats.table_full,
             tls_undecrypted: conn_stats.tls_undecrypted,
-            connections_open: pipeline.connections_open(),
-            sinks: sink_reports,
-            linking: pipeline.link_stats(),
+            connections_open: pipeline.connections_open() as u64,
             hook_errors,
-        }
+            linking: (&pipeline.link_stats()).into(),
+            latency: latency.take(),
+            ..Summary::default()
+        };
+        summary.set_losses(&kernel_counters, stats.malformed_records);
+        summary.set_sinks(&sink_reports);
+        summary
     }
-}
-
-/// `; otlp: 10 spans exported, 0 dropped after retries, 0 dropped on full queue`
-/// per exporting sink, and any other that lost spans.
-fn sink_reports(reports: &[SinkReport]) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::new();
-    for r in reports.iter().filter(|r| r.reported || r.dropped() > 0) {
-        let _ = write!(
-            text,
-            "; {}: {} spans {}, {} {}, {} dropped on full queue",
-            r.name, r.written, r.verbs.written, r.failed, r.verbs.failed, r.queue_full
-        );
-    }
-    text
 }
 
 fn drain(ring: &mut EventRing, pipeline: &mut Pipeline, sinks: &Sinks) {
@@ -514,42 +447,5 @@ mod tests {
         };
         assert_eq!(block_on(turn_until_stopped(&mut fake)), 0);
         assert_eq!(fake.delivered, [1, 2, 3]);
-    }
-
-    #[test]
-    fn the_summary_line_ends_with_the_hook_errors() {
-        let summary = Summary {
-            hook_errors: 3,
-            ..Summary::default()
-        };
-        assert!(
-            summary
-                .line()
-                .ends_with("traces expired unlinked (0 over --link-max-spans), 3 hook errors"),
-            "{}",
-            summary.line()
-        );
-    }
-
-    /// Every kernel counter is in the line: each loss among "events lost",
-    /// the traced-process table only when it overflowed.
-    #[test]
-    fn the_summary_line_shows_every_kernel_counter() {
-        let mut summary = Summary::default();
-        for (n, counter) in (1..).zip(Counter::LOSSES) {
-            summary.kernel.insert(counter, n);
-        }
-        let line = summary.line();
-        assert!(
-            line.contains("15 events lost (ring buffer full 1, in-flight table full 2, socket table full 3, unreadable payload 4, TLS call without socket 5)"),
-            "{line}"
-        );
-        assert!(!line.contains("table full:"), "{line}");
-        summary.kernel.insert(Counter::PidTableFull, 7);
-        let line = summary.line();
-        assert!(
-            line.ends_with("0 hook errors, 7 processes not traced: traced-process table full"),
-            "{line}"
-        );
     }
 }

@@ -6,7 +6,7 @@ use clap::Parser;
 
 use crate::{
     protocols::Protocol,
-    sinks::{otlp::OtlpProtocol, OutputFormat},
+    sinks::{otlp::OtlpProtocol, summary::SummaryFormat, OutputFormat},
 };
 
 /// Zero-instrumentation request tracing with eBPF: every request a process
@@ -177,6 +177,13 @@ pub struct ExportArgs {
     #[arg(long, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub summary_every: Option<u64>,
+
+    /// How the summaries on stderr are written: `text` for people, `json`
+    /// for programs (the exit summary as one JSON object on one line, with
+    /// every counter and the latency table).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SummaryFormat::Text,
+          env = "TRACER_SUMMARY_FORMAT")]
+    pub summary_format: SummaryFormat,
 }
 
 impl Args {
@@ -254,6 +261,7 @@ mod tests {
         assert!(Args::try_parse_from(["tracer", "--comm", "nginx,"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--comm", "/usr/sbin/nginx"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--socket-hooks", "kprobe"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--summary-format", "yaml"]).is_err());
         assert!(
             Args::try_parse_from(["tracer", "report"]).is_err(),
             "report needs a file"
@@ -302,5 +310,9 @@ mod tests {
         assert_eq!(args.export.otlp_headers, ["a=b", "c=d"]);
         assert_eq!(args.export.output_file_max_mib, 100);
         assert_eq!(args.export.metrics_addr.map(|a| a.port()), Some(9464));
+        assert_eq!(args.export.summary_format, SummaryFormat::Text);
+        let args =
+            Args::try_parse_from(["tracer", "--pid", "1", "--summary-format", "json"]).unwrap();
+        assert_eq!(args.export.summary_format, SummaryFormat::Json);
     }
 }

@@ -1,6 +1,6 @@
 //! The `tracer` binary: parse arguments, run, print the summary.
 
-use std::process::ExitCode;
+use std::{io::Write as _, process::ExitCode};
 
 use clap::Parser as _;
 use tracer::{
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         logger.filter_module("aya::sys::bpf", log::LevelFilter::Error);
     }
     logger.parse_env("TRACER_LOG").format_target(false).init();
+    let summary_format = args.export.summary_format;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -50,7 +51,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(app::run(args)) {
         Ok(summary) => {
-            eprintln!("{}", summary.line());
+            let text = summary.render(summary_format) + "\n";
+            // One write, so that no other stderr line lands inside it.
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(err) => {

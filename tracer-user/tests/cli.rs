@@ -141,11 +141,111 @@ fn duration_ends_the_run_and_detaches_everything() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(started.elapsed() >= Duration::from_millis(1500));
+    // The text summary: its first line always, then only topics with a
+    // non-zero number (an idle nginx has none).
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let summary = stderr.lines().last().unwrap_or_default();
-    assert!(summary.starts_with("tracer: 0 spans emitted"), "{stderr}");
-    assert!(summary.contains("0 events lost"), "{summary}");
+    let summary: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("tracer: 0 spans emitted"))
+        .collect();
+    assert!(!summary.is_empty(), "{stderr}");
+    assert!(
+        summary[0].ends_with(" events read, 0 events lost"),
+        "{stderr}"
+    );
+    assert!(summary[1..].iter().all(|l| l.starts_with("  ")), "{stderr}");
     wait_until_detached();
+}
+
+/// `--summary-format json`: the exit summary is one JSON line with every
+/// counter and the latency table, and no text table is printed.
+#[test]
+fn json_summary_is_one_line_with_every_counter() {
+    let nginx = servers::nginx(1);
+    // The harness asks for `--summary-format json`.
+    let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
+    for _ in 0..2 {
+        common::run_ok(Command::new("curl").args(["-sS", "-o", "/dev/null", &nginx.url("/hello")]));
+    }
+    let run = tracer.stop();
+    assert!(run.exit_ok, "{:?}", run.stderr);
+    assert_eq!(run.spans.len(), 2, "{:?}", run.stderr);
+    // It parses into every key the harness knows.
+    let stats = run.stats();
+    assert_eq!(stats.version, 1);
+    assert_eq!(stats.spans, 2, "{}", run.summary());
+    assert!(stats.events_read > 0, "{}", run.summary());
+    assert_eq!(stats.events_lost, stats.lost.values().sum::<u64>());
+    for reason in [
+        "ring_buffer_full",
+        "in_flight_table_full",
+        "socket_table_full",
+        "payload_unreadable",
+        "tls_socket_unknown",
+        "malformed",
+    ] {
+        assert!(
+            stats.lost.contains_key(reason),
+            "{reason}: {}",
+            run.summary()
+        );
+    }
+    assert_eq!(stats.spans_dropped, 0);
+    assert_eq!(stats.hook_errors, 0);
+    assert_eq!(stats.sink("stdout-json").written, 2);
+    assert_eq!(stats.sink("summary").written, 2);
+    let row = stats
+        .latency
+        .iter()
+        .find(|r| r.kind == "server" && r.operation == "GET /hello")
+        .unwrap_or_else(|| panic!("no GET /hello row: {}", run.summary()));
+    assert_eq!((row.count, row.errors), (2, 0));
+    assert!(row.p50_ns > 0 && row.p50_ns <= row.p90_ns && row.p90_ns <= row.p99_ns);
+    // Nothing of the text summary.
+    assert!(
+        !run.stderr.iter().any(|l| l.contains("latency by service")
+            || l.starts_with("tracer: 2 spans emitted")
+            || l.starts_with("SERVICE")),
+        "{:?}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .iter()
+            .filter(|l| l.contains("tracer_summary"))
+            .count(),
+        1,
+        "{:?}",
+        run.stderr
+    );
+}
+
+/// The format also comes from `TRACER_SUMMARY_FORMAT`; a bad one is refused
+/// before anything is attached.
+#[test]
+fn summary_format_from_the_environment_and_bad_values() {
+    let (ok, stderr) = run_tracer(&["--pid", "1", "--summary-format", "yaml"]);
+    assert!(!ok);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("invalid value 'yaml' for '--summary-format"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("text, json"), "{stderr}");
+    assert!(!stderr.contains("attached"), "{stderr}");
+
+    let out = Command::new(tracer_binary())
+        .args(["--comm", "no-such-comm", "--duration", "0.1"])
+        .env("TRACER_SUMMARY_FORMAT", "json")
+        .output()
+        .expect("run tracer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    let summary: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(summary["tracer_summary"], 1, "{last}");
+    assert_eq!(summary["spans"], 0, "{last}");
 }
 
 #[test]

@@ -41,21 +41,12 @@ fn request_mix(nginx: &servers::Service) {
     assert_eq!(curl(&nginx.url("/fail")), "503");
 }
 
-/// `name: N spans exported, M dropped after retries, K dropped on full queue`
-/// from the summary line.
+/// (delivered, failed, dropped on full queue) of the sink named `sink`,
+/// from the exit summary.
 fn sink_counts(run: &TracerRun, sink: &str) -> (u64, u64, u64) {
-    let summary = run.summary();
-    let part = summary
-        .split("; ")
-        .find(|p| p.starts_with(&format!("{sink}: ")))
-        .unwrap_or_else(|| panic!("no {sink} in the summary: {summary}"));
-    let numbers: Vec<u64> = part
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().expect("number"))
-        .collect();
-    assert_eq!(numbers.len(), 3, "{part}");
-    (numbers[0], numbers[1], numbers[2])
+    let stats = run.stats();
+    let s = stats.sink(sink);
+    (s.written, s.failed, s.queue_full)
 }
 
 fn by_span_id(spans: &[Value]) -> HashMap<String, &Value> {
@@ -180,7 +171,7 @@ fn otlp_grpc_delivers_the_stdout_spans_intact() {
         assert_eq!(r.headers.get("x-other").map(String::as_str), Some("a b"));
     }
     assert_eq!(sink_counts(&run, "otlp"), (5, 0, 0), "{}", run.summary());
-    assert_eq!(run.summary_count("spans dropped by sinks"), 0);
+    assert_eq!(run.stats().spans_dropped, 0);
 }
 
 #[test]
@@ -341,7 +332,7 @@ fn collector_outage_never_stalls_capture_and_nothing_is_lost_silently() {
     for line in run.stderr.iter().filter(|l| l.contains("otlp")) {
         eprintln!("tracer said: {line}");
     }
-    let emitted = run.summary_count("spans emitted");
+    let emitted = run.stats().spans;
     assert_eq!(emitted, run.spans.len() as u64, "stdout has every span");
     let (exported, dropped, queue_full) = sink_counts(&run, "otlp");
     let received = collector.inbox.spans();
@@ -402,7 +393,7 @@ fn collector_down_for_the_whole_run_spans_are_counted_as_dropped_on_exit() {
     assert!(run.exit_ok, "{:?}", run.stderr);
     assert_eq!(run.spans.len(), 5, "stdout unaffected");
     assert_eq!(sink_counts(&run, "otlp"), (0, 5, 0), "{}", run.summary());
-    assert_eq!(run.summary_count("spans dropped by sinks"), 5);
+    assert_eq!(run.stats().spans_dropped, 5);
     // The exit flush has a 5 s deadline (plus the harness's own waits).
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
     assert!(
@@ -618,14 +609,17 @@ fn every_sink_at_once_metrics_file_and_otlp_agree_with_stdout() {
     assert_eq!(report_row(&report, "GET /hello"), (4, 0));
     assert_eq!(report_row(&report, "GET /teapot"), (2, 0));
     assert_eq!(report_row(&report, "GET /fail"), (1, 1));
-    // The latency table was printed on exit too.
-    assert!(
-        run.stderr
+    // The exit summary has the same table.
+    let stats = run.stats();
+    for operation in ["GET /hello", "GET /teapot", "GET /fail"] {
+        let row = stats
+            .latency
             .iter()
-            .any(|l| l.contains("latency by service and operation")),
-        "{:?}",
-        run.stderr
-    );
+            .find(|r| r.service == "nginx" && r.kind == "server" && r.operation == operation)
+            .unwrap_or_else(|| panic!("no row for {operation}: {}", run.summary()));
+        assert_eq!((row.count, row.errors), report_row(&report, operation));
+        assert!(row.p50_ns > 0 && row.p50_ns <= row.p99_ns, "{row:?}");
+    }
 }
 
 /// Runs `tracer report` and returns its stdout (the table).

@@ -357,7 +357,7 @@ fn http2_nginx_server_spans_for_curl() {
     for secret in ["sekrit-token", "qwerty"] {
         assert!(!everything.contains(secret), "{secret} leaked into spans");
     }
-    assert_eq!(run.summary_count("events lost"), 0, "{}", run.summary());
+    assert_eq!(run.stats().events_lost, 0, "{}", run.summary());
 }
 
 #[test]

@@ -104,7 +104,7 @@ fn nginx_server_spans_for_each_curl_request() {
     for secret in ["hunter2", "sekrit-token", "qwerty", "api_key"] {
         assert!(!everything.contains(secret), "{secret} leaked into spans");
     }
-    assert_eq!(run.summary_count("events lost"), 0, "{}", run.summary());
+    assert_eq!(run.stats().events_lost, 0, "{}", run.summary());
     common::wait_until_detached();
 }
 

@@ -260,13 +260,8 @@ fn one_request_at_a_time_every_request_is_one_trace_with_the_exact_tree() {
         assert!(shares.all_right(rule), "{rule}: {shares:?}");
     }
     assert_eq!(shares.whole_traces, ids.len());
-    assert_eq!(
-        run.summary_count("traces expired unlinked"),
-        0,
-        "{}",
-        run.summary()
-    );
-    assert_eq!(run.summary_count("events lost"), 0, "{}", run.summary());
+    assert_eq!(run.stats().linking.expired, 0, "{}", run.summary());
+    assert_eq!(run.stats().events_lost, 0, "{}", run.summary());
 }
 
 /// 8 clients at once, each with its own keep-alive connection to nginx.
@@ -304,7 +299,7 @@ fn under_concurrent_load_threads_and_connections_link_exactly() {
     // on a reused connection. Measured 100% here; allow a little.
     assert!(shares.share("event loop") >= 0.95, "{shares:?}");
     assert!(shares.whole_traces * 100 >= ids.len() * 95, "{shares:?}");
-    assert_eq!(run.summary_count("events lost"), 0, "{}", run.summary());
+    assert_eq!(run.stats().events_lost, 0, "{}", run.summary());
 }
 
 #[test]
@@ -377,12 +372,7 @@ fn spans_without_a_traced_caller_are_not_held() {
     let run = tracer.stop();
     assert!(run.spans.len() >= 40, "{}", run.summary());
     eprintln!("untraced callers: {}", run.summary());
-    assert_eq!(
-        run.summary_count("spans held for linking"),
-        0,
-        "{}",
-        run.summary()
-    );
+    assert_eq!(run.stats().linking.held, 0, "{}", run.summary());
     assert!(run.spans.iter().all(|s| s["parent_span_id"].is_null()));
 }
 
@@ -403,7 +393,7 @@ fn linking_can_be_turned_off() {
     let run = tracer.stop();
     assert!(run.spans.len() >= 2 * ROLES, "{}", run.summary());
     assert!(run.spans.iter().all(|s| s["parent_span_id"].is_null()));
-    assert_eq!(run.summary_count("spans linked to a parent"), 0);
+    assert_eq!(run.stats().linking.linked, 0);
 }
 
 /// Both ends of pipelined Redis connections traced: every server span is

@@ -136,11 +136,7 @@ fn connection_churn_frees_closed_connections() {
         spans * 1000 >= requests * 999,
         "{spans} spans for {requests} requests"
     );
-    assert!(
-        run.summary_count("connections still tracked") <= 16,
-        "{}",
-        run.summary()
-    );
+    assert!(run.stats().connections_open <= 16, "{}", run.summary());
     assert!(rss_kib < 128 * 1024, "tracer RSS {rss_kib} KiB after churn");
 }
 
@@ -183,7 +179,7 @@ fn ring_buffer_overrun_is_counted_and_recovered_from() {
     }
     let run = tracer.stop();
     assert!(run.exit_ok, "{:?}", run.stderr);
-    let lost = run.summary_count("events lost");
+    let lost = run.stats().events_lost;
     eprintln!("overrun: {}", run.summary());
     assert!(
         lost > 0,

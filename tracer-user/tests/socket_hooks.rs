@@ -74,7 +74,7 @@ fn spans_and_hooks_line(hooks: &str, requests: usize) -> (Vec<String>, String) {
     }
     let run = tracer.stop();
     assert!(run.exit_ok, "{:?}", run.stderr);
-    assert_eq!(run.summary_count("events lost"), 0, "{}", run.summary());
+    assert_eq!(run.stats().events_lost, 0, "{}", run.summary());
     let hooks_line = run
         .stderr
         .iter()

@@ -67,7 +67,7 @@ fn nginx_https_server_spans_match_plain_http() {
         "error"
     );
     assert_eq!(named(&run.spans, "server", "GET /index.html").len(), 2);
-    assert_eq!(run.summary_count("parser desyncs"), 0, "{}", run.summary());
+    assert_eq!(run.stats().parser_desyncs, 0, "{}", run.summary());
 }
 
 #[test]
@@ -183,11 +183,7 @@ while True:
     drop(relay);
     let run = tracer.stop();
     assert!(run.spans.is_empty(), "ciphertext parsed: {:#?}", run.spans);
-    assert!(
-        run.summary_count("TLS connections not decrypted") >= 6,
-        "{}",
-        run.summary()
-    );
+    assert!(run.stats().tls_undecrypted >= 6, "{}", run.summary());
 }
 
 #[test]

@@ -21,6 +21,7 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use serde_json::Value;
 
 use crate::{tracer_binary, workspace_root};
 
@@ -160,6 +161,7 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
             // They are counted from the tracer's exit summary instead.
             let mut child = Command::new(tracer_binary())
                 .args(["--pid", &pid_list, "--output", "json"])
+                .args(["--summary-format", "json"])
                 .args(["--socket-hooks", mode.socket_hooks()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -260,11 +262,13 @@ fn stop_observer(observer: Observer) -> Result<Option<TracerRun>> {
             let lines = stderr
                 .join()
                 .map_err(|_| anyhow!("tracer stderr reader panicked"))?;
-            let spans = server_spans_named(&lines, &span_name).ok_or_else(|| {
-                anyhow!("no `server {span_name}` row in the tracer's exit summary: {lines:?}")
+            let summary = exit_summary(&lines)
+                .ok_or_else(|| anyhow!("no exit summary from the tracer: {lines:?}"))?;
+            let spans = server_spans_named(&summary, &span_name).ok_or_else(|| {
+                anyhow!("no `server {span_name}` row in the tracer's exit summary: {summary}")
             })?;
-            let events_lost = summary_count(&lines, " events lost").ok_or_else(|| {
-                anyhow!("no `events lost` in the tracer's exit summary: {lines:?}")
+            let events_lost = summary["events_lost"].as_u64().ok_or_else(|| {
+                anyhow!("no `events_lost` in the tracer's exit summary: {summary}")
             })?;
             Ok(Some(TracerRun {
                 spans,
@@ -275,24 +279,33 @@ fn stop_observer(observer: Observer) -> Result<Option<TracerRun>> {
     }
 }
 
-/// The count of the exit summary's latency-table row for server spans named
-/// `name`, e.g. `nginx  server  GET /hello  155380  0  0.0%  3.6µs ...`,
-/// less any the sinks dropped (`N spans dropped by sinks` in the last line).
-fn server_spans_named(lines: &[String], name: &str) -> Option<u64> {
-    let needle = format!(" server  {name} ");
-    let row = lines.iter().find(|l| l.contains(&needle))?;
-    let after = &row[row.find(&needle)? + needle.len()..];
-    let spans: u64 = after.split_whitespace().next()?.parse().ok()?;
-    let dropped = summary_count(lines, " spans dropped by sinks").unwrap_or(0);
-    Some(spans.saturating_sub(dropped))
+/// The tracer's exit summary (`--summary-format json`): the last stderr
+/// line that is a JSON object with the `tracer_summary` key.
+fn exit_summary(lines: &[String]) -> Option<Value> {
+    lines.iter().rev().find_map(|l| {
+        let value: Value = serde_json::from_str(l).ok()?;
+        value.get("tracer_summary").is_some().then_some(value)
+    })
 }
 
-/// The number before `what` in the exit summary line (`..., 0 events lost (...`).
-fn summary_count(lines: &[String], what: &str) -> Option<u64> {
-    lines.iter().rev().find_map(|l| {
-        let end = l.find(what)?;
-        l[..end].rsplit(' ').next()?.parse().ok()
-    })
+/// The count of the exit summary's latency-table rows for server spans
+/// named `name` (`{"kind":"server","operation":"GET /hello","count":155380,...}`),
+/// less any the sinks dropped (`spans_dropped`).
+fn server_spans_named(summary: &Value, name: &str) -> Option<u64> {
+    let rows: Vec<&Value> = summary["latency"]
+        .as_array()?
+        .iter()
+        .filter(|r| r["kind"] == "server" && r["operation"] == name)
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let spans = rows
+        .iter()
+        .map(|r| r["count"].as_u64())
+        .sum::<Option<u64>>()?;
+    let dropped = summary["spans_dropped"].as_u64().unwrap_or(0);
+    Some(spans.saturating_sub(dropped))
 }
 
 /// What one traced run reported.
@@ -487,9 +500,9 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
     let _ = writeln!(
         report,
         "`wrk -t1 -c16 -d{seconds}s --latency http://127.0.0.1:PORT/hello` against nginx (1 worker, 6-byte body), \
-         {rounds} interleaved rounds per configuration; the tracer ran as `tracer --pid MASTER,WORKER --output json` \
-         with stdout to /dev/null (every span still encoded and written; spans counted from the exit summary's \
-         latency table, less any the sinks dropped); the floor is bpftrace counting the same {n} syscall tracepoint pairs with a pid filter. \
+         {rounds} interleaved rounds per configuration; the tracer ran as `tracer --pid MASTER,WORKER --output json \
+         --summary-format json` with stdout to /dev/null (every span still encoded and written; spans counted \
+         from the JSON exit summary's latency table, less any the sinks dropped); the floor is bpftrace counting the same {n} syscall tracepoint pairs with a pid filter. \
          The last row forces the socket path of kernels before 6.3 (`--socket-hooks fd-table`) on this kernel.\n",
         n = HOOKED_SYSCALLS.len()
     );
@@ -901,4 +914,29 @@ pub fn run(seconds: u32, rounds: u32) -> Result<()> {
     fs::write(&path, &report).context("writing BENCHMARKS.md")?;
     println!("{report}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_come_from_the_json_exit_summary() {
+        let lines: Vec<String> = [
+            "tracer: attached; tracing 2 process(es); Ctrl-C to stop",
+            r#"{"tracer_latency":1,"spans":9,"latency":[]}"#,
+            r#"{"tracer_summary":1,"spans":160,"events_lost":2,"spans_dropped":5,"latency":[
+                {"service":"nginx","kind":"server","operation":"GET /hello","count":150},
+                {"service":"nginx","kind":"client","operation":"GET /hello","count":7},
+                {"service":"nginx","kind":"server","operation":"GET /other","count":3}]}"#,
+        ]
+        .iter()
+        .map(|l| l.replace('\n', ""))
+        .collect();
+        let summary = exit_summary(&lines).unwrap();
+        assert_eq!(server_spans_named(&summary, "GET /hello"), Some(145));
+        assert_eq!(server_spans_named(&summary, "GET /nope"), None);
+        assert_eq!(summary["events_lost"].as_u64(), Some(2));
+        assert!(exit_summary(&lines[..2]).is_none());
+    }
 }

@@ -82,7 +82,10 @@ dump() {
 tracer_info() {
     _hooks=$(grep 'socket hooks:' "$TRACER_ERR" 2>/dev/null | head -n 1 | sed 's/.*socket hooks: *//')
     [ -n "$_hooks" ] && echo "SMOKE_INFO hooks $_hooks"
-    _summary=$(grep '^tracer: [0-9]* spans emitted' "$TRACER_ERR" 2>/dev/null | tail -n 1)
+    # The exit summary (--summary-format json, one line) without its latency
+    # table: every counter, by name.
+    _summary=$(grep '^{"tracer_summary":' "$TRACER_ERR" 2>/dev/null | tail -n 1 |
+        sed 's/,"latency":\[.*\]}$/}/')
     [ -n "$_summary" ] && echo "SMOKE_INFO summary $_summary"
     return 0
 }
@@ -167,7 +170,7 @@ start_helper() {
 }
 
 start_tracer() {
-    "$TRACER" --output json -v \
+    "$TRACER" --output json --summary-format json -v \
         --pid "$NGINX_PID,$REDIS_PID,$HELPER_PID" --comm curl,redis-cli \
         </dev/null >"$SPANS" 2>"$TRACER_ERR" &
     TRACER_PID=$!

@@ -100,8 +100,9 @@ pub struct LatencyTable {
     rows: HashMap<RowKey, Row>,
 }
 
-/// One row's numbers, for callers that compare rather than print.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One row's numbers, for callers that compare rather than print (the
+/// JSON exit summary has them as they are, latencies in nanoseconds).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RowStats {
     pub service: String,
     pub kind: String,
@@ -212,65 +213,70 @@ impl LatencyTable {
     /// The table as text, at most `max_rows` rows (the rest summed up in
     /// one line).
     pub fn render(&self, max_rows: usize) -> String {
-        const HEADER: [&str; 9] = [
-            "SERVICE",
-            "KIND",
-            "OPERATION",
-            "COUNT",
-            "ERRORS",
-            "ERR%",
-            "P50",
-            "P90",
-            "P99",
-        ];
-        let rows = self.rows();
-        let shown = rows.len().min(max_rows);
-        let cells: Vec<[String; 9]> = rows[..shown]
-            .iter()
-            .map(|r| {
-                [
-                    truncate(&r.service, 32),
-                    r.kind.clone(),
-                    truncate(&r.operation, 60),
-                    r.count.to_string(),
-                    r.errors.to_string(),
-                    format!("{:.1}%", r.errors as f64 * 100.0 / r.count.max(1) as f64),
-                    format_duration(r.p50_ns),
-                    format_duration(r.p90_ns),
-                    format_duration(r.p99_ns),
-                ]
-            })
-            .collect();
-        let mut widths = HEADER.map(str::len);
-        for row in &cells {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let mut out = String::new();
-        let mut line = |cells: &[&str]| {
-            let mut text = String::new();
-            for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-                // Names left-aligned, numbers right-aligned.
-                if i < 3 {
-                    let _ = write!(text, "{cell:<width$}  ");
-                } else {
-                    let _ = write!(text, "{cell:>width$}  ");
-                }
-            }
-            out.push_str(text.trim_end());
-            out.push('\n');
-        };
-        line(&HEADER);
-        for row in &cells {
-            line(&row.each_ref().map(String::as_str));
-        }
-        if rows.len() > shown {
-            let rest: u64 = rows[shown..].iter().map(|r| r.count).sum();
-            let _ = writeln!(out, "... {} more rows ({rest} spans)", rows.len() - shown);
-        }
-        out
+        render_rows(&self.rows(), max_rows)
     }
+}
+
+/// Rows (as [`LatencyTable::rows`] orders them) as a text table, at most
+/// `max_rows` of them (the rest summed up in one line).
+pub fn render_rows(rows: &[RowStats], max_rows: usize) -> String {
+    const HEADER: [&str; 9] = [
+        "SERVICE",
+        "KIND",
+        "OPERATION",
+        "COUNT",
+        "ERRORS",
+        "ERR%",
+        "P50",
+        "P90",
+        "P99",
+    ];
+    let shown = rows.len().min(max_rows);
+    let cells: Vec<[String; 9]> = rows[..shown]
+        .iter()
+        .map(|r| {
+            [
+                truncate(&r.service, 32),
+                r.kind.clone(),
+                truncate(&r.operation, 60),
+                r.count.to_string(),
+                r.errors.to_string(),
+                format!("{:.1}%", r.errors as f64 * 100.0 / r.count.max(1) as f64),
+                format_duration(r.p50_ns),
+                format_duration(r.p90_ns),
+                format_duration(r.p99_ns),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            // Names left-aligned, numbers right-aligned.
+            if i < 3 {
+                let _ = write!(text, "{cell:<width$}  ");
+            } else {
+                let _ = write!(text, "{cell:>width$}  ");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&HEADER);
+    for row in &cells {
+        line(&row.each_ref().map(String::as_str));
+    }
+    if rows.len() > shown {
+        let rest: u64 = rows[shown..].iter().map(|r| r.count).sum();
+        let _ = writeln!(out, "... {} more rows ({rest} spans)", rows.len() - shown);
+    }
+    out
 }
 
 fn truncate(s: &str, max: usize) -> String {

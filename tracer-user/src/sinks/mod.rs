@@ -71,6 +71,12 @@ impl SinkVerbs {
     };
 }
 
+impl Default for SinkVerbs {
+    fn default() -> Self {
+        SinkVerbs::WRITE
+    }
+}
+
 impl SinkReport {
     pub fn dropped(&self) -> u64 {
         self.failed + self.queue_full

@@ -9,7 +9,9 @@ use crate::sinks::{
     metrics::{self, Health, MetricsError},
     otlp::{self, ConfigError, OtlpConfig, OtlpError, OtlpFlags, OtlpProtocol},
     resource::{ResourceConfig, ResourceError},
-    stdout_sink, summary, OutputFormat, Sinks,
+    stdout_sink,
+    summary::{self, FinalTable, SummaryFormat},
+    OutputFormat, Sinks,
 };
 
 /// What the command line asks of the sinks (the environment is read here).
@@ -29,6 +31,8 @@ pub struct SinkConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// How often the latency table is printed during the run.
     pub summary_every: Option<Duration>,
+    /// How the periodic latency table is written.
+    pub summary_format: SummaryFormat,
 }
 
 #[derive(Debug, Error)]
@@ -48,12 +52,13 @@ pub enum SetupError {
 }
 
 /// Starts every sink `config` asks for (the latency table always);
-/// `health` learns of each so the metrics can report on them.
+/// `health` learns of each so the metrics can report on them. The
+/// [`FinalTable`] has the latency table once the sinks are finished.
 pub fn start(
     config: &SinkConfig,
     queue_batches: usize,
     health: &Arc<Health>,
-) -> Result<Sinks, SetupError> {
+) -> Result<(Sinks, FinalTable), SetupError> {
     let env = |name: &str| std::env::var(name).ok();
     let resource = Arc::new(ResourceConfig::from_env(
         config.service_name.as_deref(),
@@ -101,10 +106,14 @@ pub fn start(
             queue_batches,
         )?);
     }
-    sinks.add(
-        summary::spawn(resource, config.summary_every, queue_batches)
-            .map_err(|e| SetupError::Spawn("summary", e))?,
-    );
+    let (summary, latency) = summary::spawn(
+        resource,
+        config.summary_every,
+        config.summary_format,
+        queue_batches,
+    )
+    .map_err(|e| SetupError::Spawn("summary", e))?;
+    sinks.add(summary);
     health.set_sinks(sinks.counters());
-    Ok(sinks)
+    Ok((sinks, latency))
 }

@@ -13,6 +13,7 @@
 pub mod servers;
 
 use std::{
+    collections::BTreeMap,
     io::{BufRead, BufReader, Read},
     net::TcpListener,
     path::PathBuf,
@@ -22,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde::Deserialize;
 use serde_json::Value;
 
 /// A free TCP port on 127.0.0.1 (bound then released).
@@ -67,7 +69,8 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     panic!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
 }
 
-/// The tracer binary under test, running with `--output json`.
+/// The tracer binary under test, running with `--output json` and
+/// `--summary-format json`.
 pub struct Tracer {
     child: Child,
     stdout: mpsc::Receiver<String>,
@@ -83,27 +86,93 @@ pub struct TracerRun {
     pub exit_ok: bool,
 }
 
-impl TracerRun {
-    pub fn summary(&self) -> &str {
-        self.stderr
+/// The tracer's exit summary as `--summary-format json` writes it: every
+/// key the line must have (a missing or renamed one fails the parse).
+#[derive(Debug, Deserialize)]
+pub struct Summary {
+    /// The layout version, the line's first key.
+    #[serde(rename = "tracer_summary")]
+    pub version: u32,
+    pub spans: u64,
+    pub events_read: u64,
+    pub events_lost: u64,
+    /// By reason: the metrics' `reason` labels.
+    pub lost: BTreeMap<String, u64>,
+    pub spans_dropped: u64,
+    pub parser_desyncs: u64,
+    pub connections_over_limit: u64,
+    pub tls_undecrypted: u64,
+    pub connections_open: u64,
+    pub processes_untraced: u64,
+    pub hook_errors: u64,
+    pub linking: LinkingSummary,
+    pub sinks: Vec<SinkSummary>,
+    pub latency: Vec<LatencyRow>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LinkingSummary {
+    pub held: u64,
+    pub hold_mean_ms: f64,
+    pub hold_max_ms: f64,
+    pub linked: u64,
+    pub expired: u64,
+    pub over_limit: u64,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub struct SinkSummary {
+    pub name: String,
+    pub written: u64,
+    pub failed: u64,
+    pub queue_full: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LatencyRow {
+    pub service: String,
+    pub kind: String,
+    pub operation: String,
+    pub count: u64,
+    pub errors: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+}
+
+impl Summary {
+    /// The line of the exit summary among stderr lines.
+    pub fn find(stderr: &[String]) -> Option<&str> {
+        stderr
             .iter()
             .rev()
-            .find(|l| l.contains("spans emitted"))
-            .map_or("", String::as_str)
+            .find(|l| l.starts_with(r#"{"tracer_summary":"#))
+            .map(String::as_str)
     }
 
-    /// A number from the summary line, e.g. `summary_count("events lost")`.
-    pub fn summary_count(&self, what: &str) -> u64 {
-        let summary = self.summary();
-        let Some(end) = summary.find(what) else {
-            panic!("summary has no {what:?}: {summary}");
+    /// What the sink named `name` did; panics if there is none.
+    pub fn sink(&self, name: &str) -> &SinkSummary {
+        self.sinks
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no sink {name} in the summary: {self:?}"))
+    }
+}
+
+impl TracerRun {
+    /// The exit summary line (JSON) as printed, for messages; empty if the
+    /// tracer printed none.
+    pub fn summary(&self) -> &str {
+        Summary::find(&self.stderr).unwrap_or("")
+    }
+
+    /// The exit summary, parsed, e.g. `run.stats().events_lost`; panics if
+    /// the tracer printed none or it does not parse.
+    pub fn stats(&self) -> Summary {
+        let Some(line) = Summary::find(&self.stderr) else {
+            panic!("no exit summary on stderr: {:?}", self.stderr);
         };
-        summary[..end]
-            .trim_end()
-            .rsplit(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no count before {what:?} in {summary}"))
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad summary {line:?}: {e}"))
     }
 
     pub fn spans_with(&self, key: &str, value: &str) -> Vec<&Value> {
@@ -124,7 +193,7 @@ impl Tracer {
     /// Starts the tracer with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Tracer {
         let mut child = Command::new(tracer_binary())
-            .args(["--output", "json"])
+            .args(["--output", "json", "--summary-format", "json"])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
