@@ -1,4 +1,45 @@
-//! Keys and values of the maps shared by kernel and user space.
+//! Names, keys and values of the maps shared by kernel and user space.
+
+/// The maps of the eBPF object by name: the `#[map]` statics of
+/// tracer-ebpf/src/maps.rs (and aya-log's), which user space sizes and opens
+/// by these names. A tracer-user unit test (`kernel::object_tests`) checks
+/// [`names::ALL`] against the built object.
+pub mod names {
+    /// The ring buffer of every record; sized at load.
+    pub const EVENTS: &str = "EVENTS";
+    /// Processes being traced; user space adds `--pid`s.
+    pub const TRACED_PIDS: &str = "TRACED_PIDS";
+    /// Executable names traced on exec; user space adds `--comm`s.
+    pub const TRACED_COMMS: &str = "TRACED_COMMS";
+    /// See [`super::Counter`]; read for the summary and `/metrics`.
+    pub const COUNTERS: &str = "COUNTERS";
+    /// One event assembly slot per possible CPU; sized at load.
+    pub const SCRATCH: &str = "SCRATCH";
+    /// State the programs keep to themselves; user space never opens them.
+    pub const IN_FLIGHT: &str = "IN_FLIGHT";
+    pub const SOCKETS: &str = "SOCKETS";
+    pub const SSL_IN_FLIGHT: &str = "SSL_IN_FLIGHT";
+    pub const SSL_SOCKETS: &str = "SSL_SOCKETS";
+    /// aya-log's record buffer, opened by `aya_log::EbpfLogger`.
+    pub const AYA_LOGS: &str = "AYA_LOGS";
+
+    /// Every map of the object.
+    pub const ALL: [&str; 10] = [
+        EVENTS,
+        TRACED_PIDS,
+        TRACED_COMMS,
+        COUNTERS,
+        SCRATCH,
+        IN_FLIGHT,
+        SOCKETS,
+        SSL_IN_FLIGHT,
+        SSL_SOCKETS,
+        AYA_LOGS,
+    ];
+
+    /// Not a map: the [`crate::KernelConfig`] global, written before load.
+    pub const CONFIG: &str = "CONFIG";
+}
 
 /// `COUNTERS` per-CPU array indices: every loss on the kernel side is counted.
 #[repr(u32)]

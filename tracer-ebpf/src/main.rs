@@ -17,6 +17,11 @@
 //! syscalls), [`tls`] (OpenSSL uprobes: plaintext of TLS connections).
 //! [`emit`] assembles events; [`maps`] holds the shared state; [`ctx`] reads
 //! tracepoint records; [`fdtable`] finds the socket of an fd.
+//!
+//! A program added, renamed or moved to another hook here must be changed in
+//! `tracer_common::programs::PROGRAMS` too (a map: `tracer_common::maps::names`),
+//! which user space loads from; tracer-user's `kernel::object_tests` fails
+//! until both agree.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(
     target_arch = "bpf",

@@ -3,12 +3,14 @@
 //! tracepoints (Linux 6.3+) and the file-table walk every kernel with BTF
 //! allows. Both must give the same spans and never take file or pipe I/O
 //! for socket I/O, also when a socket's fd number is reused by a file.
+//! Each loads exactly the programs `tracer_common::programs` gives its path.
 
 mod common;
 
-use std::process::Command;
+use std::{collections::BTreeSet, process::Command};
 
-use common::{run_ok, servers, Tracer};
+use common::{programs_held_by, run_ok, servers, Tracer};
+use tracer_common::{programs::PROGRAMS, SocketLookup};
 
 /// Serves each connection, then does file and pipe I/O with HTTP-looking
 /// bytes on the fd number the socket just had (closed, then reused by a
@@ -60,6 +62,16 @@ fn curl(url: &str) -> String {
     run_ok(Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}\n", url]))
 }
 
+/// What a forced path loads: the programs of the table for it, no others.
+fn assert_loads_its_programs(tracer: &Tracer, lookup: SocketLookup) {
+    let want: BTreeSet<String> = PROGRAMS
+        .iter()
+        .filter(|p| p.runs_with(lookup))
+        .map(|p| p.name.to_owned())
+        .collect();
+    assert_eq!(programs_held_by(tracer.pid()), want, "{lookup:?}");
+}
+
 fn spans_and_hooks_line(hooks: &str, requests: usize) -> (Vec<String>, String) {
     let server = servers::python_script("socket-hooks", SERVER);
     let tracer = Tracer::start(&[
@@ -69,6 +81,11 @@ fn spans_and_hooks_line(hooks: &str, requests: usize) -> (Vec<String>, String) {
         hooks,
         "-v",
     ]);
+    match hooks {
+        "tracepoint" => assert_loads_its_programs(&tracer, SocketLookup::Tracepoint),
+        "fd-table" => assert_loads_its_programs(&tracer, SocketLookup::FdTable),
+        _ => {}
+    }
     for i in 0..requests {
         assert_eq!(curl(&server.url(&format!("/r{i}"))).trim(), "200");
     }

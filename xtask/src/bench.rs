@@ -22,6 +22,7 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
+use tracer_common::programs::PROGRAMS;
 
 use crate::{tracer_binary, workspace_root};
 
@@ -63,26 +64,18 @@ const NGINX_MODES: [Mode; 4] = [
     Mode::TracerFdTable,
 ];
 
-/// The syscalls the tracer hooks, for the bpftrace floor: the same
-/// tracepoints with a pid filter and a per-CPU count, the least any
-/// tracepoint-based tracer pays.
-const HOOKED_SYSCALLS: &[&str] = &[
-    "read",
-    "write",
-    "readv",
-    "writev",
-    "recvfrom",
-    "sendto",
-    "recvmsg",
-    "sendmsg",
-    "recvmmsg",
-    "sendmmsg",
-    "sendfile64",
-    "connect",
-    "accept",
-    "accept4",
-    "close",
-];
+/// The syscalls the tracer hooks, in the order of its program table, for
+/// the bpftrace floor: the entry and exit tracepoints of each with a pid
+/// filter and a per-CPU count, the least any tracepoint-based tracer pays.
+fn hooked_syscalls() -> Vec<&'static str> {
+    let mut syscalls: Vec<&'static str> = Vec::new();
+    for syscall in PROGRAMS.iter().filter_map(|p| p.hook.syscall()) {
+        if !syscalls.contains(&syscall) {
+            syscalls.push(syscall);
+        }
+    }
+    syscalls
+}
 
 struct Scratch(PathBuf);
 
@@ -202,8 +195,8 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
                 .map(|p| format!("pid == {p}"))
                 .collect::<Vec<_>>()
                 .join(" || ");
-            let probes = HOOKED_SYSCALLS
-                .iter()
+            let probes = hooked_syscalls()
+                .into_iter()
                 .flat_map(|s| {
                     [
                         format!("tracepoint:syscalls:sys_enter_{s}"),
@@ -504,7 +497,7 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
          --summary-format json` with stdout to /dev/null (every span still encoded and written; spans counted \
          from the JSON exit summary's latency table, less any the sinks dropped); the floor is bpftrace counting the same {n} syscall tracepoint pairs with a pid filter. \
          The last row forces the socket path of kernels before 6.3 (`--socket-hooks fd-table`) on this kernel.\n",
-        n = HOOKED_SYSCALLS.len()
+        n = hooked_syscalls().len()
     );
     let _ = writeln!(
         report,
@@ -698,12 +691,12 @@ fn bench_kernel_cost(scratch: &Path, seconds: u32, report: &mut String) -> Resul
         "| program | runs (tracepoint) | avg ns/run (tracepoint) | runs (fd-table) | avg ns/run (fd-table) |"
     );
     let _ = writeln!(report, "|---|---|---|---|---|");
-    let mut names: Vec<&String> = per_path
-        .iter()
-        .flat_map(|(_, _, costs)| costs.keys())
-        .collect();
-    names.sort();
-    names.dedup();
+    // In the order of the program table: by hook family.
+    let names = PROGRAMS.iter().map(|p| p.name).filter(|name| {
+        per_path
+            .iter()
+            .any(|(_, _, costs)| costs.contains_key(*name))
+    });
     let cell = |costs: &std::collections::BTreeMap<String, ProgramCost>, name: &str| {
         costs.get(name).map_or_else(
             || ("–".to_owned(), "–".to_owned()),
@@ -734,7 +727,7 @@ fn bench_kernel_cost(scratch: &Path, seconds: u32, report: &mut String) -> Resul
     Ok(())
 }
 
-/// `tracer_*` programs that ran, from `bpftool prog show --json`.
+/// Our programs (those of the table) that ran, from `bpftool prog show --json`.
 fn program_costs(json: &str) -> std::collections::BTreeMap<String, ProgramCost> {
     let mut costs = std::collections::BTreeMap::new();
     // Minimal JSON scan: objects with "name", "run_time_ns", "run_cnt".
@@ -753,7 +746,7 @@ fn program_costs(json: &str) -> std::collections::BTreeMap<String, ProgramCost> 
         else {
             continue;
         };
-        if !name.starts_with("tracer_") {
+        if !PROGRAMS.iter().any(|p| p.name == name) {
             continue;
         }
         let (Ok(time_ns), Ok(runs)) = (time.parse::<u64>(), count.parse::<u64>()) else {

@@ -9,14 +9,16 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    maps::{Counter, TRACED_BY_PID},
+    maps::{names, Counter, TRACED_BY_PID},
+    programs::{Hook, PROGRAMS, TLS_RETURN},
     KernelConfig, SocketLookup, MAX_PAYLOAD, TASK_COMM_LEN,
 };
 
 use super::btf::{BtfError, KernelBtf};
 
 /// The compiled kernel programs (built by build.rs from tracer-ebpf).
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+pub(super) static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
 #[derive(Debug, Error)]
 pub enum KernelError {
@@ -79,62 +81,6 @@ impl SocketHooks {
     }
 }
 
-/// Syscall tracepoints (category `syscalls`) and the programs that handle them.
-const SYSCALL_TRACEPOINTS: &[(&str, &str)] = &[
-    ("tracer_enter_read", "sys_enter_read"),
-    ("tracer_exit_read", "sys_exit_read"),
-    ("tracer_enter_write", "sys_enter_write"),
-    ("tracer_exit_write", "sys_exit_write"),
-    ("tracer_enter_readv", "sys_enter_readv"),
-    ("tracer_exit_readv", "sys_exit_readv"),
-    ("tracer_enter_writev", "sys_enter_writev"),
-    ("tracer_exit_writev", "sys_exit_writev"),
-    ("tracer_enter_recvfrom", "sys_enter_recvfrom"),
-    ("tracer_exit_recvfrom", "sys_exit_recvfrom"),
-    ("tracer_enter_sendto", "sys_enter_sendto"),
-    ("tracer_exit_sendto", "sys_exit_sendto"),
-    ("tracer_enter_recvmsg", "sys_enter_recvmsg"),
-    ("tracer_exit_recvmsg", "sys_exit_recvmsg"),
-    ("tracer_enter_sendmsg", "sys_enter_sendmsg"),
-    ("tracer_exit_sendmsg", "sys_exit_sendmsg"),
-    ("tracer_enter_recvmmsg", "sys_enter_recvmmsg"),
-    ("tracer_exit_recvmmsg", "sys_exit_recvmmsg"),
-    ("tracer_enter_sendmmsg", "sys_enter_sendmmsg"),
-    ("tracer_exit_sendmmsg", "sys_exit_sendmmsg"),
-    ("tracer_enter_sendfile", "sys_enter_sendfile64"),
-    ("tracer_exit_sendfile", "sys_exit_sendfile64"),
-    ("tracer_enter_connect", "sys_enter_connect"),
-    ("tracer_exit_connect", "sys_exit_connect"),
-    ("tracer_exit_accept", "sys_exit_accept"),
-    ("tracer_exit_accept4", "sys_exit_accept4"),
-    ("tracer_enter_close", "sys_enter_close"),
-];
-
-/// Scheduler tracepoints (category `sched`).
-const SCHED_TRACEPOINTS: &[(&str, &str)] = &[
-    ("tracer_process_exec", "sched_process_exec"),
-    ("tracer_process_exit", "sched_process_exit"),
-];
-
-/// BTF tracepoints (`tp_btf`) every socket path uses.
-const BTF_TRACEPOINTS: &[(&str, &str)] = &[("tracer_process_fork", "sched_process_fork")];
-
-/// BTF tracepoints of [`SocketLookup::Tracepoint`] (Linux 6.3+).
-const SOCKET_BTF_TRACEPOINTS: &[(&str, &str)] = &[
-    ("tracer_sock_send", "sock_send_length"),
-    ("tracer_sock_recv", "sock_recv_length"),
-];
-
-/// OpenSSL entry points and the uprobe program for each; every one also
-/// gets the shared return probe.
-const OPENSSL_FUNCTIONS: &[(&str, &str)] = &[
-    ("SSL_write", "tracer_ssl_write"),
-    ("SSL_write_ex", "tracer_ssl_write_ex"),
-    ("SSL_read", "tracer_ssl_read"),
-    ("SSL_read_ex", "tracer_ssl_read_ex"),
-];
-const OPENSSL_RETURN: &str = "tracer_ssl_ret";
-
 /// The loaded, attached programs. Dropping it detaches and unloads them all.
 pub struct AttachedKernel {
     ebpf: Ebpf,
@@ -177,9 +123,9 @@ impl AttachedKernel {
         let cpus =
             aya::util::nr_cpus().map_err(|(what, source)| KernelError::Cpus { what, source })?;
         let mut ebpf = EbpfLoader::new()
-            .override_global("CONFIG", config, true)
-            .map_max_entries("EVENTS", options.ring_buffer_bytes)
-            .map_max_entries("SCRATCH", u32::try_from(cpus).unwrap_or(u32::MAX))
+            .override_global(names::CONFIG, config, true)
+            .map_max_entries(names::EVENTS, options.ring_buffer_bytes)
+            .map_max_entries(names::SCRATCH, u32::try_from(cpus).unwrap_or(u32::MAX))
             .load(EBPF_OBJECT)?;
         // Kernel log records are rare (process events); a missing logger
         // only loses those debug lines.
@@ -190,70 +136,25 @@ impl AttachedKernel {
                 None
             }
         };
-        let btf = Btf::from_sys_fs()?;
-        let socket_tracepoints = match socket_hooks.lookup {
-            SocketLookup::Tracepoint => SOCKET_BTF_TRACEPOINTS,
-            SocketLookup::FdTable => &[],
-        };
-        for &(program, tracepoint) in BTF_TRACEPOINTS.iter().chain(socket_tracepoints) {
-            let prog: &mut BtfTracePoint = ebpf
-                .program_mut(program)
-                .ok_or(KernelError::Missing(program))?
-                .try_into()
-                .map_err(|source| KernelError::Program { program, source })?;
-            prog.load(tracepoint, &btf)
-                .map_err(|source| KernelError::Program { program, source })?;
-            prog.attach()
-                .map_err(|source| KernelError::Program { program, source })?;
-        }
-        for (category, list) in [
-            ("syscalls", SYSCALL_TRACEPOINTS),
-            ("sched", SCHED_TRACEPOINTS),
-        ] {
-            for &(program, tracepoint) in list {
-                let prog: &mut TracePoint = ebpf
-                    .program_mut(program)
-                    .ok_or(KernelError::Missing(program))?
-                    .try_into()
-                    .map_err(|source| KernelError::Program { program, source })?;
-                prog.load()
-                    .map_err(|source| KernelError::Program { program, source })?;
-                prog.attach(category, tracepoint)
-                    .map_err(|source| KernelError::Program { program, source })?;
-            }
-        }
-        // Uprobes are attached per library later, as traced processes reveal them.
-        for program in OPENSSL_FUNCTIONS
-            .iter()
-            .map(|(_, p)| *p)
-            .chain([OPENSSL_RETURN])
-        {
-            let prog: &mut UProbe = ebpf
-                .program_mut(program)
-                .ok_or(KernelError::Missing(program))?
-                .try_into()
-                .map_err(|source| KernelError::Program { program, source })?;
-            prog.load()
-                .map_err(|source| KernelError::Program { program, source })?;
-        }
+        load_programs(&mut ebpf, socket_hooks.lookup)?;
         let traced_pids =
-            HashMap::try_from(take_map(&mut ebpf, "TRACED_PIDS")?).map_err(|source| {
+            HashMap::try_from(take_map(&mut ebpf, names::TRACED_PIDS)?).map_err(|source| {
                 KernelError::Map {
-                    map: "TRACED_PIDS",
+                    map: names::TRACED_PIDS,
                     source,
                 }
             })?;
         let traced_comms =
-            HashMap::try_from(take_map(&mut ebpf, "TRACED_COMMS")?).map_err(|source| {
+            HashMap::try_from(take_map(&mut ebpf, names::TRACED_COMMS)?).map_err(|source| {
                 KernelError::Map {
-                    map: "TRACED_COMMS",
+                    map: names::TRACED_COMMS,
                     source,
                 }
             })?;
         let counters =
-            PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|source| {
+            PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?).map_err(|source| {
                 KernelError::Map {
-                    map: "COUNTERS",
+                    map: names::COUNTERS,
                     source,
                 }
             })?;
@@ -269,9 +170,11 @@ impl AttachedKernel {
 
     /// The ring buffer of events; call once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
-        RingBuf::try_from(take_map(&mut self.ebpf, "EVENTS")?).map_err(|source| KernelError::Map {
-            map: "EVENTS",
-            source,
+        RingBuf::try_from(take_map(&mut self.ebpf, names::EVENTS)?).map_err(|source| {
+            KernelError::Map {
+                map: names::EVENTS,
+                source,
+            }
         })
     }
 
@@ -279,7 +182,7 @@ impl AttachedKernel {
         self.traced_pids
             .insert(pid, TRACED_BY_PID, 0)
             .map_err(|source| KernelError::Map {
-                map: "TRACED_PIDS",
+                map: names::TRACED_PIDS,
                 source,
             })
     }
@@ -288,7 +191,7 @@ impl AttachedKernel {
         self.traced_comms
             .insert(comm_key(comm), 1, 0)
             .map_err(|source| KernelError::Map {
-                map: "TRACED_COMMS",
+                map: names::TRACED_COMMS,
                 source,
             })
     }
@@ -299,13 +202,11 @@ impl AttachedKernel {
     /// found; 0 means `target` has no OpenSSL.
     pub fn attach_openssl(&mut self, target: &std::path::Path) -> Result<usize, KernelError> {
         let mut attached = 0;
-        for &(function, program) in OPENSSL_FUNCTIONS {
-            let entry: &mut UProbe = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(KernelError::Missing(program))?
-                .try_into()
-                .map_err(|source| KernelError::Program { program, source })?;
+        for program in PROGRAMS {
+            let Hook::UProbe(function) = program.hook else {
+                continue;
+            };
+            let entry: &mut UProbe = program_mut(&mut self.ebpf, program.name)?;
             match entry.attach(function, target, UProbeScope::AllProcesses) {
                 Ok(_) => {}
                 Err(err) => {
@@ -315,18 +216,10 @@ impl AttachedKernel {
                     continue;
                 }
             }
-            let ret: &mut UProbe = self
-                .ebpf
-                .program_mut(OPENSSL_RETURN)
-                .ok_or(KernelError::Missing(OPENSSL_RETURN))?
-                .try_into()
-                .map_err(|source| KernelError::Program {
-                    program: OPENSSL_RETURN,
-                    source,
-                })?;
+            let ret: &mut UProbe = program_mut(&mut self.ebpf, TLS_RETURN.name)?;
             ret.attach(function, target, UProbeScope::AllProcesses)
                 .map_err(|source| KernelError::Program {
-                    program: OPENSSL_RETURN,
+                    program: TLS_RETURN.name,
                     source,
                 })?;
             attached += 1;
@@ -363,6 +256,50 @@ impl AttachedKernel {
     }
 }
 
+/// Loads every program of [`PROGRAMS`] the socket path needs, in the
+/// table's order, and attaches the tracepoints. Uprobes are attached per
+/// library later, as traced processes reveal them.
+fn load_programs(ebpf: &mut Ebpf, lookup: SocketLookup) -> Result<(), KernelError> {
+    let btf = Btf::from_sys_fs()?;
+    for program in PROGRAMS.iter().filter(|p| p.runs_with(lookup)) {
+        let failed = |source| KernelError::Program {
+            program: program.name,
+            source,
+        };
+        match program.hook {
+            Hook::TracePoint { category, name } => {
+                let prog: &mut TracePoint = program_mut(ebpf, program.name)?;
+                prog.load().map_err(failed)?;
+                prog.attach(category, name).map_err(failed)?;
+            }
+            Hook::BtfTracePoint(name) => {
+                let prog: &mut BtfTracePoint = program_mut(ebpf, program.name)?;
+                prog.load(name, &btf).map_err(failed)?;
+                prog.attach().map_err(failed)?;
+            }
+            Hook::UProbe(_) | Hook::URetProbe => {
+                let prog: &mut UProbe = program_mut(ebpf, program.name)?;
+                prog.load().map_err(failed)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The program `name` of the object as its program type `P`.
+fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, KernelError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(KernelError::Missing(name))?
+        .try_into()
+        .map_err(|source| KernelError::Program {
+            program: name,
+            source,
+        })
+}
+
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelError> {
     ebpf.take_map(name).ok_or(KernelError::Missing(name))
 }
@@ -383,9 +320,14 @@ fn choose_socket_hooks(
     btf: &KernelBtf,
     forced: Option<SocketLookup>,
 ) -> Result<SocketHooks, KernelError> {
-    let has_tracepoints = SOCKET_BTF_TRACEPOINTS
+    // Every tp_btf hook of the tracepoint path exists in this kernel.
+    let has_tracepoints = PROGRAMS
         .iter()
-        .all(|&(_, tracepoint)| btf.has_btf_tracepoint(tracepoint));
+        .filter(|p| p.only_on == Some(SocketLookup::Tracepoint))
+        .all(|p| match p.hook {
+            Hook::BtfTracePoint(name) => btf.has_btf_tracepoint(name),
+            _ => true,
+        });
     let hooks = |lookup, reason| SocketHooks { lookup, reason };
     match (forced, has_tracepoints) {
         (Some(SocketLookup::Tracepoint), false) => Err(KernelError::NoSocketTracepoints),

@@ -3,6 +3,8 @@
 
 pub mod btf;
 mod loader;
+#[cfg(test)]
+mod object_tests;
 pub mod openssl;
 pub mod preflight;
 

@@ -13,7 +13,7 @@
 pub mod servers;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::{BufRead, BufReader, Read},
     net::TcpListener,
     path::PathBuf,
@@ -365,6 +365,43 @@ pub fn loaded_program_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Names of the eBPF programs process `pid` holds open: the `prog_id`s of
+/// its fds, named by `bpftool prog show`. Only that tracer's programs,
+/// whatever else runs on the machine (bpftool here lists no owner pids).
+pub fn programs_held_by(pid: u32) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the process's fds");
+    for fd in fds.flatten() {
+        let is_prog = std::fs::read_link(fd.path())
+            .is_ok_and(|target| target.to_string_lossy() == "anon_inode:bpf-prog");
+        if !is_prog {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        ids.extend(
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|id| id.trim().parse::<u64>().ok()),
+        );
+    }
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("run bpftool");
+    let progs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    progs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// Our programs' names all start with `tracer_` (kernel names keep 15 bytes).
 pub fn our_programs_loaded() -> Vec<String> {
     loaded_program_names()
@@ -406,23 +443,11 @@ pub fn loaded_map_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Maps the tracer creates (kernel names keep 15 bytes).
+/// Maps the tracer creates (every name fits the kernel's 15 bytes).
 pub fn our_maps_loaded() -> Vec<String> {
-    const OURS: &[&str] = &[
-        "EVENTS",
-        "TRACED_PIDS",
-        "TRACED_COMMS",
-        "IN_FLIGHT",
-        "SOCKETS",
-        "SCRATCH",
-        "COUNTERS",
-        "SSL_IN_FLIGHT",
-        "SSL_SOCKETS",
-        "AYA_LOGS",
-    ];
     loaded_map_names()
         .into_iter()
-        .filter(|n| OURS.contains(&n.as_str()))
+        .filter(|n| tracer_common::maps::names::ALL.contains(&n.as_str()))
         .collect()
 }
 
