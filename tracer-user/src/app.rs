@@ -32,6 +32,7 @@ use crate::{
     source::EventRing,
 };
 
+use summary::AttachSummary;
 pub use summary::Summary;
 
 /// Records handled between two hand-offs to the sinks.
@@ -75,11 +76,13 @@ struct Run {
     lost_reported: u64,
     /// Failures after attach, each logged; the run went on.
     hook_errors: u64,
+    attach_times: AttachSummary,
 }
 
 /// Checks, sinks, kernel programs, the processes to trace and their TLS
 /// libraries; an error here ends the run before anything was traced.
 fn attach(args: &Args) -> anyhow::Result<Run> {
+    let started = Instant::now();
     let duration = args.duration().map_err(anyhow::Error::msg)?;
     if args.pids.is_empty() && args.comms.is_empty() {
         bail!("nothing to trace: give --pid PID or --comm NAME");
@@ -128,6 +131,8 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         tls_hooks.hook_process(&mut kernel, pid)?;
     }
     let traced_now: Vec<u32> = pids.iter().chain(&by_comm).copied().collect();
+    let attach_times = AttachSummary::new(started.elapsed(), kernel.load_times());
+    log::debug!("attach times: {attach_times:?}");
     eprintln!(
         "tracer: attached; tracing {} process(es){}; Ctrl-C to stop",
         pids.len() + by_comm.len(),
@@ -179,6 +184,7 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         last_housekeeping: Instant::now(),
         lost_reported: 0,
         hook_errors: 0,
+        attach_times,
     })
 }
 
@@ -309,6 +315,7 @@ impl Run {
             sinks,
             latency,
             hook_errors,
+            attach_times,
             ..
         } = self;
         drain(&mut ring, &mut pipeline, &sinks);
@@ -335,6 +342,7 @@ impl Run {
             hook_errors,
             linking: (&pipeline.link_stats()).into(),
             latency: latency.take(),
+            attach: attach_times,
             ..Summary::default()
         };
         summary.set_losses(&kernel_counters, stats.malformed_records);

@@ -63,6 +63,42 @@ pub struct Summary {
     /// order); the text shows the first
     /// [`MAX_PRINTED_ROWS`](crate::sinks::summary::MAX_PRINTED_ROWS).
     pub latency: Vec<RowStats>,
+    /// How long attaching took, and where the time went.
+    #[serde(default)]
+    pub attach: AttachSummary,
+}
+
+/// Where the time from start to "attached" went, in ms (to the µs).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the unit in every JSON key is what readers of the summary rely on"
+)]
+pub struct AttachSummary {
+    /// From start to the "attached" line: checks, sinks, kernel, processes.
+    pub total_ms: f64,
+    /// Reading the kernel's BTF for struct offsets.
+    pub offsets_ms: f64,
+    /// Parsing our object and the kernel's BTF for aya, creating the maps.
+    pub object_ms: f64,
+    /// Loading (verifying) and attaching each program, by name.
+    pub programs_ms: BTreeMap<String, f64>,
+}
+
+impl AttachSummary {
+    pub fn new(total: std::time::Duration, times: &crate::kernel::LoadTimes) -> Self {
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        AttachSummary {
+            total_ms: ms(total),
+            offsets_ms: ms(times.offsets),
+            object_ms: ms(times.object),
+            programs_ms: times
+                .programs
+                .iter()
+                .map(|&(name, took)| (name.to_owned(), ms(took)))
+                .collect(),
+        }
+    }
 }
 
 /// What linking did.
@@ -151,6 +187,7 @@ impl Default for Summary {
             linking: LinkingSummary::default(),
             sinks: Vec::new(),
             latency: Vec::new(),
+            attach: AttachSummary::default(),
         };
         summary.set_losses(&HashMap::new(), 0);
         summary

@@ -1,6 +1,9 @@
 //! Loading the eBPF object, attaching every program and steering its maps.
 
-use std::collections::HashMap as StdHashMap;
+use std::{
+    collections::HashMap as StdHashMap,
+    time::{Duration, Instant},
+};
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
@@ -10,7 +13,7 @@ use aya::{
 use thiserror::Error;
 use tracer_common::{
     maps::{names, Counter, TRACED_BY_PID},
-    programs::{Hook, PROGRAMS, TLS_RETURN},
+    programs::{Hook, Program as ProgramSpec, PROGRAMS, TLS_RETURN},
     KernelConfig, SocketLookup, MAX_PAYLOAD, TASK_COMM_LEN,
 };
 
@@ -47,6 +50,8 @@ pub enum KernelError {
     },
     #[error("eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("a thread loading eBPF programs panicked")]
+    LoaderThread,
     #[error("--socket-hooks tracepoint: this kernel has no sock_send_length/sock_recv_length tracepoints (they appeared in Linux 6.3); use --socket-hooks auto or fd-table")]
     NoSocketTracepoints,
     #[error("{source}; kernels before 5.11 charge eBPF maps to RLIMIT_MEMLOCK, which could not be raised ({rlimit}): run as root or with CAP_SYS_RESOURCE, or raise `ulimit -l`")]
@@ -89,6 +94,19 @@ pub struct AttachedKernel {
     counters: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     socket_hooks: SocketHooks,
+    load_times: LoadTimes,
+}
+
+/// Where the time to load went, for the exit summary: attach time is what
+/// users wait for before the first span, and the verifier is most of it.
+#[derive(Clone, Debug, Default)]
+pub struct LoadTimes {
+    /// Reading the kernel's BTF for struct offsets.
+    pub offsets: Duration,
+    /// Parsing our object, the kernel's BTF for aya, creating the maps.
+    pub object: Duration,
+    /// Each program loaded (verified) and, for tracepoints, attached.
+    pub programs: Vec<(&'static str, Duration)>,
 }
 
 impl AttachedKernel {
@@ -96,6 +114,7 @@ impl AttachedKernel {
         if EBPF_OBJECT.is_empty() {
             return Err(KernelError::NoObject);
         }
+        let started = Instant::now();
         let kernel_btf = KernelBtf::from_sys_fs()?;
         let socket_hooks = choose_socket_hooks(&kernel_btf, options.socket_lookup)?;
         log::debug!(
@@ -105,14 +124,23 @@ impl AttachedKernel {
         );
         let config = kernel_config(&kernel_btf, options, socket_hooks.lookup)?;
         drop(kernel_btf);
+        let offsets = started.elapsed();
         let memlock = raise_memlock();
-        Self::load_with(options, &config, socket_hooks).map_err(|err| match memlock {
-            Err(rlimit) if is_permission_error(&err) => KernelError::Memlock {
-                source: Box::new(err),
-                rlimit,
-            },
-            _ => err,
-        })
+        let mut kernel =
+            Self::load_with(options, &config, socket_hooks).map_err(|err| match memlock {
+                Err(rlimit) if is_permission_error(&err) => KernelError::Memlock {
+                    source: Box::new(err),
+                    rlimit,
+                },
+                _ => err,
+            })?;
+        kernel.load_times.offsets = offsets;
+        Ok(kernel)
+    }
+
+    /// Where the time to load went.
+    pub fn load_times(&self) -> &LoadTimes {
+        &self.load_times
     }
 
     fn load_with(
@@ -122,6 +150,7 @@ impl AttachedKernel {
     ) -> Result<Self, KernelError> {
         let cpus =
             aya::util::nr_cpus().map_err(|(what, source)| KernelError::Cpus { what, source })?;
+        let started = Instant::now();
         let mut ebpf = EbpfLoader::new()
             .override_global(names::CONFIG, config, true)
             .map_max_entries(names::EVENTS, options.ring_buffer_bytes)
@@ -136,7 +165,8 @@ impl AttachedKernel {
                 None
             }
         };
-        load_programs(&mut ebpf, socket_hooks.lookup)?;
+        let object = started.elapsed();
+        let programs = load_programs(&mut ebpf, socket_hooks.lookup)?;
         let traced_pids =
             HashMap::try_from(take_map(&mut ebpf, names::TRACED_PIDS)?).map_err(|source| {
                 KernelError::Map {
@@ -165,6 +195,11 @@ impl AttachedKernel {
             counters,
             logger,
             socket_hooks,
+            load_times: LoadTimes {
+                offsets: Duration::ZERO,
+                object,
+                programs,
+            },
         })
     }
 
@@ -256,34 +291,88 @@ impl AttachedKernel {
     }
 }
 
-/// Loads every program of [`PROGRAMS`] the socket path needs, in the
-/// table's order, and attaches the tracepoints. Uprobes are attached per
-/// library later, as traced processes reveal them.
-fn load_programs(ebpf: &mut Ebpf, lookup: SocketLookup) -> Result<(), KernelError> {
+/// Loads every program of [`PROGRAMS`] the socket path needs and attaches
+/// the tracepoints; uprobes are attached per library later, as traced
+/// processes reveal them. Returns how long each took.
+///
+/// The verifier runs in the loading thread and is most of the time to
+/// attach (the iovec walkers take the longest), so the programs are loaded
+/// on as many threads as there are CPUs, up to [`LOAD_THREADS`].
+fn load_programs(
+    ebpf: &mut Ebpf,
+    lookup: SocketLookup,
+) -> Result<Vec<(&'static str, Duration)>, KernelError> {
     let btf = Btf::from_sys_fs()?;
-    for program in PROGRAMS.iter().filter(|p| p.runs_with(lookup)) {
-        let failed = |source| KernelError::Program {
-            program: program.name,
-            source,
-        };
-        match program.hook {
-            Hook::TracePoint { category, name } => {
-                let prog: &mut TracePoint = program_mut(ebpf, program.name)?;
-                prog.load().map_err(failed)?;
-                prog.attach(category, name).map_err(failed)?;
-            }
-            Hook::BtfTracePoint(name) => {
-                let prog: &mut BtfTracePoint = program_mut(ebpf, program.name)?;
-                prog.load(name, &btf).map_err(failed)?;
-                prog.attach().map_err(failed)?;
-            }
-            Hook::UProbe(_) | Hook::URetProbe => {
-                let prog: &mut UProbe = program_mut(ebpf, program.name)?;
-                prog.load().map_err(failed)?;
-            }
+    let mut objects: StdHashMap<&str, &mut aya::programs::Program> = ebpf.programs_mut().collect();
+    let mut lanes: Vec<Vec<(&ProgramSpec, &mut aya::programs::Program)>> = Vec::new();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, LOAD_THREADS);
+    lanes.resize_with(threads, Vec::new);
+    let wanted = PROGRAMS.iter().filter(|p| p.runs_with(lookup));
+    for (i, spec) in wanted.enumerate() {
+        let object = objects
+            .remove(spec.name)
+            .ok_or(KernelError::Missing(spec.name))?;
+        if let Some(lane) = lanes.get_mut(i % threads) {
+            lane.push((spec, object));
         }
     }
-    Ok(())
+    let btf = &btf;
+    let results: Vec<Result<Vec<(&'static str, Duration)>, KernelError>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = lanes
+                .into_iter()
+                .map(|lane| {
+                    scope.spawn(move || {
+                        lane.into_iter()
+                            .map(|(spec, object)| load_one(spec, object, btf))
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().unwrap_or(Err(KernelError::LoaderThread)))
+                .collect()
+        });
+    let mut times = Vec::with_capacity(PROGRAMS.len());
+    for lane in results {
+        times.extend(lane?);
+    }
+    Ok(times)
+}
+
+/// Most threads loading programs at once.
+const LOAD_THREADS: usize = 4;
+
+fn load_one(
+    spec: &ProgramSpec,
+    object: &mut aya::programs::Program,
+    btf: &Btf,
+) -> Result<(&'static str, Duration), KernelError> {
+    let started = Instant::now();
+    let failed = |source| KernelError::Program {
+        program: spec.name,
+        source,
+    };
+    match spec.hook {
+        Hook::TracePoint { category, name } => {
+            let prog: &mut TracePoint = object.try_into().map_err(failed)?;
+            prog.load().map_err(failed)?;
+            prog.attach(category, name).map_err(failed)?;
+        }
+        Hook::BtfTracePoint(name) => {
+            let prog: &mut BtfTracePoint = object.try_into().map_err(failed)?;
+            prog.load(name, btf).map_err(failed)?;
+            prog.attach().map_err(failed)?;
+        }
+        Hook::UProbe(_) | Hook::URetProbe => {
+            let prog: &mut UProbe = object.try_into().map_err(failed)?;
+            prog.load().map_err(failed)?;
+        }
+    }
+    Ok((spec.name, started.elapsed()))
 }
 
 /// The program `name` of the object as its program type `P`.

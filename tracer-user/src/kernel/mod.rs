@@ -8,4 +8,4 @@ mod object_tests;
 pub mod openssl;
 pub mod preflight;
 
-pub use loader::{AttachedKernel, KernelError, KernelOptions, SocketHooks};
+pub use loader::{AttachedKernel, KernelError, KernelOptions, LoadTimes, SocketHooks};
