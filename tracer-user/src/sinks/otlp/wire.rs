@@ -22,11 +22,11 @@
 //! KeyValue { 1: key, 2: AnyValue { 1: string | 2: bool | 3: int } }
 //! ```
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use opentelemetry_proto::tonic::trace::v1::SpanFlags;
-use prost::encoding::{encode_varint, encoded_len_varint};
+use prost::{encoding::encoded_len_varint, Message as _};
 
-use super::encode::SCOPE_NAME;
+use super::encode::{self, SCOPE_NAME};
 use crate::{
     protocols::AttrValue,
     sinks::resource::{ResourceConfig, ResourceValue},
@@ -59,51 +59,64 @@ const STATUS_ERROR: u8 = 2;
 /// Sampled, and whether the parent is remote is known.
 const FLAGS: u32 = 0x01 | SpanFlags::ContextHasIsRemoteMask as u32;
 
+/// An attribute value, span's or resource's.
+#[derive(Clone, Copy)]
+enum Any<'v> {
+    Str(&'v str),
+    Int(i64),
+    Bool(bool),
+}
+
+impl<'v> From<&'v AttrValue> for Any<'v> {
+    fn from(value: &'v AttrValue) -> Self {
+        match value {
+            AttrValue::Str(s) => Any::Str(s),
+            AttrValue::Int(i) => Any::Int(*i),
+            AttrValue::Bool(b) => Any::Bool(*b),
+        }
+    }
+}
+
+impl<'v> From<&'v ResourceValue> for Any<'v> {
+    fn from(value: &'v ResourceValue) -> Self {
+        match value {
+            ResourceValue::Str(s) => Any::Str(s),
+            ResourceValue::Int(i) => Any::Int(*i),
+        }
+    }
+}
+
+/// int64 goes on the wire as its two's-complement bits (ten bytes when
+/// negative), as prost writes it.
+fn int_bits(value: i64) -> u64 {
+    value.cast_unsigned()
+}
+
 /// Bytes of a length-delimited field with a one-byte key and `len` bytes
 /// of content.
 fn field_len(len: usize) -> usize {
     1 + encoded_len_varint(len as u64) + len
 }
 
-fn int_bits(value: i64) -> u64 {
-    // int64 goes on the wire as its two's-complement bits (ten bytes when
-    // negative), as prost writes it.
-    value.cast_unsigned()
-}
-
-/// Content bytes of an `AnyValue` holding `value`.
-fn any_value_len(value: &AttrValue) -> usize {
+/// Content bytes of an `AnyValue` holding `value` (the oneof member is
+/// always written, even when it is its type's default).
+fn any_value_len(value: Any<'_>) -> usize {
     match value {
-        AttrValue::Str(s) => field_len(s.len()),
-        AttrValue::Int(i) => 1 + encoded_len_varint(int_bits(*i)),
-        AttrValue::Bool(_) => 2,
+        Any::Str(s) => field_len(s.len()),
+        Any::Int(i) => 1 + encoded_len_varint(int_bits(i)),
+        Any::Bool(_) => 2,
     }
 }
 
-fn resource_value_len(value: &ResourceValue) -> usize {
-    match value {
-        ResourceValue::Str(s) => field_len(s.len()),
-        ResourceValue::Int(i) => 1 + encoded_len_varint(int_bits(*i)),
-    }
-}
-
-/// Content bytes of a `KeyValue` whose `AnyValue` has `value_len` bytes.
-/// An empty key is proto3's default: left out (the value, a message, is
-/// always there).
-fn key_value_len(name: &str, value_len: usize) -> usize {
+/// Content bytes of a `KeyValue`. An empty key is proto3's default, left
+/// out; the value, a message, is always there.
+fn key_value_len(name: &str, value: Any<'_>) -> usize {
     let key = if name.is_empty() {
         0
     } else {
         field_len(name.len())
     };
-    key + field_len(value_len)
-}
-
-/// `KeyValue.key`, unless empty.
-fn put_key(buf: &mut BytesMut, name: &str) {
-    if !name.is_empty() {
-        put_bytes_field(buf, 1, name.as_bytes());
-    }
+    key + field_len(any_value_len(value))
 }
 
 /// Content bytes of the `Span` message of `span`.
@@ -126,9 +139,9 @@ fn span_len(span: &Span) -> usize {
         n += 9;
     }
     for (name, value) in &span.attributes {
-        n += field_len(key_value_len(name, any_value_len(value)));
+        n += field_len(key_value_len(name, value.into()));
     }
-    n += field_len(key_value_len(THREAD_ID, thread_id_value_len(span.tid)));
+    n += field_len(key_value_len(THREAD_ID, thread_id(span)));
     // Status: empty (unset), or { code: ERROR }.
     n += match span.status {
         SpanStatus::Ok => 2,
@@ -137,81 +150,144 @@ fn span_len(span: &Span) -> usize {
     n
 }
 
-fn thread_id_value_len(tid: u32) -> usize {
-    1 + encoded_len_varint(u64::from(tid))
+fn thread_id(span: &Span) -> Any<'static> {
+    Any::Int(i64::from(span.tid))
 }
 
-fn put_len_key(buf: &mut BytesMut, tag: u8, len: usize) {
-    buf.put_u8(key(tag, LEN));
-    encode_varint(len as u64, buf);
+/// Writes into a buffer of the length computed beforehand. A write past
+/// its end is not done but remembered: the lengths were computed wrong.
+struct Out<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+    overflow: bool,
 }
 
-fn put_bytes_field(buf: &mut BytesMut, tag: u8, bytes: &[u8]) {
-    put_len_key(buf, tag, bytes.len());
-    buf.put_slice(bytes);
-}
-
-/// A `KeyValue`'s length and content; its field key is the caller's.
-fn put_key_value(buf: &mut BytesMut, name: &str, value: &AttrValue) {
-    let value_len = any_value_len(value);
-    encode_varint(key_value_len(name, value_len) as u64, buf);
-    put_key(buf, name);
-    put_len_key(buf, 2, value_len);
-    match value {
-        AttrValue::Str(s) => put_bytes_field(buf, 1, s.as_bytes()),
-        AttrValue::Int(i) => {
-            buf.put_u8(key(3, VARINT));
-            encode_varint(int_bits(*i), buf);
-        }
-        AttrValue::Bool(b) => {
-            buf.put_u8(key(2, VARINT));
-            buf.put_u8(u8::from(*b));
+impl<'b> Out<'b> {
+    fn new(buf: &'b mut [u8]) -> Self {
+        Out {
+            buf,
+            pos: 0,
+            overflow: false,
         }
     }
-}
 
-fn put_span(buf: &mut BytesMut, span: &Span) {
-    put_bytes_field(buf, 1, &span.trace_id.0);
-    put_bytes_field(buf, 2, &span.span_id.0);
-    if let Some(state) = span.tracestate.as_deref().filter(|s| !s.is_empty()) {
-        put_bytes_field(buf, 3, state.as_bytes());
+    /// Whether exactly the whole buffer was written.
+    fn complete(&self) -> bool {
+        !self.overflow && self.pos == self.buf.len()
     }
-    if let Some(parent) = &span.parent_span_id {
-        put_bytes_field(buf, 4, &parent.0);
+
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        match self.buf.get_mut(self.pos) {
+            Some(slot) => *slot = b,
+            None => self.overflow = true,
+        }
+        self.pos += 1;
     }
-    if !span.name.is_empty() {
-        put_bytes_field(buf, 5, span.name.as_bytes());
+
+    #[inline]
+    fn bytes(&mut self, src: &[u8]) {
+        let end = self.pos + src.len();
+        match self.buf.get_mut(self.pos..end) {
+            Some(dst) => dst.copy_from_slice(src),
+            None => self.overflow = true,
+        }
+        self.pos = end;
     }
-    buf.put_u8(key(6, VARINT));
-    buf.put_u8(match span.kind {
-        SpanKind::Server => KIND_SERVER,
-        SpanKind::Client => KIND_CLIENT,
-    });
-    if span.start_time_unix_nano != 0 {
-        buf.put_u8(key(7, FIXED64));
-        buf.put_u64_le(span.start_time_unix_nano);
+
+    #[inline]
+    fn varint(&mut self, value: u64) {
+        if value < 0x80 {
+            self.byte(value.to_le_bytes()[0]);
+        } else {
+            self.varint_long(value);
+        }
     }
-    if span.end_time_unix_nano != 0 {
-        buf.put_u8(key(8, FIXED64));
-        buf.put_u64_le(span.end_time_unix_nano);
+
+    fn varint_long(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.byte(value.to_le_bytes()[0] | 0x80);
+            value >>= 7;
+        }
+        self.byte(value.to_le_bytes()[0]);
     }
-    for (name, value) in &span.attributes {
-        buf.put_u8(key(9, LEN));
-        put_key_value(buf, name, value);
+
+    /// The key of length-delimited field `tag` and the length.
+    #[inline]
+    fn len_key(&mut self, tag: u8, len: usize) {
+        if len < 0x80 {
+            self.bytes(&[key(tag, LEN), len.to_le_bytes()[0]]);
+        } else {
+            self.byte(key(tag, LEN));
+            self.varint_long(len as u64);
+        }
     }
-    buf.put_u8(key(9, LEN));
-    put_key_value(buf, THREAD_ID, &AttrValue::Int(i64::from(span.tid)));
-    match span.status {
-        SpanStatus::Ok => buf.put_slice(&[key(15, LEN), 0]),
-        SpanStatus::Error => buf.put_slice(&[key(15, LEN), 2, key(3, VARINT), STATUS_ERROR]),
+
+    #[inline]
+    fn bytes_field(&mut self, tag: u8, bytes: &[u8]) {
+        self.len_key(tag, bytes.len());
+        self.bytes(bytes);
     }
-    // A parent always came over the wire in `traceparent`: it is remote.
-    let mut flags = FLAGS;
-    if span.parent_span_id.is_some() {
-        flags |= SpanFlags::ContextIsRemoteMask as u32;
+
+    /// A `KeyValue` as field `tag` of its parent.
+    fn key_value(&mut self, tag: u8, name: &str, value: Any<'_>) {
+        self.len_key(tag, key_value_len(name, value));
+        if !name.is_empty() {
+            self.bytes_field(1, name.as_bytes());
+        }
+        self.len_key(2, any_value_len(value));
+        match value {
+            Any::Str(s) => self.bytes_field(1, s.as_bytes()),
+            Any::Int(i) => {
+                self.byte(key(3, VARINT));
+                self.varint(int_bits(i));
+            }
+            Any::Bool(b) => self.bytes(&[key(2, VARINT), u8::from(b)]),
+        }
     }
-    buf.put_slice(&FLAGS_KEY);
-    buf.put_u32_le(flags);
+
+    /// The `Span` message content of `span`.
+    fn span(&mut self, span: &Span) {
+        self.bytes_field(1, &span.trace_id.0);
+        self.bytes_field(2, &span.span_id.0);
+        if let Some(state) = span.tracestate.as_deref().filter(|s| !s.is_empty()) {
+            self.bytes_field(3, state.as_bytes());
+        }
+        if let Some(parent) = &span.parent_span_id {
+            self.bytes_field(4, &parent.0);
+        }
+        if !span.name.is_empty() {
+            self.bytes_field(5, span.name.as_bytes());
+        }
+        let kind = match span.kind {
+            SpanKind::Server => KIND_SERVER,
+            SpanKind::Client => KIND_CLIENT,
+        };
+        self.bytes(&[key(6, VARINT), kind]);
+        if span.start_time_unix_nano != 0 {
+            self.byte(key(7, FIXED64));
+            self.bytes(&span.start_time_unix_nano.to_le_bytes());
+        }
+        if span.end_time_unix_nano != 0 {
+            self.byte(key(8, FIXED64));
+            self.bytes(&span.end_time_unix_nano.to_le_bytes());
+        }
+        for (name, value) in &span.attributes {
+            self.key_value(9, name, value.into());
+        }
+        self.key_value(9, THREAD_ID, thread_id(span));
+        match span.status {
+            SpanStatus::Ok => self.bytes(&[key(15, LEN), 0]),
+            SpanStatus::Error => self.bytes(&[key(15, LEN), 2, key(3, VARINT), STATUS_ERROR]),
+        }
+        // A parent always came over the wire in `traceparent`: it is remote.
+        let mut flags = FLAGS;
+        if span.parent_span_id.is_some() {
+            flags |= SpanFlags::ContextIsRemoteMask as u32;
+        }
+        self.bytes(&FLAGS_KEY);
+        self.bytes(&flags.to_le_bytes());
+    }
 }
 
 /// One process's spans in a request.
@@ -230,8 +306,8 @@ pub struct WireEncoder {
     buf: BytesMut,
     /// Per span of the request being encoded: its group and its length.
     per_span: Vec<(usize, usize)>,
-    /// The encoded `Resource` of every group of the request.
-    resources: BytesMut,
+    /// The `Resource` message content of every group of the request.
+    resources: Vec<u8>,
     /// `InstrumentationScope { name, version }`, the same in every request.
     scope: Vec<u8>,
 }
@@ -244,14 +320,17 @@ impl Default for WireEncoder {
 
 impl WireEncoder {
     pub fn new() -> Self {
-        let mut scope = BytesMut::new();
-        put_bytes_field(&mut scope, 1, SCOPE_NAME.as_bytes());
-        put_bytes_field(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
+        let version = env!("CARGO_PKG_VERSION");
+        let mut scope = vec![0; field_len(SCOPE_NAME.len()) + field_len(version.len())];
+        let mut out = Out::new(&mut scope);
+        out.bytes_field(1, SCOPE_NAME.as_bytes());
+        out.bytes_field(2, version.as_bytes());
+        debug_assert!(out.complete());
         WireEncoder {
             buf: BytesMut::new(),
             per_span: Vec::new(),
-            resources: BytesMut::new(),
-            scope: scope.to_vec(),
+            resources: Vec::new(),
+            scope,
         }
     }
 
@@ -266,6 +345,7 @@ impl WireEncoder {
         let spans = spans.into_iter();
         self.per_span.clear();
         self.resources.clear();
+        let mut complete = true;
         // Few processes per batch: a linear scan beats hashing here, and the
         // group of the previous span is the likeliest.
         let mut groups: Vec<Group<'a>> = Vec::new();
@@ -278,7 +358,7 @@ impl WireEncoder {
                 i
             } else {
                 let start = self.resources.len();
-                put_resource(&mut self.resources, resource, span.pid, &span.process);
+                complete &= put_resource(&mut self.resources, resource, span.pid, &span.process);
                 groups.push(Group {
                     pid: span.pid,
                     process: &span.process,
@@ -300,40 +380,53 @@ impl WireEncoder {
             (resource_spans, scope_spans)
         };
         let total: usize = groups.iter().map(|g| field_len(sizes(g).0)).sum();
-        self.buf.reserve(total);
+        self.buf.clear();
+        self.buf.resize(total, 0);
+        let mut out = Out::new(&mut self.buf);
         for (index, group) in groups.iter().enumerate() {
             let (resource_spans, scope_spans) = sizes(group);
-            put_len_key(&mut self.buf, 1, resource_spans);
-            put_bytes_field(&mut self.buf, 1, &self.resources[group.resource.clone()]);
-            put_len_key(&mut self.buf, 2, scope_spans);
-            put_bytes_field(&mut self.buf, 1, &self.scope);
+            out.len_key(1, resource_spans);
+            out.bytes_field(1, &self.resources[group.resource.clone()]);
+            out.len_key(2, scope_spans);
+            out.bytes_field(1, &self.scope);
+            let only_group = groups.len() == 1;
             for (span, &(g, len)) in spans.clone().zip(&self.per_span) {
-                if g == index {
-                    put_len_key(&mut self.buf, 2, len);
-                    put_span(&mut self.buf, span);
+                if only_group || g == index {
+                    out.len_key(2, len);
+                    out.span(span);
                 }
             }
         }
-        debug_assert_eq!(self.buf.len(), total, "lengths computed first");
+        complete &= out.complete();
+        if !complete {
+            // Lengths computed wrong: a bug, which the tests are there to
+            // catch; the request is still sent, encoded the old way.
+            debug_assert!(false, "OTLP request lengths miscomputed");
+            log::error!("otlp: internal error in the request encoder; using the slow one");
+            self.buf.clear();
+            let request = encode::request(spans, resource);
+            self.buf.reserve(request.encoded_len());
+            let _ = request.encode(&mut self.buf);
+        }
         self.buf.split().freeze()
     }
 }
 
-/// The `Resource` message content of a process: its attributes.
-fn put_resource(buf: &mut BytesMut, resource: &ResourceConfig, pid: u32, process: &str) {
-    for (name, value) in resource.attributes(pid, process) {
-        let value_len = resource_value_len(&value);
-        put_len_key(buf, 1, key_value_len(&name, value_len));
-        put_key(buf, &name);
-        put_len_key(buf, 2, value_len);
-        match value {
-            ResourceValue::Str(s) => put_bytes_field(buf, 1, s.as_bytes()),
-            ResourceValue::Int(i) => {
-                buf.put_u8(key(3, VARINT));
-                encode_varint(int_bits(i), buf);
-            }
-        }
+/// Appends the `Resource` message content of a process, its attributes, to
+/// `buf`; whether the lengths came out as computed.
+fn put_resource(buf: &mut Vec<u8>, resource: &ResourceConfig, pid: u32, process: &str) -> bool {
+    let attributes = resource.attributes(pid, process);
+    let len: usize = attributes
+        .iter()
+        .map(|(name, value)| field_len(key_value_len(name, value.into())))
+        .sum();
+    let start = buf.len();
+    buf.resize(start + len, 0);
+    let mut out = Out::new(&mut buf[start..]);
+    for (name, value) in &attributes {
+        out.key_value(1, name, value.into());
     }
+    out.complete()
 }
 
 #[cfg(test)]
@@ -619,6 +712,26 @@ mod tests {
                 [vec!["1", "3"], vec!["2", "5"], vec!["4"], vec!["6"]]
             );
         }
+    }
+
+    #[test]
+    fn writes_past_the_computed_length_are_caught_not_panicked() {
+        let mut buf = [0u8; 4];
+        let mut out = Out::new(&mut buf);
+        out.bytes_field(1, b"ab");
+        assert!(out.complete());
+        out.byte(1);
+        out.bytes(b"xyz");
+        out.varint(u64::MAX);
+        assert!(!out.complete());
+        let mut short = [0u8; 3];
+        let mut out = Out::new(&mut short);
+        out.bytes_field(1, b"ab");
+        assert!(!out.complete());
+        let mut long = [0u8; 5];
+        let mut out = Out::new(&mut long);
+        out.bytes_field(1, b"ab");
+        assert!(!out.complete(), "short of the computed length");
     }
 
     #[test]
