@@ -1,5 +1,11 @@
 //! Spans to the official OTLP protobuf messages: one `ResourceSpans` per
 //! traced process, our own ids and timestamps kept as they are.
+//!
+//! The OTLP-JSON file form (`--output-file`, [`json`](super::json)) is
+//! rendered from these structs. Export does not build them: it writes the
+//! same request's protobuf bytes straight from the spans
+//! ([`wire`](super::wire)), and its tests hold those bytes to prost's
+//! encoding of what [`request`] builds.
 
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest,

@@ -1,22 +1,73 @@
 //! OTLP over gRPC (tonic), with TLS for https endpoints.
+//!
+//! The request goes out as the bytes [`wire`](super::wire) encoded: the
+//! call is the generated `TraceServiceClient::export`, with a codec whose
+//! encoder copies those bytes into the gRPC frame instead of encoding a
+//! message struct, and whose decoder reads the `ExportTraceServiceResponse`.
 
 use std::{str::FromStr as _, time::Duration};
 
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    trace_service_client::TraceServiceClient, ExportTraceServiceRequest,
-};
+use bytes::{BufMut as _, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message as _;
 use tonic::{
+    client::Grpc,
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codegen::http::uri::PathAndQuery,
     metadata::{MetadataKey, MetadataMap, MetadataValue},
     transport::{Channel, ClientTlsConfig, Endpoint},
-    Code,
+    Code, GrpcMethod, Status,
 };
 
 use super::{config::OtlpConfig, ExportError, OtlpError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Requests already encoded out, `ExportTraceServiceResponse` in.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PreEncodedCodec;
+
+impl Codec for PreEncodedCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = PreEncodedCodec;
+    type Decoder = PreEncodedCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        PreEncodedCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        PreEncodedCodec
+    }
+}
+
+impl Encoder for PreEncodedCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncodedCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        // As tonic's prost codec answers an undecodable message.
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|err| Status::internal(err.to_string()))
+    }
+}
 
 pub struct GrpcExporter {
-    client: TraceServiceClient<Channel>,
+    client: Grpc<Channel>,
     metadata: MetadataMap,
 }
 
@@ -41,16 +92,39 @@ impl GrpcExporter {
             metadata.insert(key, value);
         }
         Ok(GrpcExporter {
-            client: TraceServiceClient::new(endpoint.connect_lazy()),
+            client: Grpc::new(endpoint.connect_lazy()),
             metadata,
         })
     }
 
-    /// Sends one request; `Ok` holds the spans the collector rejected.
-    pub async fn export(&mut self, request: ExportTraceServiceRequest) -> Result<u64, ExportError> {
+    /// `TraceService/Export` with an encoded request, as the generated
+    /// client makes the call.
+    async fn call(
+        &mut self,
+        request: Bytes,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
+        self.client
+            .ready()
+            .await
+            .map_err(|err| Status::unknown(format!("Service was not ready: {err}")))?;
         let mut request = tonic::Request::new(request);
         *request.metadata_mut() = self.metadata.clone();
-        match self.client.export(request).await {
+        request
+            .extensions_mut()
+            .insert(GrpcMethod::new(SERVICE, "Export"));
+        self.client
+            .unary(
+                request,
+                PathAndQuery::from_static(EXPORT_PATH),
+                PreEncodedCodec,
+            )
+            .await
+    }
+
+    /// Sends one encoded request; `Ok` holds the spans the collector
+    /// rejected.
+    pub async fn export(&mut self, request: Bytes) -> Result<u64, ExportError> {
+        match self.call(request).await {
             Ok(response) => Ok(response
                 .into_inner()
                 .partial_success

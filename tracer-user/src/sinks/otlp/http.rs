@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
 use reqwest::{
     header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER},
@@ -46,12 +45,13 @@ impl HttpExporter {
         })
     }
 
-    /// Sends one request; `Ok` holds the spans the collector rejected.
-    pub async fn export(&mut self, request: ExportTraceServiceRequest) -> Result<u64, ExportError> {
+    /// Sends one encoded request; `Ok` holds the spans the collector
+    /// rejected.
+    pub async fn export(&mut self, request: Bytes) -> Result<u64, ExportError> {
         let response = self
             .client
             .post(&self.url)
-            .body(request.encode_to_vec())
+            .body(request)
             .send()
             .await
             .map_err(|err| ExportError {

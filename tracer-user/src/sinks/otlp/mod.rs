@@ -7,11 +7,12 @@ pub mod encode;
 mod grpc;
 mod http;
 pub mod json;
+pub mod wire;
 mod worker;
 
 use std::{sync::Arc, time::Duration};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use bytes::Bytes;
 use thiserror::Error;
 
 pub use config::{ConfigError, OtlpConfig, OtlpFlags, OtlpProtocol};
@@ -42,14 +43,11 @@ pub struct ExportError {
     pub message: String,
 }
 
-/// What the worker needs from a transport: send one request, block until
-/// answered or `timeout`; `Ok` holds the spans the collector rejected.
+/// What the worker needs from a transport: send one request (an encoded
+/// `ExportTraceServiceRequest`, see [`wire`]), block until answered or
+/// `timeout`; `Ok` holds the spans the collector rejected.
 pub(crate) trait Transport {
-    fn export(
-        &mut self,
-        request: ExportTraceServiceRequest,
-        timeout: Duration,
-    ) -> Result<u64, ExportError>;
+    fn export(&mut self, request: Bytes, timeout: Duration) -> Result<u64, ExportError>;
 }
 
 #[expect(
@@ -68,11 +66,7 @@ struct RuntimeTransport {
 }
 
 impl Transport for RuntimeTransport {
-    fn export(
-        &mut self,
-        request: ExportTraceServiceRequest,
-        timeout: Duration,
-    ) -> Result<u64, ExportError> {
+    fn export(&mut self, request: Bytes, timeout: Duration) -> Result<u64, ExportError> {
         let exporter = &mut self.exporter;
         self.runtime.block_on(async move {
             let send = async {
@@ -160,7 +154,7 @@ mod tests {
             };
             let mut transport = RuntimeTransport { runtime, exporter };
             let err = transport
-                .export(ExportTraceServiceRequest::default(), Duration::from_secs(2))
+                .export(Bytes::new(), Duration::from_secs(2))
                 .unwrap_err();
             assert!(err.retryable, "{protocol}: {err:?}");
         }

@@ -12,9 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use bytes::Bytes;
 
-use super::{encode, Transport};
+use super::{wire::WireEncoder, Transport};
 use crate::sinks::{resource::ResourceConfig, SinkCounters, SinkQueue, SpanBatch};
 
 /// The sink's knobs (tests shrink them).
@@ -78,8 +78,9 @@ impl Pending {
         over
     }
 
-    fn request(&self, n: usize, resource: &ResourceConfig) -> ExportTraceServiceRequest {
-        encode::request(
+    /// The first `n` spans as an encoded export request.
+    fn request(&self, n: usize, resource: &ResourceConfig, encoder: &mut WireEncoder) -> Bytes {
+        encoder.encode(
             self.spans.iter().take(n).map(|(batch, i)| &batch[*i]),
             resource,
         )
@@ -110,6 +111,8 @@ struct Worker<'a, T: Transport> {
     timing: &'a Timing,
     counters: &'a SinkCounters,
     pending: Pending,
+    /// Its buffer is reused from one request to the next.
+    encoder: WireEncoder,
     retry: Option<Retry>,
     /// Spans dropped for lack of room since the last warning.
     overflowed: u64,
@@ -127,6 +130,7 @@ pub(crate) fn run(
         timing,
         counters: queue.counters(),
         pending: Pending::default(),
+        encoder: WireEncoder::new(),
         retry: None,
         overflowed: 0,
     };
@@ -192,7 +196,7 @@ impl<T: Transport> Worker<'_, T> {
             || (deadline.is_some() && self.pending.len() > 0 && self.retry.is_none())
         {
             let n = self.pending.len().min(self.timing.max_batch);
-            let request = self.pending.request(n, self.resource);
+            let request = self.pending.request(n, self.resource, &mut self.encoder);
             let mut timeout = self.timing.request_timeout;
             if let Some(deadline) = deadline {
                 timeout = timeout.min(deadline.saturating_duration_since(now));
@@ -313,6 +317,9 @@ mod tests {
         thread,
     };
 
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+
     use super::*;
     use crate::sinks::{json::tests::sample_span, otlp::ExportError, SinkHandle, Sinks};
 
@@ -324,11 +331,7 @@ mod tests {
     }
 
     impl Transport for FakeCollector {
-        fn export(
-            &mut self,
-            request: ExportTraceServiceRequest,
-            _timeout: Duration,
-        ) -> Result<u64, ExportError> {
+        fn export(&mut self, request: Bytes, _timeout: Duration) -> Result<u64, ExportError> {
             if self.permanent_error {
                 return Err(ExportError {
                     retryable: false,
@@ -343,6 +346,7 @@ mod tests {
                     message: "refused".into(),
                 });
             }
+            let request = ExportTraceServiceRequest::decode(request).unwrap();
             let n: usize = request
                 .resource_spans
                 .iter()
