@@ -26,6 +26,9 @@ use tracer_common::programs::PROGRAMS;
 
 use crate::{tracer_binary, workspace_root};
 
+mod attach;
+mod fixed_rate;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Untraced,
@@ -34,6 +37,9 @@ enum Mode {
     /// The tracer with `--socket-hooks fd-table`, the path of kernels
     /// before 6.3, forced on this one.
     TracerFdTable,
+    /// The tracer exporting over OTLP/gRPC to a local receiver as its only
+    /// sink (`--output none`).
+    TracerOtlp,
     Bpftrace,
 }
 
@@ -43,6 +49,7 @@ impl Mode {
             Mode::Untraced => "untraced",
             Mode::Tracer => "tracer",
             Mode::TracerFdTable => "tracer, --socket-hooks fd-table",
+            Mode::TracerOtlp => "tracer, OTLP/gRPC export only",
             Mode::Bpftrace => "bpftrace floor",
         }
     }
@@ -136,14 +143,50 @@ enum Observer {
         stderr: thread::JoinHandle<Vec<String>>,
         span_name: String,
         rss_peak_kib: Arc<AtomicU64>,
+        /// The OTLP receiver of [`Mode::TracerOtlp`], stopped with it.
+        receiver: Option<Group>,
     },
     Bpftrace(Child),
+}
+
+impl Observer {
+    /// The tracer's pid, when a tracer observes.
+    fn tracer_pid(&self) -> Option<u32> {
+        match self {
+            Observer::Tracer { child, .. } => Some(child.id()),
+            Observer::None | Observer::Bpftrace(_) => None,
+        }
+    }
+}
+
+/// CPU time `pid` has used so far, all threads, user and system (ns, from
+/// schedstat: exact, unlike the clock ticks of /proc/PID/stat).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The OTLP/gRPC receiver example, listening on a free port.
+fn start_otlp_receiver() -> Result<(Group, u16)> {
+    let port = free_port()?;
+    let binary = tracer_binary()
+        .with_file_name("examples")
+        .join("otlp_receiver");
+    let receiver = spawn_group(Command::new(binary).arg(port.to_string()))?;
+    wait_port(port)?;
+    Ok((receiver, port))
 }
 
 fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer> {
     match mode {
         Mode::Untraced => Ok(Observer::None),
-        Mode::Tracer | Mode::TracerFdTable => {
+        Mode::Tracer | Mode::TracerFdTable | Mode::TracerOtlp => {
             let pid_list = pids
                 .iter()
                 .map(u32::to_string)
@@ -152,10 +195,22 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
             // Spans are encoded as JSON lines like a user's stdout sink would,
             // but not read back here: a reader would compete for the same cores.
             // They are counted from the tracer's exit summary instead.
-            let mut child = Command::new(tracer_binary())
-                .args(["--pid", &pid_list, "--output", "json"])
+            let mut tracer = Command::new(tracer_binary());
+            tracer
+                .args(["--pid", &pid_list])
                 .args(["--summary-format", "json"])
-                .args(["--socket-hooks", mode.socket_hooks()])
+                .args(["--socket-hooks", mode.socket_hooks()]);
+            let receiver = if mode == Mode::TracerOtlp {
+                let (receiver, port) = start_otlp_receiver()?;
+                tracer.args(["--output", "none", "--otlp-protocol", "grpc"]);
+                tracer.arg("--otlp-endpoint");
+                tracer.arg(format!("http://127.0.0.1:{port}"));
+                Some(receiver)
+            } else {
+                tracer.args(["--output", "json"]);
+                None
+            };
+            let mut child = tracer
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -187,6 +242,7 @@ fn start_observer(mode: Mode, pids: &[u32], span_name: &str) -> Result<Observer>
                 stderr,
                 span_name: span_name.to_string(),
                 rss_peak_kib,
+                receiver,
             })
         }
         Mode::Bpftrace => {
@@ -246,6 +302,7 @@ fn stop_observer(observer: Observer) -> Result<Option<TracerRun>> {
             stderr,
             span_name,
             rss_peak_kib,
+            receiver,
         } => {
             thread::sleep(Duration::from_millis(500));
             let _ = Command::new("kill")
@@ -263,6 +320,7 @@ fn stop_observer(observer: Observer) -> Result<Option<TracerRun>> {
             let events_lost = summary["events_lost"].as_u64().ok_or_else(|| {
                 anyhow!("no `events_lost` in the tracer's exit summary: {summary}")
             })?;
+            drop(receiver);
             Ok(Some(TracerRun {
                 spans,
                 events_lost,
@@ -549,6 +607,9 @@ fn bench_nginx(scratch: &Path, seconds: u32, rounds: u32, report: &mut String) -
     Ok(())
 }
 
+/// Requests per `redis-benchmark` test (SET, then GET).
+const REDIS_REQUESTS: u64 = 200_000;
+
 fn redis_rps(port: u16, pipeline: u32) -> Result<(f64, f64)> {
     let out = Command::new("redis-benchmark")
         .args([
@@ -557,7 +618,7 @@ fn redis_rps(port: u16, pipeline: u32) -> Result<(f64, f64)> {
             "-p",
             &port.to_string(),
             "-n",
-            "200000",
+            &REDIS_REQUESTS.to_string(),
             "-c",
             "16",
             "-P",
@@ -610,28 +671,40 @@ fn bench_redis(scratch: &Path, rounds: u32, report: &mut String) -> Result<()> {
     let _ = writeln!(report, "## redis-server under redis-benchmark\n");
     let _ = writeln!(
         report,
-        "`redis-benchmark -n 200000 -c 16 -P {{1,16}} -t set,get -q`, {rounds} interleaved rounds; requests/s (mean).\n"
+        "`redis-benchmark -n {REDIS_REQUESTS} -c 16 -P {{1,16}} -t set,get -q`, {rounds} interleaved rounds; requests/s \
+         (mean). Tracer CPU per command: schedstat run time of every tracer thread over the `-P 16` runs, divided by \
+         the commands they sent.\n"
     );
     let _ = writeln!(
         report,
-        "| configuration | SET -P1 | GET -P1 | SET -P16 | GET -P16 |"
+        "| configuration | SET -P1 | GET -P1 | SET -P16 | GET -P16 | tracer CPU µs/command (-P16) |"
     );
-    let _ = writeln!(report, "|---|---|---|---|---|");
+    let _ = writeln!(report, "|---|---|---|---|---|---|");
     for &mode in &MODES {
         let mut cells = [0.0f64; 4];
+        let mut tracer_cpu_ns = 0;
         for _ in 0..rounds {
             let observer = start_observer(mode, &pids, "GET")?;
             let (set1, get1) = redis_rps(port, 1)?;
+            let tracer = observer.tracer_pid();
+            let before = tracer.map_or(0, cpu_ns);
             let (set16, get16) = redis_rps(port, 16)?;
+            tracer_cpu_ns += tracer.map_or(0, |pid| cpu_ns(pid).saturating_sub(before));
             stop_observer(observer)?;
             for (cell, value) in cells.iter_mut().zip([set1, get1, set16, get16]) {
                 *cell += value / f64::from(rounds);
             }
         }
         eprintln!("bench: redis {}: {cells:?}", mode.name());
+        let per_command = if tracer_cpu_ns > 0 {
+            let commands = 2 * REDIS_REQUESTS * u64::from(rounds);
+            format!("{:.2}", tracer_cpu_ns as f64 / 1000.0 / commands as f64)
+        } else {
+            "–".to_owned()
+        };
         let _ = writeln!(
             report,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {per_command} |",
             mode.name(),
             cells[0],
             cells[1],
@@ -759,6 +832,20 @@ fn program_costs(json: &str) -> std::collections::BTreeMap<String, ProgramCost> 
     costs
 }
 
+/// The OTLP receiver of [`Mode::TracerOtlp`], next to the tracer binary.
+fn build_otlp_receiver() -> Result<()> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace_root())
+        .args(["build", "--release", "-q", "-p", "tracer-user"])
+        .args(["--example", "otlp_receiver"])
+        .status()
+        .context("building the otlp_receiver example")?;
+    if !status.success() {
+        bail!("building the otlp_receiver example failed");
+    }
+    Ok(())
+}
+
 fn bench_pipeline(report: &mut String) -> Result<()> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace_root())
@@ -877,7 +964,23 @@ fn machine_facts() -> String {
     )
 }
 
-pub fn run(seconds: u32, rounds: u32) -> Result<()> {
+pub fn run(seconds: u32, rounds: u32, only: &[String]) -> Result<()> {
+    const SECTIONS: [&str; 7] = [
+        "nginx",
+        "fixed-rate",
+        "redis",
+        "attach",
+        "kernel",
+        "pipeline",
+        "rss",
+    ];
+    if let Some(unknown) = only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+        bail!(
+            "--only {unknown}: not a section (one of {})",
+            SECTIONS.join(", ")
+        );
+    }
+    let wanted = |section: &str| only.is_empty() || only.iter().any(|s| s == section);
     let scratch =
         Scratch(std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id())));
     fs::create_dir_all(&scratch.0)?;
@@ -891,11 +994,32 @@ pub fn run(seconds: u32, rounds: u32) -> Result<()> {
     );
     report.push_str(&machine_facts());
     report.push('\n');
-    bench_nginx(&scratch.0, seconds, rounds, &mut report)?;
-    bench_redis(&scratch.0, rounds, &mut report)?;
-    bench_kernel_cost(&scratch.0, seconds, &mut report)?;
-    bench_pipeline(&mut report)?;
-    bench_rss_10k(&scratch.0, &mut report)?;
+    build_otlp_receiver()?;
+    if wanted("nginx") {
+        bench_nginx(&scratch.0, seconds, rounds, &mut report)?;
+    }
+    if wanted("fixed-rate") {
+        fixed_rate::bench(&scratch.0, seconds.max(5), rounds, &mut report)?;
+    }
+    if wanted("redis") {
+        bench_redis(&scratch.0, rounds, &mut report)?;
+    }
+    if wanted("attach") {
+        attach::bench(&scratch.0, &mut report)?;
+    }
+    if wanted("kernel") {
+        bench_kernel_cost(&scratch.0, seconds, &mut report)?;
+    }
+    if wanted("pipeline") {
+        bench_pipeline(&mut report)?;
+    }
+    if wanted("rss") {
+        bench_rss_10k(&scratch.0, &mut report)?;
+    }
+    if !only.is_empty() {
+        println!("{report}");
+        return Ok(());
+    }
     let path = workspace_root().join("BENCHMARKS.md");
     let previous = fs::read_to_string(&path).unwrap_or_default();
     // Hand-written analysis below the marker survives a re-run.

@@ -58,6 +58,11 @@ enum Task {
         /// Interleaved rounds of each configuration.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
+        /// Only these sections (comma-separated: nginx, fixed-rate, redis,
+        /// attach, kernel, pipeline, rss); the report goes to stdout and
+        /// BENCHMARKS.md is left alone.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Kernel matrix: the smoke suite on Debian kernels under qemu (TCG)
     /// and on the host kernel, as a table; fails when any check does.
@@ -114,10 +119,14 @@ fn main() -> Result<()> {
             setup::run(true)?;
             fuzz(seconds, None)
         }
-        Task::Bench { seconds, rounds } => {
+        Task::Bench {
+            seconds,
+            rounds,
+            only,
+        } => {
             setup::run(true)?;
             build()?;
-            bench::run(seconds, rounds)
+            bench::run(seconds, rounds, &only)
         }
         Task::Vm {
             kernels,

@@ -304,30 +304,32 @@ fn load_programs(
 ) -> Result<Vec<(&'static str, Duration)>, KernelError> {
     let btf = Btf::from_sys_fs()?;
     let mut objects: StdHashMap<&str, &mut aya::programs::Program> = ebpf.programs_mut().collect();
-    let mut lanes: Vec<Vec<(&ProgramSpec, &mut aya::programs::Program)>> = Vec::new();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .clamp(1, LOAD_THREADS);
-    lanes.resize_with(threads, Vec::new);
-    let wanted = PROGRAMS.iter().filter(|p| p.runs_with(lookup));
-    for (i, spec) in wanted.enumerate() {
+    let mut jobs = Vec::with_capacity(PROGRAMS.len());
+    for spec in PROGRAMS.iter().filter(|p| p.runs_with(lookup)) {
         let object = objects
             .remove(spec.name)
             .ok_or(KernelError::Missing(spec.name))?;
-        if let Some(lane) = lanes.get_mut(i % threads) {
-            lane.push((spec, object));
-        }
+        jobs.push((spec, object));
     }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, LOAD_THREADS);
+    // One queue that every thread takes from: a thread held up by a slow
+    // program (the iovec walkers take the verifier up to a second each)
+    // leaves the rest to the others.
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let next = || queue.lock().ok().and_then(|mut jobs| jobs.next());
     let btf = &btf;
     let results: Vec<Result<Vec<(&'static str, Duration)>, KernelError>> =
         std::thread::scope(|scope| {
-            let handles: Vec<_> = lanes
-                .into_iter()
-                .map(|lane| {
-                    scope.spawn(move || {
-                        lane.into_iter()
-                            .map(|(spec, object)| load_one(spec, object, btf))
-                            .collect()
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut times = Vec::new();
+                        while let Some((spec, object)) = next() {
+                            times.push(load_one(spec, object, btf)?);
+                        }
+                        Ok(times)
                     })
                 })
                 .collect();
