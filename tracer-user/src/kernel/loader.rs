@@ -4,7 +4,10 @@ use std::collections::HashMap as StdHashMap;
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{uprobe::UProbeScope, BtfTracePoint, TracePoint, UProbe},
+    programs::{
+        uprobe::{UProbeError, UProbeLinkId, UProbeScope},
+        BtfTracePoint, ProgramError, TracePoint, UProbe,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use thiserror::Error;
@@ -31,7 +34,7 @@ pub enum KernelError {
     #[error("eBPF program {program}: {source}")]
     Program {
         program: &'static str,
-        source: aya::programs::ProgramError,
+        source: ProgramError,
     },
     #[error("eBPF map {map}: {source}")]
     Map {
@@ -45,6 +48,14 @@ pub enum KernelError {
     },
     #[error("eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("{probe} probe on {function} in {}: {source}", target.display())]
+    OpensslHook {
+        function: &'static str,
+        target: std::path::PathBuf,
+        /// "entry" or "return".
+        probe: &'static str,
+        source: Box<ProgramError>,
+    },
     #[error("--socket-hooks tracepoint: this kernel has no sock_send_length/sock_recv_length tracepoints (they appeared in Linux 6.3); use --socket-hooks auto or fd-table")]
     NoSocketTracepoints,
     #[error("{source}; kernels before 5.11 charge eBPF maps to RLIMIT_MEMLOCK, which could not be raised ({rlimit}): run as root or with CAP_SYS_RESOURCE, or raise `ulimit -l`")]
@@ -228,12 +239,8 @@ impl AttachedKernel {
             .map(|(_, p)| *p)
             .chain([OPENSSL_RETURN])
         {
-            let prog: &mut UProbe = ebpf
-                .program_mut(program)
-                .ok_or(KernelError::Missing(program))?
-                .try_into()
-                .map_err(|source| KernelError::Program { program, source })?;
-            prog.load()
+            uprobe(&mut ebpf, program)?
+                .load()
                 .map_err(|source| KernelError::Program { program, source })?;
         }
         let traced_pids =
@@ -297,38 +304,62 @@ impl AttachedKernel {
     /// executable with OpenSSL linked in) for every process; the programs
     /// themselves ignore untraced processes. Returns how many functions were
     /// found; 0 means `target` has no OpenSSL.
+    ///
+    /// All or nothing: on an error every probe attached to `target` here is
+    /// detached again. Half a library would decrypt writes without reads,
+    /// and an entry probe without its return probe would leave every call
+    /// of its function in flight, so that the calling thread's next socket
+    /// syscalls were taken for that call's ciphertext and never emitted.
     pub fn attach_openssl(&mut self, target: &std::path::Path) -> Result<usize, KernelError> {
+        let mut links = Vec::new();
+        let result = self.attach_openssl_probes(target, &mut links);
+        if result.is_err() {
+            for (program, link) in links.into_iter().rev() {
+                if let Err(err) = uprobe(&mut self.ebpf, program).and_then(|p| {
+                    p.detach(link)
+                        .map_err(|source| KernelError::Program { program, source })
+                }) {
+                    log::warn!("detaching {program} from {}: {err}", target.display());
+                }
+            }
+        }
+        result
+    }
+
+    /// [`Self::attach_openssl`] without the undoing: `links` gets every
+    /// probe attached, with its program.
+    fn attach_openssl_probes(
+        &mut self,
+        target: &std::path::Path,
+        links: &mut Vec<(&'static str, UProbeLinkId)>,
+    ) -> Result<usize, KernelError> {
         let mut attached = 0;
         for &(function, program) in OPENSSL_FUNCTIONS {
-            let entry: &mut UProbe = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(KernelError::Missing(program))?
-                .try_into()
-                .map_err(|source| KernelError::Program { program, source })?;
-            match entry.attach(function, target, UProbeScope::AllProcesses) {
-                Ok(_) => {}
-                Err(err) => {
-                    // Missing symbols are normal (no `_ex` in OpenSSL 1.1.0,
-                    // no OpenSSL at all in most executables).
+            let hook_error = |probe, source| KernelError::OpensslHook {
+                function,
+                target: target.to_owned(),
+                probe,
+                source: Box::new(source),
+            };
+            match uprobe(&mut self.ebpf, program)?.attach(
+                function,
+                target,
+                UProbeScope::AllProcesses,
+            ) {
+                Ok(link) => links.push((program, link)),
+                // Missing symbols are normal (no `_ex` in OpenSSL 1.1.0,
+                // no OpenSSL at all in most executables). aya reports a
+                // file it cannot read or parse the same way.
+                Err(err @ ProgramError::UProbeError(UProbeError::SymbolError { .. })) => {
                     log::debug!("no uprobe on {function} in {}: {err}", target.display());
                     continue;
                 }
+                Err(source) => return Err(hook_error("entry", source)),
             }
-            let ret: &mut UProbe = self
-                .ebpf
-                .program_mut(OPENSSL_RETURN)
-                .ok_or(KernelError::Missing(OPENSSL_RETURN))?
-                .try_into()
-                .map_err(|source| KernelError::Program {
-                    program: OPENSSL_RETURN,
-                    source,
-                })?;
-            ret.attach(function, target, UProbeScope::AllProcesses)
-                .map_err(|source| KernelError::Program {
-                    program: OPENSSL_RETURN,
-                    source,
-                })?;
+            let link = uprobe(&mut self.ebpf, OPENSSL_RETURN)?
+                .attach(function, target, UProbeScope::AllProcesses)
+                .map_err(|source| hook_error("return", source))?;
+            links.push((OPENSSL_RETURN, link));
             attached += 1;
         }
         Ok(attached)
@@ -452,6 +483,14 @@ fn raise_memlock() -> Result<(), std::io::Error> {
     let err = std::io::Error::last_os_error();
     log::debug!("raising RLIMIT_MEMLOCK: {err} (harmless on Linux 5.11+)");
     Err(err)
+}
+
+/// The uprobe program `program` of the object.
+fn uprobe<'a>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut UProbe, KernelError> {
+    ebpf.program_mut(program)
+        .ok_or(KernelError::Missing(program))?
+        .try_into()
+        .map_err(|source| KernelError::Program { program, source })
 }
 
 /// Whether a load failure looks like the memlock limit: EPERM from a map
