@@ -654,3 +654,153 @@ fn hook_errors_after_attach_are_counted_and_tracing_goes_on() {
         run.summary()
     );
 }
+
+/// Ids of the maps the process `pid` holds, from `/proc/PID/fdinfo`.
+fn map_ids_of(pid: u32) -> Vec<u32> {
+    let mut ids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .expect("fdinfo")
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("map_id:"))
+                .and_then(|id| id.trim().parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The u64 keys of the tracer's map `name`, read with bpftool.
+fn map_keys(tracer_pid: u32, name: &str) -> Vec<u64> {
+    let id = map_ids_of(tracer_pid)
+        .into_iter()
+        .find(|id| {
+            let out =
+                run_ok(Command::new("bpftool").args(["map", "show", "id", &id.to_string(), "-j"]));
+            serde_json::from_str::<Value>(&out).is_ok_and(|m| m["name"] == name)
+        })
+        .unwrap_or_else(|| panic!("the tracer holds no map {name}"));
+    let out = run_ok(Command::new("bpftool").args(["map", "dump", "id", &id.to_string(), "-j"]));
+    let entries: Value = serde_json::from_str(&out).expect("bpftool map dump JSON");
+    entries
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| match &entry["key"] {
+            // Without BTF: the key's bytes, in hex.
+            Value::Array(bytes) => bytes.iter().rev().fold(0, |key, byte| {
+                let byte = byte
+                    .as_str()
+                    .and_then(|b| b.strip_prefix("0x"))
+                    .unwrap_or("0");
+                key << 8 | u64::from_str_radix(byte, 16).expect("hex byte")
+            }),
+            key => key.as_u64().unwrap_or_else(|| panic!("key {key}")),
+        })
+        .collect()
+}
+
+/// `SSL_IN_FLIGHT` holds a TLS call between its uprobe and its uretprobe,
+/// per thread. A thread that dies inside the call never reaches the
+/// uretprobe; its entry is removed when the thread exits
+/// (`sched_process_exit`), else dead threads' calls would pile up until the
+/// map is full and no TLS call could be traced. Here two threads of a
+/// traced Python client block in `SSL_read_ex` (nginx waits for the rest of
+/// a request that never comes); one of them is ended inside the call (its
+/// SIGUSR1 handler is `pthread_exit`) while the process goes on, then the
+/// whole process is killed.
+#[test]
+fn a_thread_that_dies_inside_an_ssl_call_leaves_no_call_in_flight() {
+    let nginx = servers::nginx_tls(false);
+    let dir = common::TempDir::new("ssl-in-flight");
+    let gate = |name: &str| dir.path().join(name).display().to_string();
+    let script = r#"
+import ctypes, os, signal, socket, ssl, sys, threading, time
+def wait_for(name):
+    while not os.path.exists(name):
+        time.sleep(0.02)
+libc = ctypes.CDLL(None)
+libc.signal.restype = ctypes.c_void_p
+libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+# The C handler is pthread_exit itself: a thread signalled inside a
+# blocking call ends right there, and its process goes on.
+libc.signal(signal.SIGUSR1, ctypes.cast(libc.pthread_exit, ctypes.c_void_p))
+wait_for("{go}")
+readers = []
+def reader():
+    s = ssl._create_unverified_context().wrap_socket(
+        socket.create_connection(("127.0.0.1", {port})))
+    s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n")  # headers never end
+    readers.append((threading.get_ident(), threading.get_native_id()))
+    s.recv(100)  # blocks inside SSL_read_ex
+for _ in range(2):
+    threading.Thread(target=reader, daemon=True).start()
+while len(readers) < 2:
+    time.sleep(0.01)
+print("readers", readers[0][1], readers[1][1], flush=True)
+wait_for("{end_one}")
+signal.pthread_kill(readers[0][0], signal.SIGUSR1)
+while os.path.exists("/proc/self/task/%d" % readers[0][1]):
+    time.sleep(0.01)
+print("ended", flush=True)
+time.sleep(60)
+"#
+    .replace("{go}", &gate("go"))
+    .replace("{end_one}", &gate("end-one"))
+    .replace("{port}", &nginx.port.to_string());
+    let mut client = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python client");
+    let pid = client.id();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        client.stdout.take().expect("stdout"),
+    ));
+    let mut next_line = || {
+        lines
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("client {pid} ended early"))
+    };
+    let tracer = Tracer::start(&["--pid", &pid.to_string()]);
+    std::fs::write(gate("go"), "").expect("go");
+    let readers: Vec<u32> = next_line()
+        .split_whitespace()
+        .skip(1)
+        .map(|tid| tid.parse().expect("tid"))
+        .collect();
+    let key = |tid: u32| u64::from(pid) << 32 | u64::from(tid);
+    let (first, second) = (key(readers[0]), key(readers[1]));
+    // Both calls are in flight (else the test would prove nothing).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let keys = map_keys(tracer.pid(), "SSL_IN_FLIGHT");
+        if keys.contains(&first) && keys.contains(&second) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "calls of {readers:?} not in flight: {keys:x?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // One thread ends inside SSL_read_ex; its process lives on.
+    std::fs::write(gate("end-one"), "").expect("end-one");
+    assert_eq!(next_line(), "ended");
+    assert!(std::path::Path::new(&format!("/proc/{pid}/task/{}", readers[1])).exists());
+    let keys = map_keys(tracer.pid(), "SSL_IN_FLIGHT");
+    assert!(!keys.contains(&first), "dead thread's call left: {keys:x?}");
+    assert!(keys.contains(&second), "live thread's call gone: {keys:x?}");
+    // The whole process is killed with its other call in flight.
+    client.kill().expect("kill client");
+    client.wait().expect("client reaped");
+    let keys = map_keys(tracer.pid(), "SSL_IN_FLIGHT");
+    assert!(
+        keys.iter().all(|k| k >> 32 != u64::from(pid)),
+        "calls of killed process {pid} left: {keys:x?}"
+    );
+    let run = tracer.stop();
+    assert!(run.exit_ok, "{:?}", run.stderr);
+}
