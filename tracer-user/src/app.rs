@@ -122,10 +122,14 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         kernel.trace_pid(pid)?;
     }
     let mut tls_hooks = OpensslHooks::default();
-    if !args.comms.is_empty() {
-        for lib in openssl::system_libssl() {
-            tls_hooks.hook(&mut kernel, &lib)?;
-        }
+    // The system's libssl whatever is traced, not only what the maps show
+    // now: a traced process may load it later (dlopen, e.g. Python's
+    // `import ssl` at its first HTTPS call; a child exec'd after attach;
+    // `--comm`), and a library found in the maps is hooked only at the next
+    // housekeeping, after its first calls went by undecrypted. Uprobes
+    // belong to the file, so these are in place from the first call on.
+    for lib in openssl::system_libssl() {
+        tls_hooks.hook(&mut kernel, &lib)?;
     }
     for &pid in pids.iter().chain(&by_comm) {
         tls_hooks.hook_process(&mut kernel, pid)?;

@@ -7,7 +7,10 @@ use std::{
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{uprobe::UProbeScope, BtfTracePoint, TracePoint, UProbe},
+    programs::{
+        uprobe::{UProbeError, UProbeLinkId, UProbeScope},
+        BtfTracePoint, ProgramError, TracePoint, UProbe,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use thiserror::Error;
@@ -36,7 +39,7 @@ pub enum KernelError {
     #[error("eBPF program {program}: {source}")]
     Program {
         program: &'static str,
-        source: aya::programs::ProgramError,
+        source: ProgramError,
     },
     #[error("eBPF map {map}: {source}")]
     Map {
@@ -52,6 +55,14 @@ pub enum KernelError {
     Missing(&'static str),
     #[error("a thread loading eBPF programs panicked")]
     LoaderThread,
+    #[error("{probe} probe on {function} in {}: {source}", target.display())]
+    OpensslHook {
+        function: &'static str,
+        target: std::path::PathBuf,
+        /// "entry" or "return".
+        probe: &'static str,
+        source: Box<ProgramError>,
+    },
     #[error("--socket-hooks tracepoint: this kernel has no sock_send_length/sock_recv_length tracepoints (they appeared in Linux 6.3); use --socket-hooks auto or fd-table")]
     NoSocketTracepoints,
     #[error("{source}; kernels before 5.11 charge eBPF maps to RLIMIT_MEMLOCK, which could not be raised ({rlimit}): run as root or with CAP_SYS_RESOURCE, or raise `ulimit -l`")]
@@ -235,28 +246,65 @@ impl AttachedKernel {
     /// executable with OpenSSL linked in) for every process; the programs
     /// themselves ignore untraced processes. Returns how many functions were
     /// found; 0 means `target` has no OpenSSL.
+    ///
+    /// All or nothing: on an error every probe attached to `target` here is
+    /// detached again. Half a library would decrypt writes without reads,
+    /// and an entry probe without its return probe would leave every call
+    /// of its function in flight, so that the calling thread's next socket
+    /// syscalls were taken for that call's ciphertext and never emitted.
     pub fn attach_openssl(&mut self, target: &std::path::Path) -> Result<usize, KernelError> {
+        let mut links = Vec::new();
+        let result = self.attach_openssl_probes(target, &mut links);
+        if result.is_err() {
+            for (program, link) in links.into_iter().rev() {
+                if let Err(err) = program_mut::<UProbe>(&mut self.ebpf, program).and_then(|p| {
+                    p.detach(link)
+                        .map_err(|source| KernelError::Program { program, source })
+                }) {
+                    log::warn!("detaching {program} from {}: {err}", target.display());
+                }
+            }
+        }
+        result
+    }
+
+    /// [`Self::attach_openssl`] without the undoing: `links` gets every
+    /// probe attached, with its program.
+    fn attach_openssl_probes(
+        &mut self,
+        target: &std::path::Path,
+        links: &mut Vec<(&'static str, UProbeLinkId)>,
+    ) -> Result<usize, KernelError> {
         let mut attached = 0;
         for program in PROGRAMS {
             let Hook::UProbe(function) = program.hook else {
                 continue;
             };
-            let entry: &mut UProbe = program_mut(&mut self.ebpf, program.name)?;
-            match entry.attach(function, target, UProbeScope::AllProcesses) {
-                Ok(_) => {}
-                Err(err) => {
-                    // Missing symbols are normal (no `_ex` in OpenSSL 1.1.0,
-                    // no OpenSSL at all in most executables).
+            let hook_error = |probe, source| KernelError::OpensslHook {
+                function,
+                target: target.to_owned(),
+                probe,
+                source: Box::new(source),
+            };
+            match program_mut::<UProbe>(&mut self.ebpf, program.name)?.attach(
+                function,
+                target,
+                UProbeScope::AllProcesses,
+            ) {
+                Ok(link) => links.push((program.name, link)),
+                // Missing symbols are normal (no `_ex` in OpenSSL 1.1.0,
+                // no OpenSSL at all in most executables). aya reports a
+                // file it cannot read or parse the same way.
+                Err(err @ ProgramError::UProbeError(UProbeError::SymbolError { .. })) => {
                     log::debug!("no uprobe on {function} in {}: {err}", target.display());
                     continue;
                 }
+                Err(source) => return Err(hook_error("entry", source)),
             }
-            let ret: &mut UProbe = program_mut(&mut self.ebpf, TLS_RETURN.name)?;
-            ret.attach(function, target, UProbeScope::AllProcesses)
-                .map_err(|source| KernelError::Program {
-                    program: TLS_RETURN.name,
-                    source,
-                })?;
+            let link = program_mut::<UProbe>(&mut self.ebpf, TLS_RETURN.name)?
+                .attach(function, target, UProbeScope::AllProcesses)
+                .map_err(|source| hook_error("return", source))?;
+            links.push((TLS_RETURN.name, link));
             attached += 1;
         }
         Ok(attached)
@@ -380,7 +428,7 @@ fn load_one(
 /// The program `name` of the object as its program type `P`.
 fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, KernelError>
 where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
     ebpf.program_mut(name)
         .ok_or(KernelError::Missing(name))?

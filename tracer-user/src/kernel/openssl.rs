@@ -56,10 +56,15 @@ pub fn mapped_libssl(pid: u32) -> Vec<PathBuf> {
     paths
 }
 
-/// The system's default libssl (`ldconfig -p`), for processes that start
-/// later (`--comm`) and may connect before their maps can be read.
+/// The system's default libssl (`ldconfig -p`), for processes that load it
+/// later (`dlopen`, `--comm`, children exec'd after attach) and may call it
+/// before their maps can be read.
 pub fn system_libssl() -> Vec<PathBuf> {
-    let Ok(out) = std::process::Command::new("ldconfig").arg("-p").output() else {
+    // `/sbin` may be missing from a non-login root PATH.
+    let Some(out) = ["ldconfig", "/sbin/ldconfig"]
+        .into_iter()
+        .find_map(|ldconfig| std::process::Command::new(ldconfig).arg("-p").output().ok())
+    else {
         return Vec::new();
     };
     String::from_utf8_lossy(&out.stdout)
