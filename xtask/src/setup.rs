@@ -22,6 +22,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("nginx", "/usr/sbin/nginx"),
     ("curl", "/usr/bin/curl"),
     ("wrk", "/usr/bin/wrk"),
+    // The bench's fixed-rate load (`hey -q` paces each connection).
+    ("hey", "/usr/bin/hey"),
     ("python3", "/usr/bin/python3"),
     ("bpftool", "/usr/sbin/bpftool"),
     ("bpftrace", "/usr/bin/bpftrace"),
