@@ -456,12 +456,7 @@ fn https_calls_of_a_server_that_loads_openssl_after_attach_are_all_linked() {
     for (_, clients) in &requests {
         assert_tls_http(clients[0], 200, nginx.port);
     }
-    assert_eq!(
-        run.stats().tls_undecrypted,
-        0,
-        "{}",
-        run.summary()
-    );
+    assert_eq!(run.stats().tls_undecrypted, 0, "{}", run.summary());
 }
 
 /// The same with a copy of OpenSSL that is not the system's: nothing names
@@ -643,12 +638,7 @@ fn hook_errors_after_attach_are_counted_and_tracing_goes_on() {
     // seen and counted, not half decrypted.
     let clients = run.spans.iter().filter(|s| s["kind"] == "client").count();
     assert_eq!(clients, 0, "{:#?}", run.spans);
-    assert_eq!(
-        run.stats().tls_undecrypted,
-        4,
-        "{}",
-        run.summary()
-    );
+    assert_eq!(run.stats().tls_undecrypted, 4, "{}", run.summary());
 }
 
 /// Ids of the maps the process `pid` holds, from `/proc/PID/fdinfo`.
