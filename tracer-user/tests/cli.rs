@@ -164,6 +164,8 @@ fn json_summary_is_one_line_with_every_counter() {
     let nginx = servers::nginx(1);
     // The harness asks for `--summary-format json`.
     let tracer = Tracer::start(&["--pid", &nginx.pid().to_string()]);
+    let tracer_pid = tracer.pid();
+    let loaded = common::programs_held_by(tracer_pid);
     for _ in 0..2 {
         common::run_ok(Command::new("curl").args(["-sS", "-o", "/dev/null", &nginx.url("/hello")]));
     }
@@ -201,6 +203,17 @@ fn json_summary_is_one_line_with_every_counter() {
         .unwrap_or_else(|| panic!("no GET /hello row: {}", run.summary()));
     assert_eq!((row.count, row.errors), (2, 0));
     assert!(row.p50_ns > 0 && row.p50_ns <= row.p90_ns && row.p90_ns <= row.p99_ns);
+    // Where attaching spent its time: every program the tracer loaded, each
+    // within the whole.
+    let attach = &stats.attach;
+    let timed: std::collections::BTreeSet<String> = attach.programs_ms.keys().cloned().collect();
+    assert_eq!(timed, loaded, "{}", run.summary());
+    assert!(attach
+        .programs_ms
+        .values()
+        .all(|&ms| ms > 0.0 && ms <= attach.total_ms));
+    assert!(attach.offsets_ms > 0.0 && attach.object_ms > 0.0);
+    assert!(attach.offsets_ms + attach.object_ms < attach.total_ms);
     // Nothing of the text summary.
     assert!(
         !run.stderr.iter().any(|l| l.contains("latency by service")

@@ -108,6 +108,20 @@ pub struct Summary {
     pub linking: LinkingSummary,
     pub sinks: Vec<SinkSummary>,
     pub latency: Vec<LatencyRow>,
+    pub attach: AttachSummary,
+}
+
+/// Where the time to attach went, in ms.
+#[derive(Debug, Deserialize)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the JSON keys, unit included, as the tracer writes them"
+)]
+pub struct AttachSummary {
+    pub total_ms: f64,
+    pub offsets_ms: f64,
+    pub object_ms: f64,
+    pub programs_ms: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,19 +364,22 @@ pub fn read_all(mut reader: impl Read) -> String {
 
 /// Names of loaded eBPF programs (from `bpftool prog show`).
 pub fn loaded_program_names() -> Vec<String> {
+    loaded_programs()
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Every loaded eBPF program, as `bpftool prog show --json` describes it.
+fn loaded_programs() -> Vec<Value> {
     let out = Command::new("bpftool")
         .args(["prog", "show", "--json"])
         .output()
         .expect("run bpftool");
-    let progs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
-    progs
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p["name"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    match serde_json::from_slice(&out.stdout) {
+        Ok(Value::Array(programs)) => programs,
+        _ => Vec::new(),
+    }
 }
 
 /// Names of the eBPF programs process `pid` holds open: the `prog_id`s of
@@ -388,15 +405,8 @@ pub fn programs_held_by(pid: u32) -> BTreeSet<String> {
                 .filter_map(|id| id.trim().parse::<u64>().ok()),
         );
     }
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()
-        .expect("run bpftool");
-    let progs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
-    progs
-        .as_array()
-        .into_iter()
-        .flatten()
+    loaded_programs()
+        .iter()
         .filter(|p| p["id"].as_u64().is_some_and(|id| ids.contains(&id)))
         .filter_map(|p| p["name"].as_str().map(str::to_owned))
         .collect()
