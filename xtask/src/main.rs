@@ -6,6 +6,7 @@
 
 mod bench;
 mod setup;
+mod test_report;
 mod vm;
 
 use std::{path::PathBuf, process::Command, time::Duration};
@@ -110,7 +111,9 @@ fn main() -> Result<()> {
         Task::Test { args } => {
             setup::run(true)?;
             if !args.is_empty() {
-                return test(&args, &[]);
+                let (failures, result) = test(&args, &[]);
+                test_report::print("cargo test", &failures);
+                return result;
             }
             setup::vm()?;
             test_everything()
@@ -220,11 +223,11 @@ fn build() -> Result<()> {
     run_checked(cargo().args(["build", "--release", "-p", "tracer-user"]))
 }
 
-fn test(extra: &[String], env: &[(&str, &str)]) -> Result<()> {
+fn test(extra: &[String], env: &[(&str, &str)]) -> (Vec<test_report::Failure>, Result<()>) {
     // Integration tests start real servers on fixed loopback ports and load
     // kernel programs: one test at a time keeps them from disturbing each
     // other's measurements.
-    run_checked(
+    test_report::run_tests(
         cargo()
             .args([
                 "test",
@@ -259,6 +262,10 @@ const KERNEL_PATH_TESTS: &[&str] = &[
 /// Kernels of the matrix `cargo xtask test` runs.
 const TEST_KERNELS: &[&str] = &["5.10", "6.1", "6.12", "host"];
 
+const UNIT_AND_INTEGRATION: &str = "unit and integration tests";
+const FD_TABLE_INTEGRATION: &str =
+    "integration tests with --socket-hooks fd-table (TRACER_SOCKET_HOOKS)";
+
 /// Every stage, each run even when an earlier one failed, so one run shows
 /// every failure; fails at the end if any stage did.
 fn test_everything() -> Result<()> {
@@ -266,12 +273,23 @@ fn test_everything() -> Result<()> {
         .iter()
         .flat_map(|name| ["--test".to_owned(), (*name).to_owned()])
         .collect();
+    let failed_tests = std::cell::RefCell::new(Vec::new());
+    let tests = |stage: &'static str, extra: &[String], env: &[(&str, &str)]| {
+        let (failures, result) = test(extra, env);
+        failed_tests.borrow_mut().push((stage, failures));
+        result
+    };
     let stages: [(&str, &dyn Fn() -> Result<()>); 4] = [
-        ("unit and integration tests", &|| test(&[], &[])),
-        (
-            "integration tests with --socket-hooks fd-table (TRACER_SOCKET_HOOKS)",
-            &|| test(&fallback_tests, &[("TRACER_SOCKET_HOOKS", "fd-table")]),
-        ),
+        (UNIT_AND_INTEGRATION, &|| {
+            tests(UNIT_AND_INTEGRATION, &[], &[])
+        }),
+        (FD_TABLE_INTEGRATION, &|| {
+            tests(
+                FD_TABLE_INTEGRATION,
+                &fallback_tests,
+                &[("TRACER_SOCKET_HOOKS", "fd-table")],
+            )
+        }),
         // A bounded fuzz run: parsers meet inputs no capture has. Fixed seed
         // and run count, so CI repeats what passed here; `cargo xtask fuzz`
         // explores with fresh seeds.
@@ -299,6 +317,10 @@ fn test_everything() -> Result<()> {
             eprintln!("xtask: {name} failed: {err:#}");
             failed.push(name);
         }
+    }
+    // Last, so a log's tail names what failed.
+    for (stage, failures) in failed_tests.borrow().iter() {
+        test_report::print(stage, failures);
     }
     if failed.is_empty() {
         eprintln!("xtask: every stage passed");
