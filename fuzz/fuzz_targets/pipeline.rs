@@ -184,9 +184,10 @@ fuzz_target!(|data: &[u8]| {
             )),
             11 | 12 => {
                 let selector = input.byte();
-                let kind = match selector % 3 {
+                let kind = match selector % 4 {
                     0 => EventKind::ProcessFork,
                     1 => EventKind::ProcessExec,
+                    2 => EventKind::ProcessJoin,
                     _ => EventKind::ProcessExit,
                 };
                 let mut comm = [0u8; TASK_COMM_LEN];

@@ -39,6 +39,9 @@ pub struct KernelConfig {
     pub file_private_data: u32,
     pub inode_mode: u32,
     pub socket_sk: u32,
+    /// Non-zero when `TRACED_CGROUPS` is in use: a process not yet traced
+    /// is looked up by its cgroup at its hooked calls.
+    pub trace_cgroups: u32,
 }
 
 /// How the kernel programs learn that a syscall touched a socket, and which
@@ -78,6 +81,7 @@ impl KernelConfig {
         file_private_data: 0,
         inode_mode: 0,
         socket_sk: 0,
+        trace_cgroups: 0,
     };
 }
 

@@ -19,6 +19,10 @@ pub enum EventKind {
     ProcessExec = 5,
     /// [`ProcessEvent`]: a traced process exited.
     ProcessExit = 6,
+    /// [`ProcessEvent`]: a process started tracing at its first hooked call
+    /// because it runs in a traced cgroup (it was moved there, or started
+    /// there by a parent outside it).
+    ProcessJoin = 7,
 }
 
 impl EventKind {
@@ -30,6 +34,7 @@ impl EventKind {
             4 => Self::ProcessFork,
             5 => Self::ProcessExec,
             6 => Self::ProcessExit,
+            7 => Self::ProcessJoin,
             _ => return None,
         })
     }

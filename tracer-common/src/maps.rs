@@ -11,6 +11,9 @@ pub mod names {
     pub const TRACED_PIDS: &str = "TRACED_PIDS";
     /// Executable names traced on exec; user space adds `--comm`s.
     pub const TRACED_COMMS: &str = "TRACED_COMMS";
+    /// cgroup v2 ids whose processes are traced; user space keeps the
+    /// `--cgroup` subtrees in it.
+    pub const TRACED_CGROUPS: &str = "TRACED_CGROUPS";
     /// See [`super::Counter`]; read for the summary and `/metrics`.
     pub const COUNTERS: &str = "COUNTERS";
     /// One event assembly slot per possible CPU; sized at load.
@@ -24,10 +27,11 @@ pub mod names {
     pub const AYA_LOGS: &str = "AYA_LOGS";
 
     /// Every map of the object.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         EVENTS,
         TRACED_PIDS,
         TRACED_COMMS,
+        TRACED_CGROUPS,
         COUNTERS,
         SCRATCH,
         IN_FLIGHT,
@@ -117,6 +121,7 @@ impl Counter {
 pub const TRACED_BY_PID: u8 = 1;
 pub const TRACED_BY_FORK: u8 = 2;
 pub const TRACED_BY_COMM: u8 = 3;
+pub const TRACED_BY_CGROUP: u8 = 4;
 
 /// Capacity of the traced-process map.
 pub const MAX_TRACED_PIDS: u32 = 16384;
@@ -126,3 +131,5 @@ pub const MAX_SOCKETS: u32 = 65536;
 pub const MAX_IN_FLIGHT: u32 = 16384;
 /// Executable names `--comm` can ask for.
 pub const MAX_COMMS: u32 = 64;
+/// cgroups (all `--cgroup` subtrees together) whose processes are traced.
+pub const MAX_TRACED_CGROUPS: u32 = 4096;

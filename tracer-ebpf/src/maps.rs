@@ -6,7 +6,10 @@ use aya_ebpf::{
     Global,
 };
 use tracer_common::{
-    maps::{Counter, COUNTER_COUNT, MAX_COMMS, MAX_IN_FLIGHT, MAX_SOCKETS, MAX_TRACED_PIDS},
+    maps::{
+        Counter, COUNTER_COUNT, MAX_COMMS, MAX_IN_FLIGHT, MAX_SOCKETS, MAX_TRACED_CGROUPS,
+        MAX_TRACED_PIDS,
+    },
     KernelConfig, SCRATCH_SIZE, TASK_COMM_LEN,
 };
 
@@ -25,6 +28,12 @@ pub static TRACED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TRACED_
 /// Executable names (`comm`, NUL padded) whose processes are traced on exec.
 #[map]
 pub static TRACED_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> = HashMap::with_max_entries(MAX_COMMS, 0);
+
+/// cgroup v2 ids (as `bpf_get_current_cgroup_id` returns them) whose
+/// processes are traced: every cgroup of the `--cgroup` subtrees, kept
+/// current by user space as cgroups come and go.
+#[map]
+pub static TRACED_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_TRACED_CGROUPS, 0);
 
 /// The syscall a thread is in, keyed by `pid_tgid`: one slot per thread of
 /// a traced process, see [`in_flight_slot`].
@@ -182,13 +191,16 @@ pub fn config() -> KernelConfig {
     CONFIG.load()
 }
 
-/// The current thread's `(tgid, tid)` if its process is traced.
+/// The current thread's `(tgid, tid)` if its process is traced, or joins
+/// the traced set now by its cgroup (see [`crate::process::join_by_cgroup`]).
 #[inline(always)]
 pub fn traced_current() -> Option<(u32, u32)> {
     let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: the value is a plain u8 read once.
-    if unsafe { TRACED_PIDS.get(tgid) }.is_some() {
+    if unsafe { TRACED_PIDS.get(tgid) }.is_some()
+        || (config().trace_cgroups != 0 && crate::process::join_by_cgroup(tgid))
+    {
         Some((tgid, pid_tgid as u32))
     } else {
         None

@@ -1,22 +1,25 @@
 //! Which processes are traced: children of traced processes, processes that
-//! exec a traced executable name, and removal on exit.
+//! exec a traced executable name, processes of traced cgroups, and removal
+//! on exit.
 
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::debug;
 use tracer_common::{
-    maps::{Counter, TRACED_BY_COMM, TRACED_BY_FORK},
+    maps::{Counter, TRACED_BY_CGROUP, TRACED_BY_COMM, TRACED_BY_FORK},
     EventKind, ProcessEvent,
 };
 
 use crate::{
     emit::output_record,
-    maps::{config, count, IN_FLIGHT, SSL_IN_FLIGHT, TRACED_COMMS, TRACED_PIDS},
+    maps::{config, count, IN_FLIGHT, SSL_IN_FLIGHT, TRACED_CGROUPS, TRACED_COMMS, TRACED_PIDS},
 };
 
 /// `tp_btf` `sched_process_fork(struct task_struct *parent, struct task_struct *child)`,
@@ -102,6 +105,36 @@ pub fn tracer_process_exit(ctx: TracePointContext) -> u32 {
     }
     0
 }
+
+/// `bpf_get_current_cgroup_id()` (Linux 4.18+, the task's cgroup in the v2
+/// hierarchy): a process not yet traced whose cgroup is in `TRACED_CGROUPS`
+/// is traced from this hooked call on, wherever it came from — started by a
+/// container runtime outside the cgroup, or moved in while running. Checked
+/// at each hooked call rather than at `cgroup_attach_task`, so a process is
+/// never missed for having joined a cgroup before user space listed it.
+#[inline(always)]
+pub fn join_by_cgroup(tgid: u32) -> bool {
+    // SAFETY: no preconditions.
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: plain lookup.
+    if unsafe { TRACED_CGROUPS.get(cgroup) }.is_none() {
+        return false;
+    }
+    match TRACED_PIDS.insert(tgid, TRACED_BY_CGROUP, u64::from(BPF_NOEXIST)) {
+        Ok(()) => {
+            emit_process(EventKind::ProcessJoin, tgid, 0);
+            true
+        }
+        // Another thread of the process joined it first.
+        Err(err) if err == -EEXIST => true,
+        Err(_) => {
+            count(Counter::PidTableFull);
+            false
+        }
+    }
+}
+
+const EEXIST: i32 = 17;
 
 fn emit_process(kind: EventKind, pid: u32, parent_pid: u32) {
     let comm = bpf_get_current_comm().unwrap_or_default();

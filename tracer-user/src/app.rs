@@ -3,13 +3,14 @@
 pub mod summary;
 
 use std::{
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tracer_common::maps::Counter;
+use tracer_common::maps::{Counter, MAX_TRACED_CGROUPS};
 
 use crate::{
     cli::Args,
@@ -20,7 +21,10 @@ use crate::{
     },
     linking::LinkConfig,
     pipeline::{Pipeline, PipelineConfig},
-    process,
+    process::{
+        self,
+        cgroup::{Cgroup2, CgroupTargets},
+    },
     protocols::{self, ParserOptions},
     sinks::{
         self,
@@ -69,6 +73,10 @@ struct Run {
     tls_hooks: OpensslHooks,
     /// Traced processes still alive at the last housekeeping, and new ones.
     traced_now: Vec<u32>,
+    /// The `--cgroup` / `--container` subtrees, listed at each housekeeping.
+    cgroups: CgroupTargets,
+    /// A failure to list them is reported once, not every second.
+    cgroup_error_reported: bool,
     sigint: Signal,
     sigterm: Signal,
     deadline: Option<tokio::time::Instant>,
@@ -84,9 +92,14 @@ struct Run {
 fn attach(args: &Args) -> anyhow::Result<Run> {
     let started = Instant::now();
     let duration = args.duration().map_err(anyhow::Error::msg)?;
-    if args.pids.is_empty() && args.comms.is_empty() {
-        bail!("nothing to trace: give --pid PID or --comm NAME");
+    if args.pids.is_empty()
+        && args.comms.is_empty()
+        && args.cgroups.is_empty()
+        && args.containers.is_empty()
+    {
+        bail!("nothing to trace: give --pid PID, --comm NAME, --cgroup PATH or --container ID");
     }
+    let mut cgroups = CgroupTargets::new(cgroup_roots(args)?);
     preflight::check()?;
     let pids = process::with_descendants(&args.pids)?;
     for comm in &args.comms {
@@ -107,20 +120,12 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         ring_buffer_bytes: args.ring_buffer_mib * 1024 * 1024,
         wakeup_bytes: WAKEUP_BYTES,
         socket_lookup: args.socket_hooks.forced(),
+        trace_cgroups: !cgroups.is_empty(),
     })?;
     return_freed_heap();
     let ring = kernel.take_events()?;
     let ring = EventRing::new(ring, POLL_INTERVAL).context("watching the ring buffer")?;
-    // Names first, then the scan: a process exec'd in between is caught by
-    // the kernel, one exec'd before by the scan.
-    for comm in &args.comms {
-        kernel.trace_comm(comm)?;
-    }
-    let by_comm = process::pids_with_comm(&args.comms)?;
-    let by_comm = process::with_descendants(&by_comm).unwrap_or(by_comm);
-    for &pid in pids.iter().chain(&by_comm) {
-        kernel.trace_pid(pid)?;
-    }
+    let traced_now = trace_targets(args, &pids, &mut kernel, &mut cgroups)?;
     let mut tls_hooks = OpensslHooks::default();
     // The system's libssl whatever is traced, not only what the maps show
     // now: a traced process may load it later (dlopen, e.g. Python's
@@ -131,20 +136,15 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     for lib in openssl::system_libssl() {
         tls_hooks.hook(&mut kernel, &lib)?;
     }
-    for &pid in pids.iter().chain(&by_comm) {
+    for &pid in &traced_now {
         tls_hooks.hook_process(&mut kernel, pid)?;
     }
-    let traced_now: Vec<u32> = pids.iter().chain(&by_comm).copied().collect();
     let attach_times = AttachSummary::new(started.elapsed(), kernel.load_times());
     log::debug!("attach times: {attach_times:?}");
     eprintln!(
         "tracer: attached; tracing {} process(es){}; Ctrl-C to stop",
-        pids.len() + by_comm.len(),
-        if args.comms.is_empty() {
-            String::new()
-        } else {
-            format!(" and new ones named {}", args.comms.join(","))
-        }
+        traced_now.len(),
+        also_traced(args, &cgroups)
     );
 
     let enabled = if args.protocols.is_empty() {
@@ -182,6 +182,8 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         health,
         tls_hooks,
         traced_now,
+        cgroups,
+        cgroup_error_reported: false,
         sigint,
         sigterm,
         deadline: duration.map(|d| tokio::time::Instant::now() + d),
@@ -190,6 +192,83 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         hook_errors: 0,
         attach_times,
     })
+}
+
+/// Puts the processes to trace in the kernel's table: `pids`, the ones named
+/// by `--comm` and the ones in the `--cgroup` subtrees, with their
+/// descendants; returns them all.
+fn trace_targets(
+    args: &Args,
+    pids: &[u32],
+    kernel: &mut AttachedKernel,
+    cgroups: &mut CgroupTargets,
+) -> anyhow::Result<Vec<u32>> {
+    // Names first, then the scan: a process exec'd in between is caught by
+    // the kernel, one exec'd before by the scan.
+    for comm in &args.comms {
+        kernel.trace_comm(comm)?;
+    }
+    let by_comm = process::pids_with_comm(&args.comms)?;
+    let by_comm = process::with_descendants(&by_comm).unwrap_or(by_comm);
+    // cgroups first, then their processes: one that joins after the listing
+    // is caught by the kernel at its first hooked call.
+    let mut by_cgroup = Vec::new();
+    if !cgroups.is_empty() {
+        let listed = cgroups.refresh(MAX_TRACED_CGROUPS as usize)?;
+        for (id, path) in listed.added {
+            log::debug!("tracing cgroup {} (id {id})", path.display());
+            kernel.trace_cgroup(id)?;
+        }
+        by_cgroup = cgroups.processes();
+    }
+    let mut traced: Vec<u32> = Vec::with_capacity(pids.len() + by_comm.len() + by_cgroup.len());
+    for pid in pids.iter().chain(&by_comm).chain(&by_cgroup) {
+        if !traced.contains(pid) {
+            kernel.trace_pid(*pid)?;
+            traced.push(*pid);
+        }
+    }
+    Ok(traced)
+}
+
+/// What the attach line says is traced besides the processes found now.
+fn also_traced(args: &Args, cgroups: &CgroupTargets) -> String {
+    let mut also = Vec::new();
+    if !args.comms.is_empty() {
+        also.push(format!("new ones named {}", args.comms.join(",")));
+    }
+    if !cgroups.is_empty() {
+        let roots: Vec<String> = cgroups
+            .roots()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        also.push(format!("new ones in {}", roots.join(", ")));
+    }
+    if also.is_empty() {
+        String::new()
+    } else {
+        format!(" and {}", also.join(" and "))
+    }
+}
+
+/// The cgroups of `--cgroup` and `--container`, as directories of the
+/// cgroup v2 hierarchy.
+fn cgroup_roots(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
+    if args.cgroups.is_empty() && args.containers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hierarchy = Cgroup2::find()?;
+    let mut roots = Vec::new();
+    for path in &args.cgroups {
+        roots.push(hierarchy.resolve(path)?);
+    }
+    for id in &args.containers {
+        let root = hierarchy.find_container(id)?;
+        log::info!("container {id}: cgroup {}", root.display());
+        roots.push(root);
+    }
+    Ok(roots)
 }
 
 fn sink_config(args: &Args) -> SinkConfig {
@@ -262,6 +341,15 @@ impl Turns for Run {
             return errors;
         }
         self.last_housekeeping = Instant::now();
+        // cgroups made or removed in the traced subtrees.
+        if !self.cgroups.is_empty() {
+            if let Err(err) = self.refresh_cgroups() {
+                if !self.cgroup_error_reported {
+                    self.cgroup_error_reported = true;
+                    errors.push(err.context("updating the traced cgroups"));
+                }
+            }
+        }
         // Libraries loaded later (dlopen, e.g. Python's `import ssl`).
         self.traced_now
             .retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
@@ -303,6 +391,18 @@ impl Turns for Run {
 }
 
 impl Run {
+    fn refresh_cgroups(&mut self) -> anyhow::Result<()> {
+        let changes = self.cgroups.refresh(MAX_TRACED_CGROUPS as usize)?;
+        for (id, path) in changes.added {
+            log::debug!("tracing cgroup {} (id {id})", path.display());
+            self.kernel.trace_cgroup(id)?;
+        }
+        for id in changes.removed {
+            self.kernel.untrace_cgroup(id)?;
+        }
+        Ok(())
+    }
+
     /// Until Ctrl-C, SIGTERM or `--duration`; never fails.
     async fn event_loop(&mut self) {
         let errors = turn_until_stopped(self).await;

@@ -33,6 +33,18 @@ pub struct Args {
           value_parser = parse_comm)]
     pub comms: Vec<String>,
 
+    /// Trace every process in this cgroup v2 directory and below, including
+    /// processes that join later; the full path or the one `/proc/PID/cgroup`
+    /// shows (e.g. `/system.slice/nginx.service`). Repeat for more.
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<PathBuf>,
+
+    /// Trace a container (docker, containerd, CRI-O, podman) by its id or a
+    /// unique prefix of it: its cgroup, as with `--cgroup`. Repeat or
+    /// separate with commas.
+    #[arg(long = "container", value_name = "ID", value_delimiter = ',')]
+    pub containers: Vec<String>,
+
     /// Span output on stdout (`none` when only exporting).
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

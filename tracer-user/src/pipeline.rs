@@ -134,6 +134,11 @@ impl Pipeline {
                 self.names.set(event.pid, &comm);
                 self.new_processes.push(event.pid);
             }
+            Some(EventKind::ProcessJoin) => {
+                log::debug!("tracing process {} ({comm}) of a traced cgroup", event.pid);
+                self.names.set(event.pid, &comm);
+                self.new_processes.push(event.pid);
+            }
             Some(EventKind::ProcessExit) => {
                 log::debug!("process {} ({comm}) exited", event.pid);
                 let origins = self.connections.on_process_exit(

@@ -257,6 +257,7 @@ const KERNEL_PATH_TESTS: &[&str] = &[
     "linking",
     "reliability",
     "socket_hooks",
+    "cgroup",
 ];
 
 /// Kernels of the matrix `cargo xtask test` runs.

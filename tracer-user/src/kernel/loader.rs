@@ -79,6 +79,8 @@ pub struct KernelOptions {
     pub wakeup_bytes: u32,
     /// How to find a syscall's socket; `None` picks the cheapest the kernel offers.
     pub socket_lookup: Option<SocketLookup>,
+    /// Whether processes are looked up by cgroup (`--cgroup`, `--container`).
+    pub trace_cgroups: bool,
 }
 
 /// The way the kernel programs find a syscall's socket on this kernel, and why.
@@ -102,6 +104,7 @@ pub struct AttachedKernel {
     ebpf: Ebpf,
     traced_pids: HashMap<MapData, u32, u8>,
     traced_comms: HashMap<MapData, [u8; TASK_COMM_LEN], u8>,
+    traced_cgroups: HashMap<MapData, u64, u8>,
     counters: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     socket_hooks: SocketHooks,
@@ -192,6 +195,11 @@ impl AttachedKernel {
                     source,
                 }
             })?;
+        let traced_cgroups = HashMap::try_from(take_map(&mut ebpf, names::TRACED_CGROUPS)?)
+            .map_err(|source| KernelError::Map {
+                map: names::TRACED_CGROUPS,
+                source,
+            })?;
         let counters =
             PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?).map_err(|source| {
                 KernelError::Map {
@@ -203,6 +211,7 @@ impl AttachedKernel {
             ebpf,
             traced_pids,
             traced_comms,
+            traced_cgroups,
             counters,
             logger,
             socket_hooks,
@@ -240,6 +249,29 @@ impl AttachedKernel {
                 map: names::TRACED_COMMS,
                 source,
             })
+    }
+
+    /// Traces the processes of the cgroup with this v2 id (not its
+    /// descendants: user space adds each of them).
+    pub fn trace_cgroup(&mut self, id: u64) -> Result<(), KernelError> {
+        self.traced_cgroups
+            .insert(id, 1, 0)
+            .map_err(|source| KernelError::Map {
+                map: names::TRACED_CGROUPS,
+                source,
+            })
+    }
+
+    /// Forgets a removed cgroup (its id is never reused while the kernel
+    /// runs, but the map's room is).
+    pub fn untrace_cgroup(&mut self, id: u64) -> Result<(), KernelError> {
+        match self.traced_cgroups.remove(&id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(KernelError::Map {
+                map: names::TRACED_CGROUPS,
+                source,
+            }),
+        }
     }
 
     /// Hooks OpenSSL's read/write functions in `target` (a libssl or an
@@ -503,6 +535,7 @@ fn kernel_config(
         task_tgid: btf.field_offset("task_struct", &["tgid"])?,
         wakeup_bytes: options.wakeup_bytes,
         socket_lookup: socket_lookup as u32,
+        trace_cgroups: u32::from(options.trace_cgroups),
         ..KernelConfig::UNSET
     };
     if socket_lookup == SocketLookup::FdTable {

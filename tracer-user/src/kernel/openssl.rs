@@ -39,21 +39,36 @@ pub fn mapped_libssl(pid: u32) -> Vec<PathBuf> {
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
             let end = memchr::memchr(b'\n', text.get(at..)?).map_or(text.len(), |i| at + i);
-            maps.get(start..end)?.split_whitespace().nth(5)
+            let mut fields = maps.get(start..end)?.split_whitespace();
+            let inode: u64 = fields.nth(4)?.parse().ok()?;
+            Some((inode, fields.next()?))
         })
-        .filter(|path| {
+        .filter(|(_, path)| {
             Path::new(path)
                 .file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("libssl.so"))
         })
-        // Through /proc/PID/root the file is found even in another mount
-        // namespace (containers).
-        .map(|path| PathBuf::from(format!("/proc/{pid}/root{path}")))
+        .filter_map(|(inode, path)| file_of_mapping(pid, path, inode))
         .collect();
     paths.sort();
     paths.dedup();
     paths
+}
+
+/// Where we open a file `pid` maps as `path`: the maps name it as seen from
+/// the reader's root when it can (a process in a chroot sharing our mounts
+/// shows host paths), else from the process's own mounts (a container
+/// after `pivot_root`), which `/proc/PID/root` reaches. The candidate with
+/// the mapping's inode wins; overlay filesystems may report the inode of
+/// the layer below, so without a match the container's view is taken.
+fn file_of_mapping(pid: u32, path: &str, inode: u64) -> Option<PathBuf> {
+    let in_process_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+    let candidates = [in_process_root.clone(), PathBuf::from(path)];
+    candidates
+        .into_iter()
+        .find(|candidate| fs::metadata(candidate).is_ok_and(|m| m.ino() == inode))
+        .or_else(|| in_process_root.exists().then_some(in_process_root))
 }
 
 /// The system's default libssl (`ldconfig -p`), for processes that load it
@@ -117,5 +132,26 @@ impl OpensslHooks {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::file_of_mapping;
+
+    #[test]
+    fn a_mapping_is_opened_where_its_inode_is() {
+        let pid = std::process::id();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let inode = std::fs::metadata(&exe).unwrap().ino();
+        let path = exe.to_str().unwrap();
+        assert_eq!(
+            file_of_mapping(pid, path, inode),
+            Some(std::path::PathBuf::from(format!("/proc/{pid}/root{path}")))
+        );
+        // Not where the maps say: neither view has the file.
+        assert_eq!(file_of_mapping(pid, "/no/such/libssl.so.3", inode), None);
     }
 }

@@ -1,5 +1,7 @@
 //! What user space knows of traced processes: names, descendants, and which
-//! processes to trace at start (from /proc).
+//! processes to trace at start (from /proc); [`cgroup`] for cgroup targets.
+
+pub mod cgroup;
 
 use std::{collections::HashMap, fs, path::Path, sync::Arc};
 

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::process::cgroup;
+
 /// `OTEL_RESOURCE_ATTRIBUTES` could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ResourceError {
@@ -108,6 +110,20 @@ impl ResourceConfig {
             match out.iter_mut().find(|(k, _)| k == key) {
                 Some(slot) => slot.1 = ResourceValue::Str(value.clone()),
                 None => out.push((key.clone(), ResourceValue::Str(value.clone()))),
+            }
+        }
+        // Measured from the process's cgroup, when it runs in a container.
+        if let Some(path) = cgroup::cgroup_path_of(pid) {
+            let mut measured =
+                |key: &str, value: String| match out.iter_mut().find(|(k, _)| k == key) {
+                    Some(slot) => slot.1 = ResourceValue::Str(value),
+                    None => out.push((key.to_owned(), ResourceValue::Str(value))),
+                };
+            if let Some(id) = cgroup::container_id(&path) {
+                measured("container.id", id.to_owned());
+            }
+            if let Some(uid) = cgroup::pod_uid(&path) {
+                measured("k8s.pod.uid", uid);
             }
         }
         out.push(("process.pid".into(), ResourceValue::Int(i64::from(pid))));

@@ -47,9 +47,10 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
         }
         EventKind::ConnOpen => Event::ConnOpen(read_struct(record).ok_or_else(short)?),
         EventKind::ConnClose => Event::ConnClose(read_struct(record).ok_or_else(short)?),
-        EventKind::ProcessFork | EventKind::ProcessExec | EventKind::ProcessExit => {
-            Event::Process(read_struct(record).ok_or_else(short)?)
-        }
+        EventKind::ProcessFork
+        | EventKind::ProcessExec
+        | EventKind::ProcessExit
+        | EventKind::ProcessJoin => Event::Process(read_struct(record).ok_or_else(short)?),
     })
 }
 

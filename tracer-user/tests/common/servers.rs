@@ -50,6 +50,18 @@ fn spawn_in_own_group(cmd: &mut Command) -> Child {
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
 }
 
+/// Any command as a service listening on `port` (already chosen by the
+/// caller), stopped with its process group.
+pub fn spawn_service(cmd: &mut Command, port: u16) -> Service {
+    let child = spawn_in_own_group(cmd);
+    wait_for_port(port, Duration::from_secs(10));
+    Service {
+        child,
+        port,
+        dir: TempDir::new("service"),
+    }
+}
+
 /// The 6-byte body of nginx's `/hello`.
 pub const HELLO_BODY: &str = "hello\n";
 
