@@ -1,21 +1,26 @@
-//! The OTLP sink: spans to an OpenTelemetry collector over gRPC or
-//! HTTP/protobuf, from its own thread and runtime, batched by size and time,
-//! retried with backoff, and counted when they cannot be delivered.
+//! The OTLP sink: spans to an OpenTelemetry collector over gRPC,
+//! HTTP/protobuf or HTTP/JSON (gzip-compressed if asked, over TLS with a
+//! custom CA and client certificates if asked), from its own thread and
+//! runtime, batched by size and time, retried with backoff, and counted when
+//! they cannot be delivered.
 
 mod config;
 pub mod encode;
 mod grpc;
 mod http;
 pub mod json;
+mod tls;
 pub mod wire;
 mod worker;
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use thiserror::Error;
 
-pub use config::{ConfigError, OtlpConfig, OtlpFlags, OtlpProtocol};
+pub use config::{
+    Compression, ConfigError, OtlpConfig, OtlpFlags, OtlpProtocol, PemFile, TlsFiles, UnknownValue,
+};
 pub use worker::Timing;
 
 use crate::sinks::{resource::ResourceConfig, SinkHandle, SinkVerbs};
@@ -27,6 +32,12 @@ pub enum OtlpError {
     Endpoint(String, String),
     #[error("OTLP TLS set-up: {0}")]
     Tls(String),
+    #[error("{var}={}: {why}", path.display())]
+    TlsFile {
+        var: &'static str,
+        path: PathBuf,
+        why: String,
+    },
     #[error("OTLP header {0:?} is not valid in a request")]
     Header(String),
     #[error("starting the OTLP exporter: {0}")]
@@ -87,6 +98,28 @@ impl Transport for RuntimeTransport {
     }
 }
 
+/// The transport `config` asks for, with its TLS files read and checked.
+/// Must be called inside a tokio runtime.
+fn exporter(config: &OtlpConfig) -> Result<Exporter, OtlpError> {
+    let tls = if config.tls.is_empty() {
+        None
+    } else if config.endpoint.starts_with("https://") {
+        Some(tls::TlsMaterial::load(&config.tls)?)
+    } else {
+        log::warn!(
+            "otlp: the OTEL_EXPORTER_OTLP_*CERTIFICATE/_CLIENT_KEY files are not used: {} is not https://",
+            config.endpoint
+        );
+        None
+    };
+    Ok(match config.protocol {
+        OtlpProtocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(config, tls.as_ref())?),
+        OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
+            Exporter::Http(http::HttpExporter::new(config, tls)?)
+        }
+    })
+}
+
 /// Starts the OTLP sink; it connects on the first export, so a collector
 /// that is down at start is retried like one that goes down later.
 pub fn spawn(
@@ -100,10 +133,7 @@ pub fn spawn(
         .build()?;
     let exporter = {
         let _inside = runtime.enter();
-        match config.protocol {
-            OtlpProtocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(config)?),
-            OtlpProtocol::HttpProtobuf => Exporter::Http(http::HttpExporter::new(config)?),
-        }
+        exporter(config)?
     };
     let mut transport = RuntimeTransport { runtime, exporter };
     let timing = Timing {
@@ -132,12 +162,18 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
+        for protocol in [
+            OtlpProtocol::Grpc,
+            OtlpProtocol::HttpProtobuf,
+            OtlpProtocol::HttpJson,
+        ] {
             let config = OtlpConfig {
                 protocol,
                 endpoint: format!("https://127.0.0.1:{port}"),
                 headers: vec![("x-key".into(), "v".into())],
                 timeout: Duration::from_secs(2),
+                compression: Compression::Gzip,
+                tls: TlsFiles::default(),
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -145,12 +181,7 @@ mod tests {
                 .unwrap();
             let exporter = {
                 let _inside = runtime.enter();
-                match protocol {
-                    OtlpProtocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(&config).unwrap()),
-                    OtlpProtocol::HttpProtobuf => {
-                        Exporter::Http(http::HttpExporter::new(&config).unwrap())
-                    }
-                }
+                exporter(&config).unwrap()
             };
             let mut transport = RuntimeTransport { runtime, exporter };
             let err = transport
