@@ -493,6 +493,10 @@ fn otlp_over_tls_with_a_test_ca_and_client_certificates_on_both_transports() {
             .find(|l| l.contains("otlp: export failed"))
             .unwrap_or_else(|| panic!("the refusal was not reported: {:?}", run.stderr));
         eprintln!("{transport:?} without a client certificate: {failure}");
+        assert!(
+            failure.contains("CertificateRequired"),
+            "the reason is given: {failure}"
+        );
     }
 }
 

@@ -22,6 +22,7 @@ use tonic::{
 
 use super::{
     config::{Compression, OtlpConfig},
+    error_chain,
     tls::TlsMaterial,
     ExportError, OtlpError,
 };
@@ -158,10 +159,21 @@ impl GrpcExporter {
                     || (status.code() == Code::Unknown
                         && std::error::Error::source(&status).is_some()),
                 retry_after: None,
-                message: format!("gRPC {:?}: {}", status.code(), status.message()),
+                message: message(&status),
             }),
         }
     }
+}
+
+/// Code, message, and the causes that say why a call failed before
+/// reaching the collector (a refused TLS handshake, say).
+fn message(status: &Status) -> String {
+    let mut out = format!("gRPC {:?}: {}", status.code(), status.message());
+    if let Some(cause) = std::error::Error::source(status) {
+        out.push_str(": ");
+        out.push_str(&error_chain(cause));
+    }
+    out
 }
 
 /// The OTLP spec's retryable gRPC codes.

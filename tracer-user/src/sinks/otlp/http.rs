@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::{
     config::{Compression, OtlpConfig, OtlpProtocol},
-    json,
+    error_chain, json,
     tls::TlsMaterial,
     ExportError, OtlpError,
 };
@@ -168,17 +168,6 @@ fn rejected_in_json(body: &[u8]) -> u64 {
 /// The OTLP/HTTP spec's retryable statuses.
 fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

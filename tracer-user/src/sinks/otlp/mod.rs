@@ -54,6 +54,18 @@ pub struct ExportError {
     pub message: String,
 }
 
+/// An error and its causes on one line (a TLS alert is often the last).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// What the worker needs from a transport: send one request (an encoded
 /// `ExportTraceServiceRequest`, see [`wire`]), block until answered or
 /// `timeout`; `Ok` holds the spans the collector rejected.
@@ -98,20 +110,24 @@ impl Transport for RuntimeTransport {
     }
 }
 
-/// The transport `config` asks for, with its TLS files read and checked.
-/// Must be called inside a tokio runtime.
-fn exporter(config: &OtlpConfig) -> Result<Exporter, OtlpError> {
-    let tls = if config.tls.is_empty() {
-        None
-    } else if config.endpoint.starts_with("https://") {
-        Some(tls::TlsMaterial::load(&config.tls)?)
-    } else {
+/// The TLS files `config` names, read and checked; `None` when there are
+/// none or the endpoint is not https.
+fn tls_material(config: &OtlpConfig) -> Result<Option<tls::TlsMaterial>, OtlpError> {
+    if config.tls.is_empty() {
+        return Ok(None);
+    }
+    if !config.endpoint.starts_with("https://") {
         log::warn!(
             "otlp: the OTEL_EXPORTER_OTLP_*CERTIFICATE/_CLIENT_KEY files are not used: {} is not https://",
             config.endpoint
         );
-        None
-    };
+        return Ok(None);
+    }
+    tls::TlsMaterial::load(&config.tls).map(Some)
+}
+
+/// The transport `config` asks for. Must be called inside a tokio runtime.
+fn exporter(config: &OtlpConfig, tls: Option<tls::TlsMaterial>) -> Result<Exporter, OtlpError> {
     Ok(match config.protocol {
         OtlpProtocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(config, tls.as_ref())?),
         OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
@@ -128,12 +144,21 @@ pub fn spawn(
     capacity: usize,
     timing: Timing,
 ) -> Result<SinkHandle, OtlpError> {
+    let tls = tls_material(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let exporter = {
         let _inside = runtime.enter();
-        exporter(config)?
+        exporter(config, tls)
+    };
+    let exporter = match exporter {
+        Ok(exporter) => exporter,
+        Err(err) => {
+            // The caller may be async: a runtime dropped there panics.
+            runtime.shutdown_background();
+            return Err(err);
+        }
     };
     let mut transport = RuntimeTransport { runtime, exporter };
     let timing = Timing {
@@ -181,13 +206,55 @@ mod tests {
                 .unwrap();
             let exporter = {
                 let _inside = runtime.enter();
-                exporter(&config).unwrap()
+                exporter(&config, tls_material(&config).unwrap()).unwrap()
             };
             let mut transport = RuntimeTransport { runtime, exporter };
             let err = transport
                 .export(Bytes::new(), Duration::from_secs(2))
                 .unwrap_err();
             assert!(err.retryable, "{protocol}: {err:?}");
+        }
+    }
+
+    /// The tracer sets its sinks up from async code: a bad file there is
+    /// the error naming it, not a panic of the runtime made for the sink.
+    #[test]
+    fn a_bad_tls_file_is_an_error_when_set_up_from_async_code() {
+        for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpJson] {
+            let config = OtlpConfig {
+                protocol,
+                endpoint: "https://127.0.0.1:1".into(),
+                headers: Vec::new(),
+                timeout: Duration::from_secs(1),
+                compression: Compression::None,
+                tls: TlsFiles {
+                    ca: Some(PemFile {
+                        var: "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                        path: "/nonexistent/ca.pem".into(),
+                    }),
+                    client: None,
+                },
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let result = runtime.block_on(async {
+                spawn(
+                    &config,
+                    Arc::new(ResourceConfig::default()),
+                    4,
+                    Timing::default(),
+                )
+            });
+            match result {
+                Ok(_) => panic!("{protocol}: a missing CA file was accepted"),
+                Err(err) => assert_eq!(
+                    err.to_string(),
+                    "OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem: \
+                     No such file or directory (os error 2)"
+                ),
+            }
         }
     }
 }
