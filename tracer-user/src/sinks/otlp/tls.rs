@@ -188,4 +188,56 @@ mod tests {
         assert_eq!(err.lines().count(), 1, "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A certificate and key made by openssl; a key made for another
+    /// certificate is refused, naming the key file.
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused() {
+        let dir = std::env::temp_dir().join(format!("tracer-tls-keys-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        for name in ["a", "b"] {
+            let status = std::process::Command::new("openssl")
+                .current_dir(&dir)
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=client",
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.pem"),
+                ])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let client = |cert: &str, key: &str| TlsFiles {
+            ca: None,
+            client: Some((
+                file("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &dir.join(cert)),
+                file("OTEL_EXPORTER_OTLP_CLIENT_KEY", &dir.join(key)),
+            )),
+        };
+        let material = TlsMaterial::load(&client("a.pem", "a.key")).unwrap();
+        assert!(material.client_pem.is_some());
+        let err = load_err(&client("a.pem", "b.key"));
+        assert!(
+            err.starts_with(&format!(
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY={}: not a key for the certificate in {}",
+                dir.join("b.key").display(),
+                dir.join("a.pem").display()
+            )),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
