@@ -140,6 +140,8 @@ fn send(spans: Vec<Span>, rounds: usize, endpoint: &str, protocol: OtlpProtocol)
         endpoint: endpoint.to_owned(),
         headers: Vec::new(),
         timeout: Duration::from_secs(10),
+        compression: otlp::Compression::None,
+        tls: otlp::TlsFiles::default(),
     };
     let capacity = 64;
     let mut sinks = Sinks::default();

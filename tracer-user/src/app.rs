@@ -277,6 +277,7 @@ fn sink_config(args: &Args) -> SinkConfig {
         output: args.output,
         otlp_endpoint: export.otlp_endpoint.clone(),
         otlp_protocol: export.otlp_protocol,
+        otlp_compression: export.otlp_compression,
         otlp_headers: export.otlp_headers.clone(),
         service_name: export.service_name.clone(),
         output_file: export.output_file.clone(),

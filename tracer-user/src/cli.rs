@@ -6,7 +6,11 @@ use clap::Parser;
 
 use crate::{
     protocols::Protocol,
-    sinks::{otlp::OtlpProtocol, summary::SummaryFormat, OutputFormat},
+    sinks::{
+        otlp::{Compression, OtlpProtocol, UnknownValue},
+        summary::SummaryFormat,
+        OutputFormat,
+    },
 };
 
 /// Zero-instrumentation request tracing with eBPF: every request a process
@@ -154,10 +158,17 @@ pub struct ExportArgs {
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
 
-    /// OTLP transport (default from `OTEL_EXPORTER_OTLP_PROTOCOL`, else
-    /// http/protobuf).
+    /// OTLP transport: grpc, http/protobuf or http/json (default from
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` / `OTEL_EXPORTER_OTLP_PROTOCOL`,
+    /// else http/protobuf).
     #[arg(long, value_name = "PROTOCOL", value_parser = parse_otlp_protocol)]
     pub otlp_protocol: Option<OtlpProtocol>,
+
+    /// OTLP request compression: gzip or none (default from
+    /// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION` /
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`, else none).
+    #[arg(long, value_name = "gzip|none", value_parser = parse_otlp_compression)]
+    pub otlp_compression: Option<Compression>,
 
     /// Extra OTLP request header `KEY=VALUE`; repeat for more. Added to
     /// `OTEL_EXPORTER_OTLP_HEADERS`, winning on the same key.
@@ -232,8 +243,11 @@ fn parse_comm(name: &str) -> Result<String, String> {
 }
 
 fn parse_otlp_protocol(name: &str) -> Result<OtlpProtocol, String> {
-    name.parse()
-        .map_err(|err: crate::sinks::otlp::ConfigError| err.to_string())
+    name.parse().map_err(|err: UnknownValue| err.to_string())
+}
+
+fn parse_otlp_compression(name: &str) -> Result<Compression, String> {
+    name.parse().map_err(|err: UnknownValue| err.to_string())
 }
 
 fn parse_ring_mib(value: &str) -> Result<u32, String> {
@@ -266,7 +280,8 @@ mod tests {
         assert!(Args::try_parse_from(["tracer", "--link-max-spans", "0"]).is_err());
         let args = Args::try_parse_from(["tracer", "--duration", "0"]).unwrap();
         assert!(args.duration().is_err());
-        assert!(Args::try_parse_from(["tracer", "--otlp-protocol", "http/json"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--otlp-protocol", "http/xml"]).is_err());
+        assert!(Args::try_parse_from(["tracer", "--otlp-compression", "br"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--metrics-addr", "localhost"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--summary-every", "0"]).is_err());
         assert!(Args::try_parse_from(["tracer", "--comm", ""]).is_err());
@@ -306,6 +321,8 @@ mod tests {
             "http://c:4317",
             "--otlp-protocol",
             "grpc",
+            "--otlp-compression",
+            "gzip",
             "--otlp-header",
             "a=b",
             "--otlp-header",
@@ -319,6 +336,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.export.otlp_protocol, Some(OtlpProtocol::Grpc));
+        assert_eq!(args.export.otlp_compression, Some(Compression::Gzip));
         assert_eq!(args.export.otlp_headers, ["a=b", "c=d"]);
         assert_eq!(args.export.output_file_max_mib, 100);
         assert_eq!(args.export.metrics_addr.map(|a| a.port()), Some(9464));

@@ -1,8 +1,8 @@
 //! Export and analysis end to end: the real tracer and kernel programs
-//! against nginx and curl, exporting to a real OTLP receiver (gRPC and
-//! HTTP/protobuf, the official protobuf types), serving Prometheus
-//! metrics, storing OTLP-JSON files and reading them back with
-//! `tracer report`.
+//! against nginx and curl, exporting to a real OTLP receiver (gRPC,
+//! HTTP/protobuf and HTTP/JSON, the official protobuf types; gzip; TLS with
+//! a test CA and client certificates), serving Prometheus metrics, storing
+//! OTLP-JSON files and reading them back with `tracer report`.
 #![expect(
     clippy::expect_used,
     clippy::unwrap_used,
@@ -12,6 +12,8 @@
 #[path = "export/collector.rs"]
 mod collector;
 mod common;
+#[path = "export/pki.rs"]
+mod pki;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -24,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use collector::{attr, hex, Attr, Collector, Inbox, Transport};
+use collector::{attr, hex, Attr, Collector, Inbox, ServerTls, Transport};
 use common::{free_port, run_ok, servers, tracer_binary, TempDir, Tracer, TracerRun};
 use serde_json::Value;
 
@@ -250,6 +252,287 @@ fn service_name_override_and_traces_endpoint_used_as_is() {
     assert_eq!(
         attr(&spans[0].0, "process.executable.name"),
         Some(Attr::Str("nginx".into()))
+    );
+}
+
+#[test]
+fn otlp_gzip_bodies_arrive_compressed_and_decode_over_both_transports() {
+    let nginx = servers::nginx(1);
+    let pids = servers::with_children(nginx.pid());
+    for transport in [Transport::Grpc, Transport::Http] {
+        let collector = Collector::start(transport, free_port(), Inbox::default());
+        let endpoint = collector.endpoint();
+        let pid = nginx.pid().to_string();
+        // gRPC asks by the flag (winning over the variable), HTTP by the
+        // traces variable (winning over the general one).
+        let tracer = match transport {
+            Transport::Grpc => Tracer::start_with_env(
+                &[
+                    "--pid",
+                    &pid,
+                    "--otlp-endpoint",
+                    &endpoint,
+                    "--otlp-protocol",
+                    "grpc",
+                    "--otlp-compression",
+                    "gzip",
+                ],
+                &[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")],
+            ),
+            Transport::Http => Tracer::start_with_env(
+                &["--pid", &pid],
+                &[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                    ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+                    ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+                ],
+            ),
+        };
+        request_mix(&nginx);
+        let run = tracer.stop();
+        assert!(run.exit_ok, "{:?}", run.stderr);
+        assert_eq!(run.spans.len(), 5, "{:#?}", run.spans);
+        assert_same_spans(&run, &collector.inbox, &pids);
+        let received = collector.inbox.all();
+        assert!(!received.is_empty());
+        for r in &received {
+            match transport {
+                // tonic's server undid the compression (it accepts gzip).
+                Transport::Grpc => assert_eq!(
+                    r.headers.get("grpc-encoding").map(String::as_str),
+                    Some("gzip"),
+                    "{:?}",
+                    r.headers
+                ),
+                Transport::Http => {
+                    assert_eq!(
+                        r.headers.get("content-encoding").map(String::as_str),
+                        Some("gzip")
+                    );
+                    assert_eq!(r.raw_body[..2], [0x1f, 0x8b], "gzip magic");
+                    assert!(
+                        r.raw_body.len() < r.body.len(),
+                        "{} compressed bytes for {}",
+                        r.raw_body.len(),
+                        r.body.len()
+                    );
+                    eprintln!(
+                        "gzip over HTTP: {} bytes for a {}-byte protobuf body",
+                        r.raw_body.len(),
+                        r.body.len()
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            sink_counts(&run, "otlp"),
+            (5, 0, 0),
+            "{transport:?}: {}",
+            run.summary()
+        );
+    }
+}
+
+/// Lower-case hex of `len` bytes.
+fn is_hex_id(value: &Value, len: usize) -> bool {
+    value.as_str().is_some_and(|s| {
+        s.len() == 2 * len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+#[test]
+fn otlp_http_json_bodies_are_otlp_json_the_receiver_reads() {
+    let nginx = servers::nginx(1);
+    let collector = Collector::start(Transport::Http, free_port(), Inbox::default());
+    let endpoint = collector.endpoint();
+    let tracer = Tracer::start_with_env(
+        &["--pid", &nginx.pid().to_string()],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+        ],
+    );
+    request_mix(&nginx);
+    let run = tracer.stop();
+    assert!(run.exit_ok, "{:?}", run.stderr);
+    assert_eq!(run.spans.len(), 5);
+    // The receiver read the bodies with opentelemetry-proto's serde
+    // mapping of OTLP/JSON; the spans are the stdout ones.
+    assert_same_spans(&run, &collector.inbox, &servers::with_children(nginx.pid()));
+    let received = collector.inbox.all();
+    assert!(!received.is_empty());
+    let mut spans_seen = 0;
+    for r in &received {
+        assert_eq!(r.path, "/v1/traces");
+        assert_eq!(
+            r.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+        assert_eq!(r.headers.get("content-encoding"), None);
+        // The encoding rules of the OTLP spec, on the body as sent.
+        let body: Value = serde_json::from_slice(&r.body).expect("a JSON body");
+        for rs in body["resourceSpans"].as_array().expect("resourceSpans") {
+            let pid = rs["resource"]["attributes"]
+                .as_array()
+                .expect("resource attributes")
+                .iter()
+                .find(|kv| kv["key"] == "process.pid")
+                .expect("process.pid");
+            assert!(
+                pid["value"]["intValue"].as_str().is_some(),
+                "int64 as a string: {pid}"
+            );
+            for span in rs["scopeSpans"][0]["spans"].as_array().expect("spans") {
+                spans_seen += 1;
+                assert!(is_hex_id(&span["traceId"], 16), "{span}");
+                assert!(is_hex_id(&span["spanId"], 8), "{span}");
+                assert!(span["kind"].is_u64(), "enum as an integer: {span}");
+                for time in ["startTimeUnixNano", "endTimeUnixNano"] {
+                    assert!(
+                        span[time]
+                            .as_str()
+                            .is_some_and(|t| t.parse::<u64>().is_ok()),
+                        "{time} as a decimal string: {span}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(spans_seen, 5);
+    assert_eq!(sink_counts(&run, "otlp"), (5, 0, 0), "{}", run.summary());
+}
+
+/// The OTLP environment of a tracer exporting to `endpoint` with the test
+/// CA, and the client certificate when `client` is set.
+fn tls_env<'a>(
+    transport: Transport,
+    endpoint: &'a str,
+    pki: &'a pki::Pki,
+    client: bool,
+) -> Vec<(&'a str, &'a str)> {
+    let path = |p: &'a std::path::Path| p.to_str().expect("UTF-8 path");
+    let protocol = match transport {
+        Transport::Grpc => "grpc",
+        Transport::Http => "http/protobuf",
+    };
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", path(&pki.ca)),
+    ];
+    if client {
+        env.push((
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            path(&pki.client_cert),
+        ));
+        env.push(("OTEL_EXPORTER_OTLP_CLIENT_KEY", path(&pki.client_key)));
+    }
+    env
+}
+
+#[test]
+fn otlp_over_tls_with_a_test_ca_and_client_certificates_on_both_transports() {
+    let dir = TempDir::new("otlp-pki");
+    let pki = pki::make(dir.path());
+    let nginx = servers::nginx(1);
+    let pid = nginx.pid().to_string();
+    let pids = servers::with_children(nginx.pid());
+    for transport in [Transport::Grpc, Transport::Http] {
+        let collector = Collector::start_with_tls(
+            transport,
+            free_port(),
+            Inbox::default(),
+            Some(ServerTls {
+                cert: pki.server_cert.clone(),
+                key: pki.server_key.clone(),
+                client_ca: Some(pki.ca.clone()),
+            }),
+        );
+        let endpoint = collector.endpoint();
+        assert!(endpoint.starts_with("https://"));
+
+        // The test CA trusted and the client certificate shown: delivered.
+        let tracer =
+            Tracer::start_with_env(&["--pid", &pid], &tls_env(transport, &endpoint, &pki, true));
+        request_mix(&nginx);
+        let run = tracer.stop();
+        assert!(run.exit_ok, "{:?}", run.stderr);
+        assert_same_spans(&run, &collector.inbox, &pids);
+        assert_eq!(
+            sink_counts(&run, "otlp"),
+            (5, 0, 0),
+            "{transport:?} with a client certificate: {}",
+            run.summary()
+        );
+
+        // Without the client certificate the receiver refuses every
+        // export: nothing arrives, the failure is reported and counted.
+        let before = collector.inbox.all().len();
+        let tracer = Tracer::start_with_env(
+            &["--pid", &pid],
+            &tls_env(transport, &endpoint, &pki, false),
+        );
+        request_mix(&nginx);
+        let run = tracer.stop();
+        assert!(run.exit_ok, "{:?}", run.stderr);
+        assert_eq!(run.spans.len(), 5, "stdout unaffected");
+        assert_eq!(collector.inbox.all().len(), before, "refused, yet received");
+        assert_eq!(
+            sink_counts(&run, "otlp"),
+            (0, 5, 0),
+            "{transport:?} without a client certificate: {}",
+            run.summary()
+        );
+        assert_eq!(run.stats().spans_dropped, 5);
+        let failure = run
+            .stderr
+            .iter()
+            .find(|l| l.contains("otlp: export failed"))
+            .unwrap_or_else(|| panic!("the refusal was not reported: {:?}", run.stderr));
+        eprintln!("{transport:?} without a client certificate: {failure}");
+        assert!(
+            failure.contains("CertificateRequired"),
+            "the reason is given: {failure}"
+        );
+    }
+}
+
+#[test]
+fn otlp_tls_without_the_test_ca_is_refused() {
+    let dir = TempDir::new("otlp-pki-untrusted");
+    let pki = pki::make(dir.path());
+    let nginx = servers::nginx(1);
+    let collector = Collector::start_with_tls(
+        Transport::Http,
+        free_port(),
+        Inbox::default(),
+        Some(ServerTls {
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+            client_ca: None,
+        }),
+    );
+    let endpoint = collector.endpoint();
+    // The built-in roots do not know the test CA: the server is not
+    // trusted, nothing is sent.
+    let tracer = Tracer::start_with_env(
+        &["--pid", &nginx.pid().to_string()],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    );
+    request_mix(&nginx);
+    let run = tracer.stop();
+    assert!(run.exit_ok, "{:?}", run.stderr);
+    assert!(collector.inbox.all().is_empty());
+    assert_eq!(sink_counts(&run, "otlp"), (0, 5, 0), "{}", run.summary());
+    assert!(
+        run.stderr
+            .iter()
+            .any(|l| l.contains("otlp: export failed") && l.contains("UnknownIssuer")),
+        "{:?}",
+        run.stderr
     );
 }
 
@@ -721,6 +1004,13 @@ fn bad_export_settings_are_one_clear_error_before_attaching() {
     let taken_addr = taken.local_addr().unwrap().to_string();
     let dir = TempDir::new("bad-export");
     let unwritable = dir.path().join("no/such/dir/spans.jsonl");
+    let missing_pem = dir.path().join("missing.pem").display().to_string();
+    let missing_pem_message =
+        format!("OTEL_EXPORTER_OTLP_CERTIFICATE={missing_pem}: No such file or directory");
+    let not_pem = dir.path().join("notes.txt").display().to_string();
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let not_pem_message =
+        format!("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE={not_pem}: no PEM CERTIFICATE block");
     for (args, env, expect) in [
         (
             vec!["--otlp-endpoint", "collector:4317"],
@@ -731,9 +1021,42 @@ fn bad_export_settings_are_one_clear_error_before_attaching() {
             vec![],
             vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml"),
             ],
-            "unknown OTLP protocol",
+            "OTEL_EXPORTER_OTLP_PROTOCOL: unknown value \"http/xml\" (accepted: grpc, http/protobuf, http/json)",
+        ),
+        (
+            vec![],
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd"),
+            ],
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: unknown value \"zstd\" (accepted: gzip, none)",
+        ),
+        (
+            vec![],
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", missing_pem.as_str()),
+            ],
+            missing_pem_message.as_str(),
+        ),
+        (
+            vec![],
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"),
+                ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", not_pem.as_str()),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", not_pem.as_str()),
+            ],
+            not_pem_message.as_str(),
+        ),
+        (
+            vec![],
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"),
+                ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", not_pem.as_str()),
+            ],
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY is set without OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE",
         ),
         (
             vec![

@@ -7,7 +7,7 @@ use thiserror::Error;
 use crate::sinks::{
     file,
     metrics::{self, Health, MetricsError},
-    otlp::{self, ConfigError, OtlpConfig, OtlpError, OtlpFlags, OtlpProtocol},
+    otlp::{self, Compression, ConfigError, OtlpConfig, OtlpError, OtlpFlags, OtlpProtocol},
     resource::{ResourceConfig, ResourceError},
     stdout_sink,
     summary::{self, FinalTable, SummaryFormat},
@@ -21,6 +21,7 @@ pub struct SinkConfig {
     pub output: OutputFormat,
     pub otlp_endpoint: Option<String>,
     pub otlp_protocol: Option<OtlpProtocol>,
+    pub otlp_compression: Option<Compression>,
     /// `KEY=VALUE` OTLP request headers.
     pub otlp_headers: Vec<String>,
     pub service_name: Option<String>,
@@ -69,6 +70,7 @@ pub fn start(
             endpoint: config.otlp_endpoint.as_deref(),
             protocol: config.otlp_protocol,
             headers: &config.otlp_headers,
+            compression: config.otlp_compression,
         },
         env,
     )?;
@@ -87,9 +89,10 @@ pub fn start(
             otlp::Timing::default(),
         )?);
         log::info!(
-            "exporting spans over OTLP {} to {}",
+            "exporting spans over OTLP {} to {} (compression: {})",
             otlp.protocol,
-            otlp.endpoint
+            otlp.endpoint,
+            otlp.compression
         );
     }
     if let Some(path) = &config.output_file {

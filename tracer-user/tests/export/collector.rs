@@ -1,12 +1,16 @@
 //! A real OTLP receiver for the tests: the official protobuf types over a
-//! tonic gRPC server, or over a small HTTP/1.1 server decoding
-//! `POST /v1/traces` protobuf bodies. Each runs on its own runtime, so
-//! `stop` kills it at once (like a crashed collector) and `start` on the
-//! same port brings it back.
+//! tonic gRPC server (accepting gzip), or over a small HTTP/1.1 server
+//! decoding `POST /v1/traces` bodies: protobuf, or OTLP/JSON read by the
+//! official types' serde mapping, gzip-compressed or not. Either can serve
+//! TLS with a test CA's certificate and require client certificates. Each
+//! runs on its own runtime, so `stop` kills it at once (like a crashed
+//! collector) and `start` on the same port brings it back.
 
 use std::{
     collections::HashMap,
+    io::Read as _,
     net::SocketAddr,
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,9 +24,18 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 use prost::Message as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use crate::common::wait_for_port;
+
+/// The receiver's TLS: its certificate and key, and the CA its clients'
+/// certificates must come from (then a client without one is refused).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -38,6 +51,10 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     /// The HTTP path (empty for gRPC).
     pub path: String,
+    /// The body as it arrived (HTTP only: gRPC frames are tonic's).
+    pub raw_body: Vec<u8>,
+    /// The body after `Content-Encoding` was undone (HTTP only).
+    pub body: Vec<u8>,
 }
 
 #[derive(Clone, Default)]
@@ -73,11 +90,21 @@ pub struct Collector {
     pub port: u16,
     pub inbox: Inbox,
     transport: Transport,
+    tls: Option<ServerTls>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Collector {
     pub fn start(transport: Transport, port: u16, inbox: Inbox) -> Collector {
+        Collector::start_with_tls(transport, port, inbox, None)
+    }
+
+    pub fn start_with_tls(
+        transport: Transport,
+        port: u16,
+        inbox: Inbox,
+        tls: Option<ServerTls>,
+    ) -> Collector {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -86,19 +113,21 @@ impl Collector {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         match transport {
             Transport::Grpc => {
-                let service = TraceServiceServer::new(GrpcReceiver(inbox.clone()));
+                let service = TraceServiceServer::new(GrpcReceiver(inbox.clone()))
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+                let mut builder = tonic::transport::Server::builder();
+                if let Some(tls) = &tls {
+                    builder = builder.tls_config(grpc_tls(tls)).expect("server TLS");
+                }
                 runtime.spawn(async move {
-                    if let Err(err) = tonic::transport::Server::builder()
-                        .add_service(service)
-                        .serve(addr)
-                        .await
-                    {
+                    if let Err(err) = builder.add_service(service).serve(addr).await {
                         eprintln!("test collector: {err}");
                     }
                 });
             }
             Transport::Http => {
                 let inbox = inbox.clone();
+                let acceptor = tls.as_ref().map(http_tls);
                 runtime.spawn(async move {
                     let listener = tokio::net::TcpListener::bind(addr)
                         .await
@@ -107,7 +136,21 @@ impl Collector {
                         let Ok((stream, _)) = listener.accept().await else {
                             continue;
                         };
-                        tokio::spawn(serve_http(stream, inbox.clone()));
+                        let inbox = inbox.clone();
+                        match &acceptor {
+                            None => {
+                                tokio::spawn(serve_http(stream, inbox));
+                            }
+                            Some(acceptor) => {
+                                let accept = acceptor.accept(stream);
+                                tokio::spawn(async move {
+                                    match accept.await {
+                                        Ok(stream) => serve_http(stream, inbox).await,
+                                        Err(err) => eprintln!("test collector: TLS: {err}"),
+                                    }
+                                });
+                            }
+                        }
                     }
                 });
             }
@@ -117,12 +160,14 @@ impl Collector {
             port,
             inbox,
             transport,
+            tls,
             runtime: Some(runtime),
         }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the collector and every connection it had.
@@ -135,7 +180,12 @@ impl Collector {
     /// Brings a stopped collector back on the same port.
     pub fn restart(&mut self) {
         assert!(self.runtime.is_none(), "still running");
-        *self = Collector::start(self.transport, self.port, self.inbox.clone());
+        *self = Collector::start_with_tls(
+            self.transport,
+            self.port,
+            self.inbox.clone(),
+            self.tls.clone(),
+        );
     }
 }
 
@@ -164,6 +214,8 @@ impl TraceService for GrpcReceiver {
             request: request.into_inner(),
             headers,
             path: String::new(),
+            raw_body: Vec::new(),
+            body: Vec::new(),
         });
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
@@ -171,9 +223,81 @@ impl TraceService for GrpcReceiver {
     }
 }
 
+fn read(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+fn grpc_tls(tls: &ServerTls) -> tonic::transport::ServerTlsConfig {
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(read(&tls.cert), read(&tls.key)),
+    );
+    if let Some(ca) = &tls.client_ca {
+        // Required, not optional: tonic's default once a client CA is set.
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)));
+    }
+    config
+}
+
+fn http_tls(tls: &ServerTls) -> tokio_rustls::TlsAcceptor {
+    use rustls::{
+        pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer},
+        server::WebPkiClientVerifier,
+        RootCertStore, ServerConfig,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
+        .expect("server cert")
+        .collect::<Result<_, _>>()
+        .expect("server cert");
+    let key = PrivateKeyDer::from_pem_file(&tls.key).expect("server key");
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions");
+    let config = match &tls.client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca).expect("client CA") {
+                roots.add(cert.expect("client CA")).expect("client CA");
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    }
+    .with_single_cert(certs, key)
+    .expect("server certificate and key");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// The request of a body: protobuf, or OTLP/JSON by `Content-Type`, after
+/// gzip if `Content-Encoding` says so.
+fn decode_body(
+    headers: &HashMap<String, String>,
+    raw: &[u8],
+) -> Option<(Vec<u8>, ExportTraceServiceRequest)> {
+    let body = match headers.get("content-encoding").map(String::as_str) {
+        None | Some("identity") => raw.to_vec(),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(raw)
+                .read_to_end(&mut out)
+                .ok()?;
+            out
+        }
+        Some(_) => return None,
+    };
+    let request = match headers.get("content-type").map(String::as_str) {
+        Some("application/json") => serde_json::from_slice(&body).ok()?,
+        _ => ExportTraceServiceRequest::decode(body.as_slice()).ok()?,
+    };
+    Some((body, request))
+}
+
 /// HTTP/1.1 with keep-alive: head, `Content-Length` body, 200 with an
-/// empty protobuf response.
-async fn serve_http(mut stream: tokio::net::TcpStream, inbox: Inbox) {
+/// empty response in the request's format.
+async fn serve_http(mut stream: impl AsyncRead + AsyncWrite + Unpin, inbox: Inbox) {
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
@@ -204,29 +328,39 @@ async fn serve_http(mut stream: tokio::net::TcpStream, inbox: Inbox) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        let body: Vec<u8> = buf.drain(..head_end + length).skip(head_end).collect();
+        let raw_body: Vec<u8> = buf.drain(..head_end + length).skip(head_end).collect();
         let path = request_line
             .split(' ')
             .nth(1)
             .unwrap_or_default()
             .to_owned();
-        let status = match ExportTraceServiceRequest::decode(body.as_slice()) {
-            Ok(request) if request_line.starts_with("POST ") => {
+        let json = headers.get("content-type").map(String::as_str) == Some("application/json");
+        let status = match decode_body(&headers, &raw_body) {
+            Some((body, request)) if request_line.starts_with("POST ") => {
                 inbox.push(Received {
                     request,
                     headers,
                     path,
+                    raw_body,
+                    body,
                 });
                 "200 OK"
             }
             _ => "400 Bad Request",
         };
-        let response = ExportTraceServiceResponse {
-            partial_success: None,
-        }
-        .encode_to_vec();
+        let (content_type, response) = if json {
+            ("application/json", b"{}".to_vec())
+        } else {
+            (
+                "application/x-protobuf",
+                ExportTraceServiceResponse {
+                    partial_success: None,
+                }
+                .encode_to_vec(),
+            )
+        };
         let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             response.len()
         );
         if stream.write_all(head.as_bytes()).await.is_err()

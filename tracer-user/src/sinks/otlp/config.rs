@@ -1,7 +1,8 @@
 //! Where and how to export: flags first, then the standard
-//! `OTEL_EXPORTER_OTLP_*` variables, then the OpenTelemetry defaults.
+//! `OTEL_EXPORTER_OTLP_*` variables (the `_TRACES_` one before the general
+//! one), then the OpenTelemetry defaults.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
 use thiserror::Error;
 
@@ -11,13 +12,17 @@ use crate::sinks::resource::{parse_key_values, KeyValueError};
 pub enum OtlpProtocol {
     Grpc,
     HttpProtobuf,
+    HttpJson,
 }
 
 impl OtlpProtocol {
+    pub const ACCEPTED: &'static str = "grpc, http/protobuf, http/json";
+
     pub fn as_str(self) -> &'static str {
         match self {
             OtlpProtocol::Grpc => "grpc",
             OtlpProtocol::HttpProtobuf => "http/protobuf",
+            OtlpProtocol::HttpJson => "http/json",
         }
     }
 }
@@ -29,27 +34,110 @@ impl fmt::Display for OtlpProtocol {
 }
 
 impl FromStr for OtlpProtocol {
-    type Err = ConfigError;
+    type Err = UnknownValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "grpc" => Ok(OtlpProtocol::Grpc),
             "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
-            other => Err(ConfigError::UnknownProtocol(other.to_owned())),
+            "http/json" => Ok(OtlpProtocol::HttpJson),
+            other => Err(UnknownValue {
+                value: other.to_owned(),
+                accepted: Self::ACCEPTED,
+            }),
         }
+    }
+}
+
+/// How request bodies are compressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// The OpenTelemetry default.
+    #[default]
+    None,
+    Gzip,
+}
+
+impl Compression {
+    pub const ACCEPTED: &'static str = "gzip, none";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "gzip" => Ok(Compression::Gzip),
+            "none" => Ok(Compression::None),
+            other => Err(UnknownValue {
+                value: other.to_owned(),
+                accepted: Self::ACCEPTED,
+            }),
+        }
+    }
+}
+
+/// A setting's value is not one of those it can take.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("unknown value {value:?} (accepted: {accepted})")]
+pub struct UnknownValue {
+    pub value: String,
+    pub accepted: &'static str,
+}
+
+/// A PEM file named by a variable; the variable is kept for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PemFile {
+    pub var: &'static str,
+    pub path: PathBuf,
+}
+
+/// The TLS files of `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`,
+/// `..._CLIENT_CERTIFICATE` and `..._CLIENT_KEY`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Trusted CA certificates; they replace the built-in roots.
+    pub ca: Option<PemFile>,
+    /// The client certificate (chain) and its key, for mTLS.
+    pub client: Option<(PemFile, PemFile)>,
+}
+
+impl TlsFiles {
+    pub fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.client.is_none()
     }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("unknown OTLP protocol {0:?} (supported: grpc, http/protobuf)")]
-    UnknownProtocol(String),
+    #[error("{var}: {err}")]
+    Unknown {
+        var: &'static str,
+        err: UnknownValue,
+    },
     #[error("OTLP endpoint {0:?} is not an http:// or https:// URL")]
     BadEndpoint(String),
     #[error("OTLP header {0:?} is not KEY=VALUE with a valid header name")]
     BadHeader(String),
     #[error("{0}: {1:?} is not a whole number of milliseconds")]
     BadTimeout(&'static str, String),
+    #[error(
+        "{0} is set without {1}: a client certificate needs its key, and a key its certificate"
+    )]
+    HalfClientIdentity(&'static str, &'static str),
 }
 
 /// Everything the OTLP sink needs to reach a collector.
@@ -62,6 +150,9 @@ pub struct OtlpConfig {
     pub headers: Vec<(String, String)>,
     /// Time one export request may take.
     pub timeout: Duration,
+    pub compression: Compression,
+    /// Used with https:// endpoints only.
+    pub tls: TlsFiles,
 }
 
 /// The OTLP flags of the command line.
@@ -70,6 +161,7 @@ pub struct OtlpFlags<'a> {
     pub endpoint: Option<&'a str>,
     pub protocol: Option<OtlpProtocol>,
     pub headers: &'a [String],
+    pub compression: Option<Compression>,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,14 +175,32 @@ impl OtlpConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<OtlpConfig>, ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        // The traces-specific variable if set, else the general one; the
+        // name comes along for messages.
+        let either = |traces: &'static str, general: &'static str| {
+            env(traces)
+                .map(|v| (traces, v))
+                .or_else(|| env(general).map(|v| (general, v)))
+        };
         let protocol = match flags.protocol {
             Some(p) => p,
-            None => match env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-                .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
-            {
-                Some(p) => p.parse()?,
+            None => match either(
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ) {
+                Some((var, p)) => p.parse().map_err(|err| ConfigError::Unknown { var, err })?,
                 // The OpenTelemetry default.
                 None => OtlpProtocol::HttpProtobuf,
+            },
+        };
+        let compression = match flags.compression {
+            Some(c) => c,
+            None => match either(
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+            ) {
+                Some((var, c)) => c.parse().map_err(|err| ConfigError::Unknown { var, err })?,
+                None => Compression::None,
             },
         };
         // A base URL gets the signal path appended; the traces-specific
@@ -147,8 +257,53 @@ impl OtlpConfig {
             endpoint,
             headers,
             timeout,
+            compression,
+            tls: tls_files(&either)?,
         }))
     }
+}
+
+/// The TLS files; `either` reads the traces-specific variable, else the
+/// general one.
+fn tls_files(
+    either: &impl Fn(&'static str, &'static str) -> Option<(&'static str, String)>,
+) -> Result<TlsFiles, ConfigError> {
+    let pem = |traces, general| {
+        either(traces, general).map(|(var, path)| PemFile {
+            var,
+            path: PathBuf::from(path.trim()),
+        })
+    };
+    let ca = pem(
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    );
+    let client = match (
+        pem(
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        ),
+        pem(
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        ),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(cert), None) => {
+            return Err(ConfigError::HalfClientIdentity(
+                cert.var,
+                "OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_KEY",
+            ))
+        }
+        (None, Some(key)) => {
+            return Err(ConfigError::HalfClientIdentity(
+                key.var,
+                "OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE",
+            ))
+        }
+    };
+    Ok(TlsFiles { ca, client })
 }
 
 fn endpoint_url(url: &str, protocol: OtlpProtocol, is_base: bool) -> Result<String, ConfigError> {
@@ -163,10 +318,12 @@ fn endpoint_url(url: &str, protocol: OtlpProtocol, is_base: bool) -> Result<Stri
     Ok(match protocol {
         // gRPC routes by method name; a path in the URL means nothing to it.
         OtlpProtocol::Grpc => format!("{scheme}://{}", &rest[..authority_end]),
-        OtlpProtocol::HttpProtobuf if is_base && !url.ends_with(TRACES_PATH) => {
+        OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson
+            if is_base && !url.ends_with(TRACES_PATH) =>
+        {
             format!("{url}{TRACES_PATH}")
         }
-        OtlpProtocol::HttpProtobuf => url.to_owned(),
+        OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => url.to_owned(),
     })
 }
 
@@ -279,6 +436,7 @@ mod tests {
             endpoint: Some("http://flag:4317"),
             protocol: Some(OtlpProtocol::Grpc),
             headers: &[],
+            compression: None,
         };
         let c = resolve(flags, &vars).unwrap().unwrap();
         assert_eq!(c.endpoint, "http://flag:4317");
@@ -292,6 +450,7 @@ mod tests {
             endpoint: Some("http://c:4318"),
             protocol: None,
             headers: &flags_headers,
+            compression: None,
         };
         let c = resolve(
             flags,
@@ -351,10 +510,42 @@ mod tests {
             ),
             ConfigError::BadEndpoint(_)
         ));
-        assert!(matches!(
-            with(endpoint, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]),
-            ConfigError::UnknownProtocol(_)
-        ));
+        assert_eq!(
+            with(endpoint, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml")]).to_string(),
+            "OTEL_EXPORTER_OTLP_PROTOCOL: unknown value \"http/xml\" \
+             (accepted: grpc, http/protobuf, http/json)"
+        );
+        assert_eq!(
+            with(
+                endpoint,
+                &[
+                    ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+                    ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br")
+                ]
+            )
+            .to_string(),
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: unknown value \"br\" (accepted: gzip, none)"
+        );
+        assert_eq!(
+            with(
+                endpoint,
+                &[("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/c.pem")]
+            ),
+            ConfigError::HalfClientIdentity(
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_KEY"
+            )
+        );
+        assert_eq!(
+            with(
+                endpoint,
+                &[("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/etc/k.pem")]
+            ),
+            ConfigError::HalfClientIdentity(
+                "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+                "OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE"
+            )
+        );
         assert!(matches!(
             with(endpoint, &[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]),
             ConfigError::BadHeader(_)
@@ -378,5 +569,100 @@ mod tests {
             ),
             ConfigError::BadHeader(_)
         ));
+    }
+
+    #[test]
+    fn compression_from_flag_then_traces_then_general_variable() {
+        let endpoint = OtlpFlags {
+            endpoint: Some("http://c:4318"),
+            ..Default::default()
+        };
+        let compression =
+            |flags, vars: &[(&str, &str)]| resolve(flags, vars).unwrap().unwrap().compression;
+        assert_eq!(compression(endpoint, &[]), Compression::None, "the default");
+        assert_eq!(
+            compression(endpoint, &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]),
+            Compression::Gzip
+        );
+        let both = [
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+        ];
+        assert_eq!(compression(endpoint, &both), Compression::None);
+        let flag = OtlpFlags {
+            compression: Some(Compression::Gzip),
+            ..endpoint
+        };
+        assert_eq!(compression(flag, &both), Compression::Gzip);
+        // A bad value under a variable that loses to the flag is not read.
+        assert_eq!(
+            compression(flag, &[("OTEL_EXPORTER_OTLP_COMPRESSION", "br")]),
+            Compression::Gzip
+        );
+        assert_eq!("gzip".parse(), Ok(Compression::Gzip));
+        assert_eq!(
+            "GZIP".parse::<Compression>().unwrap_err().to_string(),
+            "unknown value \"GZIP\" (accepted: gzip, none)"
+        );
+    }
+
+    #[test]
+    fn http_json_posts_to_the_traces_path() {
+        let c = resolve(
+            OtlpFlags::default(),
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.protocol, OtlpProtocol::HttpJson);
+        assert_eq!(c.endpoint, "http://c:4318/v1/traces");
+    }
+
+    #[test]
+    fn tls_files_traces_variables_first() {
+        let c = resolve(
+            OtlpFlags::default(),
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                    " /etc/traces-ca.pem ",
+                ),
+                ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/client.pem"),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/client.key"),
+                ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/etc/traces.key"),
+            ],
+        )
+        .unwrap()
+        .unwrap();
+        let file = |var, path: &str| PemFile {
+            var,
+            path: PathBuf::from(path),
+        };
+        assert_eq!(
+            c.tls,
+            TlsFiles {
+                ca: Some(file(
+                    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                    "/etc/traces-ca.pem"
+                )),
+                client: Some((
+                    file("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/client.pem"),
+                    file("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/etc/traces.key"),
+                )),
+            }
+        );
+        let c = resolve(
+            OtlpFlags::default(),
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")],
+        )
+        .unwrap()
+        .unwrap();
+        assert!(c.tls.is_empty());
     }
 }

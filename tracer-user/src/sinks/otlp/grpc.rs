@@ -1,4 +1,5 @@
-//! OTLP over gRPC (tonic), with TLS for https endpoints.
+//! OTLP over gRPC (tonic), with TLS for https endpoints (a custom CA and a
+//! client certificate if configured) and gzip message compression if asked.
 //!
 //! The request goes out as the bytes [`wire`](super::wire) encoded: the
 //! call is the generated `TraceServiceClient::export`, with a codec whose
@@ -12,14 +13,19 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use prost::Message as _;
 use tonic::{
     client::Grpc,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder},
     codegen::http::uri::PathAndQuery,
     metadata::{MetadataKey, MetadataMap, MetadataValue},
-    transport::{Channel, ClientTlsConfig, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
     Code, GrpcMethod, Status,
 };
 
-use super::{config::OtlpConfig, ExportError, OtlpError};
+use super::{
+    config::{Compression, OtlpConfig},
+    error_chain,
+    tls::TlsMaterial,
+    ExportError, OtlpError,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
@@ -74,14 +80,25 @@ pub struct GrpcExporter {
 impl GrpcExporter {
     /// Must be called inside a tokio runtime: the channel's connection task
     /// lives there. It connects on first use, and reconnects after failures.
-    pub fn new(config: &OtlpConfig) -> Result<Self, OtlpError> {
+    /// `tls` holds the checked custom CA and client certificate, if any.
+    pub fn new(config: &OtlpConfig, tls: Option<&TlsMaterial>) -> Result<Self, OtlpError> {
         let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
             .map_err(|err| OtlpError::Endpoint(config.endpoint.clone(), err.to_string()))?
             .timeout(config.timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(config.timeout));
         if config.endpoint.starts_with("https://") {
+            let mut tls_config = ClientTlsConfig::new();
+            // A configured CA replaces the built-in roots, as in the
+            // OpenTelemetry SDKs and the Collector.
+            tls_config = match tls.and_then(|t| t.ca_pem.as_ref()) {
+                Some(ca) => tls_config.ca_certificate(Certificate::from_pem(ca)),
+                None => tls_config.with_webpki_roots(),
+            };
+            if let Some((cert, key)) = tls.and_then(|t| t.client_pem.as_ref()) {
+                tls_config = tls_config.identity(Identity::from_pem(cert, key));
+            }
             endpoint = endpoint
-                .tls_config(ClientTlsConfig::new().with_webpki_roots())
+                .tls_config(tls_config)
                 .map_err(|err| OtlpError::Tls(err.to_string()))?;
         }
         let mut metadata = MetadataMap::new();
@@ -91,10 +108,15 @@ impl GrpcExporter {
                 .map_err(|_| OtlpError::Header(name.clone()))?;
             metadata.insert(key, value);
         }
-        Ok(GrpcExporter {
-            client: Grpc::new(endpoint.connect_lazy()),
-            metadata,
-        })
+        let mut client = Grpc::new(endpoint.connect_lazy());
+        if config.compression == Compression::Gzip {
+            // Sends `grpc-encoding: gzip`; the collector's answer may then
+            // be compressed too.
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
+        Ok(GrpcExporter { client, metadata })
     }
 
     /// `TraceService/Export` with an encoded request, as the generated
@@ -137,10 +159,21 @@ impl GrpcExporter {
                     || (status.code() == Code::Unknown
                         && std::error::Error::source(&status).is_some()),
                 retry_after: None,
-                message: format!("gRPC {:?}: {}", status.code(), status.message()),
+                message: message(&status),
             }),
         }
     }
+}
+
+/// Code, message, and the causes that say why a call failed before
+/// reaching the collector (a refused TLS handshake, say).
+fn message(status: &Status) -> String {
+    let mut out = format!("gRPC {:?}: {}", status.code(), status.message());
+    if let Some(cause) = std::error::Error::source(status) {
+        out.push_str(": ");
+        out.push_str(&error_chain(cause));
+    }
+    out
 }
 
 /// The OTLP spec's retryable gRPC codes.
