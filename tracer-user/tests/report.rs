@@ -303,3 +303,91 @@ fn chromium_screenshot(html: &Path, png: &Path) {
     let bytes = std::fs::read(png).expect("screenshot written");
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
 }
+
+/// The value of one sample line of a Prometheus text scrape.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn live_service_graph_metrics_count_the_requests_sent() {
+    let redis = servers::redis();
+    let pg = servers::postgres();
+    let app = servers::python_chain_app(redis.port, pg.port, false);
+    let nginx = servers::nginx_proxy(app.port, true);
+    let pids = [nginx.pid(), app.pid(), redis.pid(), pg.pid()]
+        .map(|p| p.to_string())
+        .join(",");
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let tracer = Tracer::start(&["--pid", &pids, "--metrics-addr", &addr]);
+    // Three requests from curl, untraced, and one more carrying a
+    // traceparent: its server span names a parent that never comes, so it
+    // is counted after the wait for the other end.
+    for id in 1..=3 {
+        assert_eq!(curl(&nginx.url(&format!("/chain/{id}")), None), "200");
+    }
+    assert_eq!(curl(&nginx.url("/chain/4"), Some(&traceparent(4).0)), "200");
+    let total = |client: &str, server: &str, connection_type: &str| {
+        format!(
+            "traces_service_graph_request_total{{client=\"{client}\",server=\"{server}\",connection_type=\"{connection_type}\"}}"
+        )
+    };
+    let expected = [
+        (total("127.0.0.1", "nginx", "virtual_node"), 4.0),
+        (total("nginx", "python3", ""), 4.0),
+        (total("python3", "redis-server", "database"), 8.0),
+        (total("python3", "postgres", "database"), 4.0),
+    ];
+    // Spans reach the sink within a poll interval; the lone end waits 5 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        let body = run_ok(Command::new("curl").args(["-sS", &format!("http://{addr}/metrics")]));
+        let done = expected
+            .iter()
+            .all(|(series, n)| sample(&body, series) == Some(*n));
+        if done || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let run = tracer.stop();
+    assert!(run.exit_ok, "{:?}", run.stderr);
+    for (series, n) in &expected {
+        assert_eq!(sample(&body, series), Some(*n), "{series}\n{body}");
+    }
+    // Nothing else, and nothing failed.
+    assert_eq!(
+        body.lines()
+            .filter(|l| l.starts_with("traces_service_graph_request_total{"))
+            .count(),
+        expected.len(),
+        "{body}"
+    );
+    assert!(body
+        .lines()
+        .filter(|l| l.starts_with("traces_service_graph_request_failed_total{"))
+        .all(|l| l.ends_with(" 0")));
+    // Both sides timed for linked pairs, the server side only for the
+    // virtual client.
+    let labels = "client=\"python3\",server=\"redis-server\",connection_type=\"database\"";
+    for side in ["server", "client"] {
+        let count = format!("traces_service_graph_request_{side}_seconds_count{{{labels}}}");
+        assert_eq!(sample(&body, &count), Some(8.0), "{body}");
+    }
+    let virtual_client = "client=\"127.0.0.1\",server=\"nginx\",connection_type=\"virtual_node\"";
+    assert_eq!(
+        sample(
+            &body,
+            &format!("traces_service_graph_request_server_seconds_count{{{virtual_client}}}")
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            &format!("traces_service_graph_request_client_seconds_count{{{virtual_client}}}")
+        ),
+        None
+    );
+}
