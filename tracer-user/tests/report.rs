@@ -5,7 +5,8 @@
 //! exactly the requests sent, and the HTML must render in a real browser.
 //!
 //! With `TRACER_RECORD_TESTDATA=DIR` the recorded files are also copied to
-//! DIR: that is how `tracer-user/testdata/report/*.jsonl` were made.
+//! DIR: that is how `tracer-user/src/report/testdata/*.jsonl` were made.
+//! The chain's page is kept as a screenshot in `target/tmp`.
 #![expect(
     clippy::expect_used,
     reason = "test helpers fail the test with a panic, as the tests do"
@@ -210,9 +211,10 @@ fn chain_traces_service_map_and_html() {
     }
     assert!(dom.contains("<svg"), "no svg in the DOM");
     assert!(dom.contains(&sent), "trace {sent} missing from the DOM");
-    let shot = dir.path().join("report.png");
+    // Kept after the run (target/tmp), for a look at what was checked.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-chain.png");
     chromium_screenshot(&html, &shot);
-    keep(&shot, "report.png");
+    eprintln!("screenshot: {}", shot.display());
 }
 
 #[test]
