@@ -140,13 +140,61 @@ impl SocketHooksArg {
 /// Subcommands; without one, `tracer` traces.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Latency table (count, errors, p50/p90/p99 per service and operation)
-    /// from stored OTLP-JSON span files, e.g. those `--output-file` wrote.
-    Report {
-        /// OTLP-JSON lines files (rotated ones too: `spans.jsonl.1` ...).
-        #[arg(value_name = "FILE", required = true)]
-        files: Vec<PathBuf>,
-    },
+    /// What stored OTLP-JSON span files (e.g. those `--output-file` wrote)
+    /// show: the latency table (count, errors, p50/p90/p99 per service and
+    /// operation) by default, or traces, the service map, or an HTML page.
+    Report(ReportArgs),
+}
+
+/// `tracer report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// OTLP-JSON lines files (rotated ones too: `spans.jsonl.1` ...).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// The slowest traces as waterfalls: one line per span, indented under
+    /// its parent, with a bar on the trace's time axis.
+    #[arg(long, conflicts_with_all = ["service_map", "html"])]
+    pub traces: bool,
+
+    /// How many traces `--traces` shows.
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
+
+    /// Only this trace (32 hex digits), as a waterfall.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["service_map", "html"])]
+    pub trace_id: Option<String>,
+
+    /// Who calls whom: one row per caller, callee and protocol, with
+    /// requests, error rate, p50 and p99.
+    #[arg(long, conflicts_with = "html")]
+    pub service_map: bool,
+
+    /// Write one self-contained HTML page (no network needed to view it):
+    /// the service map, latency per operation, errors and the slowest
+    /// traces.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    pub fn view(&self) -> crate::report::View {
+        use crate::report::View;
+        if let Some(path) = &self.html {
+            View::Html(path.clone())
+        } else if self.service_map {
+            View::ServiceMap
+        } else if self.traces || self.trace_id.is_some() {
+            View::Traces {
+                limit: usize::try_from(self.limit).unwrap_or(usize::MAX),
+                trace_id: self.trace_id.clone(),
+            }
+        } else {
+            View::LatencyTable
+        }
+    }
 }
 
 /// Where spans go besides stdout, and what is computed from them.
@@ -297,14 +345,58 @@ mod tests {
 
     #[test]
     fn report_is_a_subcommand_beside_tracing() {
+        use crate::report::View;
         let args = Args::try_parse_from(["tracer", "report", "a.jsonl", "a.jsonl.1"]).unwrap();
         match args.command {
-            Some(Command::Report { files }) => assert_eq!(
-                files,
-                [PathBuf::from("a.jsonl"), PathBuf::from("a.jsonl.1")]
-            ),
+            Some(Command::Report(report)) => {
+                assert_eq!(
+                    report.files,
+                    [PathBuf::from("a.jsonl"), PathBuf::from("a.jsonl.1")]
+                );
+                assert_eq!(report.view(), View::LatencyTable);
+            }
             other => panic!("{other:?}"),
         }
+        let view = |argv: &[&str]| match Args::try_parse_from(argv).unwrap().command {
+            Some(Command::Report(report)) => report.view(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            view(&["tracer", "report", "--traces", "x"]),
+            View::Traces {
+                limit: 10,
+                trace_id: None
+            }
+        );
+        assert_eq!(
+            view(&["tracer", "report", "--trace-id", "ab", "--limit", "3", "x"]),
+            View::Traces {
+                limit: 3,
+                trace_id: Some("ab".into())
+            }
+        );
+        assert_eq!(
+            view(&["tracer", "report", "--service-map", "x"]),
+            View::ServiceMap
+        );
+        assert_eq!(
+            view(&["tracer", "report", "--html", "o.html", "x"]),
+            View::Html("o.html".into())
+        );
+        let conflicting: [&[&str]; 3] = [
+            &["tracer", "report", "--traces", "--service-map", "x"],
+            &["tracer", "report", "--html", "o", "--service-map", "x"],
+            &["tracer", "report", "--trace-id", "a", "--html", "o", "x"],
+        ];
+        for conflicting in conflicting {
+            assert!(
+                Args::try_parse_from(conflicting).is_err(),
+                "{conflicting:?}"
+            );
+        }
+        assert!(
+            Args::try_parse_from(["tracer", "report", "--limit", "0", "--traces", "x"]).is_err()
+        );
         let args = Args::try_parse_from(["tracer", "--pid", "7", "--output", "none"]).unwrap();
         assert!(args.command.is_none());
         assert_eq!(args.output, OutputFormat::None);

@@ -11,9 +11,10 @@ use tracer::{
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::Report { files }) = &args.command {
+    if let Some(Command::Report(report_args)) = &args.command {
         let result = report::run(
-            files,
+            &report_args.files,
+            &report_args.view(),
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         );

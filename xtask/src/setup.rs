@@ -42,6 +42,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "/usr/bin/openssl"),
     ("util-linux", "/usr/bin/setpriv"),
     ("procps", "/usr/bin/pgrep"),
+    // `tracer report --html` is checked in a real browser (tests/report.rs).
+    ("chromium", "/usr/bin/chromium"),
     // gRPC for /usr/bin/python3, the interpreter the tests run: Debian's
     // package, as its Python refuses pip installs into the system.
     (

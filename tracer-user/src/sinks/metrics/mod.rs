@@ -1,15 +1,18 @@
-//! The metrics sink: RED metrics per service and operation, computed from
-//! the spans every sink gets, plus the tracer's own health, served for
-//! Prometheus at `--metrics-addr` (`GET /metrics`).
+//! The metrics sink: RED metrics per service and operation and the
+//! service graph (who calls whom), computed from the spans every sink
+//! gets, plus the tracer's own health, served for Prometheus at
+//! `--metrics-addr` (`GET /metrics`).
 
 mod exposition;
 mod health;
 mod red;
 mod server;
+mod service_graph;
 
 use std::{
     net::{SocketAddr, TcpListener},
     sync::{atomic::Ordering, Arc, Mutex},
+    time::Instant,
 };
 
 use thiserror::Error;
@@ -38,11 +41,18 @@ pub fn spawn(
 ) -> Result<SinkHandle, MetricsError> {
     let listener = TcpListener::bind(addr).map_err(|err| MetricsError::Bind(addr, err))?;
     let red = Arc::new(Mutex::new(red::Red::default()));
+    let graph = Arc::new(Mutex::new(service_graph::ServiceGraph::default()));
     let render_red = red.clone();
+    let render_graph = graph.clone();
     let render = move || {
         let mut out = exposition::Exposition::default();
         if let Ok(red) = render_red.lock() {
             red.write(&mut out);
+        }
+        if let Ok(mut graph) = render_graph.lock() {
+            // Ends that waited long enough count now, even without traffic.
+            graph.expire(Instant::now());
+            graph.write(&mut out);
         }
         health.write(&mut out);
         out.finish()
@@ -54,6 +64,12 @@ pub fn spawn(
             if let Ok(mut red) = red.lock() {
                 for span in batch.iter() {
                     red.observe(span, &resource);
+                }
+            }
+            if let Ok(mut graph) = graph.lock() {
+                let now = Instant::now();
+                for span in batch.iter() {
+                    graph.observe(span, &resource, now);
                 }
             }
             queue

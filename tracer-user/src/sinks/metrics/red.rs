@@ -22,7 +22,7 @@ const MAX_LABEL_LEN: usize = 128;
 
 /// The OpenTelemetry recommended buckets, with sub-millisecond ones added:
 /// local requests traced here are often faster than 5 ms.
-const BUCKETS: [f64; 19] = [
+pub(super) const BUCKETS: [f64; 19] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
     1.0, 2.5, 5.0, 7.5, 10.0,
 ];
@@ -354,11 +354,15 @@ fn rpc_names(span: &Span) -> (String, String) {
 }
 
 fn label(value: Option<&AttrValue>) -> String {
+    value.map(label_text).unwrap_or_default()
+}
+
+/// An attribute value as a label value (cut to a bounded length).
+pub(super) fn label_text(value: &AttrValue) -> String {
     match value {
-        Some(AttrValue::Str(s)) => truncate(s.to_string()),
-        Some(AttrValue::Int(i)) => i.to_string(),
-        Some(AttrValue::Bool(b)) => b.to_string(),
-        None => String::new(),
+        AttrValue::Str(s) => truncate(s.to_string()),
+        AttrValue::Int(i) => i.to_string(),
+        AttrValue::Bool(b) => b.to_string(),
     }
 }
 
