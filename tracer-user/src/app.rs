@@ -15,8 +15,9 @@ use crate::{
     cli::Args,
     clock,
     kernel::{
+        capabilities::{self, Capability, CapabilitySet},
         openssl::{self, OpensslHooks},
-        preflight, AttachedKernel, KernelOptions,
+        preflight, AttachedKernel, KernelError, KernelOptions,
     },
     linking::LinkConfig,
     pipeline::{Pipeline, PipelineConfig},
@@ -87,7 +88,7 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     if args.pids.is_empty() && args.comms.is_empty() {
         bail!("nothing to trace: give --pid PID or --comm NAME");
     }
-    preflight::check()?;
+    let held = preflight::check()?;
     let pids = process::with_descendants(&args.pids)?;
     for comm in &args.comms {
         if comm.len() > 15 {
@@ -121,19 +122,7 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     for &pid in pids.iter().chain(&by_comm) {
         kernel.trace_pid(pid)?;
     }
-    let mut tls_hooks = OpensslHooks::default();
-    // The system's libssl whatever is traced, not only what the maps show
-    // now: a traced process may load it later (dlopen, e.g. Python's
-    // `import ssl` at its first HTTPS call; a child exec'd after attach;
-    // `--comm`), and a library found in the maps is hooked only at the next
-    // housekeeping, after its first calls went by undecrypted. Uprobes
-    // belong to the file, so these are in place from the first call on.
-    for lib in openssl::system_libssl() {
-        tls_hooks.hook(&mut kernel, &lib)?;
-    }
-    for &pid in pids.iter().chain(&by_comm) {
-        tls_hooks.hook_process(&mut kernel, pid)?;
-    }
+    let tls_hooks = hook_tls(&mut kernel, pids.iter().chain(&by_comm).copied(), held)?;
     let traced_now: Vec<u32> = pids.iter().chain(&by_comm).copied().collect();
     let attach_times = AttachSummary::new(started.elapsed(), kernel.load_times());
     log::debug!("attach times: {attach_times:?}");
@@ -190,6 +179,41 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         hook_errors: 0,
         attach_times,
     })
+}
+
+/// Hooks OpenSSL for TLS plaintext; without the privilege for uprobes,
+/// hooks nothing, says so, and tracing goes on.
+fn hook_tls(
+    kernel: &mut AttachedKernel,
+    pids: impl Iterator<Item = u32>,
+    held: CapabilitySet,
+) -> Result<OpensslHooks, KernelError> {
+    let mut tls_hooks = OpensslHooks::default();
+    // The system's libssl whatever is traced, not only what the maps show
+    // now: a traced process may load it later (dlopen, e.g. Python's
+    // `import ssl` at its first HTTPS call; a child exec'd after attach;
+    // `--comm`), and a library found in the maps is hooked only at the next
+    // housekeeping, after its first calls went by undecrypted. Uprobes
+    // belong to the file, so these are in place from the first call on.
+    let mut pids = pids;
+    let hooked = openssl::system_libssl()
+        .iter()
+        .try_for_each(|lib| tls_hooks.hook(kernel, lib).map(drop))
+        .and_then(|()| pids.try_for_each(|pid| tls_hooks.hook_process(kernel, pid)));
+    if let Err(err) = hooked {
+        // Linux 6.16 and the stable kernels of July 2025 on allow uprobes
+        // to CAP_SYS_ADMIN only (no longer to CAP_PERFMON): without it,
+        // trace everything but TLS plaintext, and say so.
+        if !err.is_permission_denied() || held.has(Capability::SysAdmin) {
+            return Err(err);
+        }
+        log::warn!("{}", capabilities::tls_refused_message(&err));
+        tls_hooks.turn_off();
+    }
+    if held.has(Capability::SysAdmin) && !held.has(Capability::SysPtrace) {
+        log::warn!("{}", capabilities::no_ptrace_message());
+    }
+    Ok(tls_hooks)
 }
 
 fn sink_config(args: &Args) -> SinkConfig {

@@ -20,6 +20,9 @@ pub struct OpensslHooks {
     /// Files whose hooking failed once: not tried again, so a failure is
     /// reported once rather than at every housekeeping.
     failed: HashSet<(u64, u64)>,
+    /// Set when uprobes are refused (no `CAP_SYS_ADMIN`): nothing is
+    /// hooked, TLS connections are counted as not decrypted.
+    off: bool,
 }
 
 /// `libssl.so*` files mapped by `pid`, as paths valid in our mount namespace.
@@ -80,8 +83,16 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 }
 
 impl OpensslHooks {
+    /// Hooks nothing from now on.
+    pub fn turn_off(&mut self) {
+        self.off = true;
+    }
+
     /// Hooks `path` unless it was hooked already; returns whether it is now.
     pub fn hook(&mut self, kernel: &mut AttachedKernel, path: &Path) -> Result<bool, KernelError> {
+        if self.off {
+            return Ok(false);
+        }
         let Some(id) = file_id(path) else {
             return Ok(false);
         };
@@ -107,6 +118,9 @@ impl OpensslHooks {
         kernel: &mut AttachedKernel,
         pid: u32,
     ) -> Result<(), KernelError> {
+        if self.off {
+            return Ok(());
+        }
         for lib in mapped_libssl(pid) {
             self.hook(kernel, &lib)?;
         }
