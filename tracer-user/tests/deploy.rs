@@ -381,23 +381,50 @@ fn systemd_unit_verifies() {
         "a bad value went unnoticed"
     );
 
-    let path = dir.path().join("tracer.service");
-    fs::write(&path, &unit).expect("write unit");
+    fs::write(dir.path().join("tracer.service"), &unit).expect("write unit");
+    let alone = exposure(dir.path());
+    assert!(alone <= 4.0, "sandbox exposure {alone}");
+
+    // With the TLS drop-in: still no warning; more exposed (so it applied).
+    let drop_ins = dir.path().join("tracer.service.d");
+    fs::create_dir_all(&drop_ins).expect("drop-in dir");
+    fs::copy(
+        repo_file("deploy/systemd/tls.conf"),
+        drop_ins.join("tls.conf"),
+    )
+    .expect("drop-in");
     let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(&path)
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.path().display()))
+        .arg("verify")
+        .arg(dir.path().join("tracer.service"))
+        .output()
+        .expect("run systemd-analyze");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+    let with_tls = exposure(dir.path());
+    assert!(
+        alone < with_tls && with_tls <= 4.5,
+        "{alone} then {with_tls}"
+    );
+}
+
+/// `systemd-analyze security --offline` of `tracer.service` (and its
+/// drop-ins) in `dir`: the overall exposure, 0 (safe) to 10.
+fn exposure(dir: &Path) -> f64 {
+    let out = Command::new("systemd-analyze")
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
+        .args(["security", "--offline=true", "--no-pager", "tracer.service"])
+        .current_dir(dir)
         .output()
         .expect("run systemd-analyze security");
     let text = String::from_utf8_lossy(&out.stdout);
-    let exposure: f64 = text
-        .lines()
+    text.lines()
         .find_map(|l| {
             l.split("Overall exposure level for tracer.service: ")
                 .nth(1)
         })
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level: {text}"));
-    assert!(exposure <= 4.0, "sandbox exposure {exposure}: {text}");
+        .unwrap_or_else(|| panic!("no exposure level: {text}"))
 }
 
 /// The `DaemonSet` against the Kubernetes schemas (`kubernetes-validate`,
