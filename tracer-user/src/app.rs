@@ -181,34 +181,25 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     })
 }
 
-/// Hooks OpenSSL for TLS plaintext; without the privilege for uprobes,
-/// hooks nothing, says so, and tracing goes on.
+/// Hooks OpenSSL for TLS plaintext; where the kernel refuses uprobes for
+/// lack of `CAP_SYS_ADMIN`, hooks nothing, says so, and tracing goes on.
 fn hook_tls(
     kernel: &mut AttachedKernel,
     pids: impl Iterator<Item = u32>,
     held: CapabilitySet,
 ) -> Result<OpensslHooks, KernelError> {
-    let mut tls_hooks = OpensslHooks::default();
+    let mut tls_hooks = OpensslHooks::new(!held.has(Capability::SysAdmin));
     // The system's libssl whatever is traced, not only what the maps show
     // now: a traced process may load it later (dlopen, e.g. Python's
     // `import ssl` at its first HTTPS call; a child exec'd after attach;
     // `--comm`), and a library found in the maps is hooked only at the next
     // housekeeping, after its first calls went by undecrypted. Uprobes
     // belong to the file, so these are in place from the first call on.
-    let mut pids = pids;
-    let hooked = openssl::system_libssl()
-        .iter()
-        .try_for_each(|lib| tls_hooks.hook(kernel, lib).map(drop))
-        .and_then(|()| pids.try_for_each(|pid| tls_hooks.hook_process(kernel, pid)));
-    if let Err(err) = hooked {
-        // Linux 6.16 and the stable kernels of July 2025 on allow uprobes
-        // to CAP_SYS_ADMIN only (no longer to CAP_PERFMON): without it,
-        // trace everything but TLS plaintext, and say so.
-        if !err.is_permission_denied() || held.has(Capability::SysAdmin) {
-            return Err(err);
-        }
-        log::warn!("{}", capabilities::tls_refused_message(&err));
-        tls_hooks.turn_off();
+    for lib in openssl::system_libssl() {
+        tls_hooks.hook(kernel, &lib)?;
+    }
+    for pid in pids {
+        tls_hooks.hook_process(kernel, pid)?;
     }
     if held.has(Capability::SysAdmin) && !held.has(Capability::SysPtrace) {
         log::warn!("{}", capabilities::no_ptrace_message());
