@@ -16,8 +16,9 @@ use crate::{
     cli::Args,
     clock,
     kernel::{
+        capabilities::{self, Capability, CapabilitySet},
         openssl::{self, OpensslHooks},
-        preflight, AttachedKernel, KernelOptions,
+        preflight, AttachedKernel, KernelError, KernelOptions,
     },
     linking::LinkConfig,
     pipeline::{Pipeline, PipelineConfig},
@@ -100,7 +101,7 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         bail!("nothing to trace: give --pid PID, --comm NAME, --cgroup PATH or --container ID");
     }
     let mut cgroups = CgroupTargets::new(cgroup_roots(args)?);
-    preflight::check()?;
+    let held = preflight::check()?;
     let pids = process::with_descendants(&args.pids)?;
     for comm in &args.comms {
         if comm.len() > 15 {
@@ -126,19 +127,7 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     let ring = kernel.take_events()?;
     let ring = EventRing::new(ring, POLL_INTERVAL).context("watching the ring buffer")?;
     let traced_now = trace_targets(args, &pids, &mut kernel, &mut cgroups)?;
-    let mut tls_hooks = OpensslHooks::default();
-    // The system's libssl whatever is traced, not only what the maps show
-    // now: a traced process may load it later (dlopen, e.g. Python's
-    // `import ssl` at its first HTTPS call; a child exec'd after attach;
-    // `--comm`), and a library found in the maps is hooked only at the next
-    // housekeeping, after its first calls went by undecrypted. Uprobes
-    // belong to the file, so these are in place from the first call on.
-    for lib in openssl::system_libssl() {
-        tls_hooks.hook(&mut kernel, &lib)?;
-    }
-    for &pid in &traced_now {
-        tls_hooks.hook_process(&mut kernel, pid)?;
-    }
+    let tls_hooks = hook_tls(&mut kernel, traced_now.iter().copied(), held)?;
     let attach_times = AttachSummary::new(started.elapsed(), kernel.load_times());
     log::debug!("attach times: {attach_times:?}");
     eprintln!(
@@ -269,6 +258,32 @@ fn cgroup_roots(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
         roots.push(root);
     }
     Ok(roots)
+}
+
+/// Hooks OpenSSL for TLS plaintext; where the kernel refuses uprobes for
+/// lack of `CAP_SYS_ADMIN`, hooks nothing, says so, and tracing goes on.
+fn hook_tls(
+    kernel: &mut AttachedKernel,
+    pids: impl Iterator<Item = u32>,
+    held: CapabilitySet,
+) -> Result<OpensslHooks, KernelError> {
+    let mut tls_hooks = OpensslHooks::new(!held.has(Capability::SysAdmin));
+    // The system's libssl whatever is traced, not only what the maps show
+    // now: a traced process may load it later (dlopen, e.g. Python's
+    // `import ssl` at its first HTTPS call; a child exec'd after attach;
+    // `--comm`), and a library found in the maps is hooked only at the next
+    // housekeeping, after its first calls went by undecrypted. Uprobes
+    // belong to the file, so these are in place from the first call on.
+    for lib in openssl::system_libssl() {
+        tls_hooks.hook(kernel, &lib)?;
+    }
+    for pid in pids {
+        tls_hooks.hook_process(kernel, pid)?;
+    }
+    if held.has(Capability::SysAdmin) && !held.has(Capability::SysPtrace) {
+        log::warn!("{}", capabilities::no_ptrace_message());
+    }
+    Ok(tls_hooks)
 }
 
 fn sink_config(args: &Args) -> SinkConfig {

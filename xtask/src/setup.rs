@@ -50,7 +50,20 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "python3-grpcio",
         "/usr/lib/python3/dist-packages/grpc/__init__.py",
     ),
+    // deploy/ checks (tests/deploy.rs): `promtool check rules` and `test
+    // rules`, `systemd-analyze verify`, and a virtual environment for
+    // kubernetes-validate (PyPI only).
+    ("prometheus", "/usr/bin/promtool"),
+    ("systemd", "/usr/bin/systemd-analyze"),
+    ("python3-venv", "/usr/share/doc/python3-venv/copyright"),
 ];
+
+/// `kubernetes-validate` checks deploy/kubernetes against the Kubernetes
+/// schemas it ships, offline. From `PyPI` only, so in a virtual environment of
+/// its own (Debian's Python refuses pip installs into the system); the
+/// path is the one tests/deploy.rs runs.
+const KUBERNETES_VALIDATE_VENV: &str = "/opt/tracer-tests/venv";
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
 /// What `cargo xtask vm` needs beyond the build: qemu, and the pieces of
 /// the guests' initramfs and of its download.
@@ -138,12 +151,34 @@ pub fn run(test_deps: bool) -> Result<()> {
             "LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features --features llvm-22",
         )?;
     }
+    if test_deps {
+        kubernetes_validate()?;
+    }
     if test_deps && !has_cargo_fuzz() {
         let mut cmd = Command::new("cargo");
         cmd.args(["install", "cargo-fuzz", "--version", "0.13.2"]);
         run_or_explain(&mut cmd, "cargo install cargo-fuzz --version 0.13.2")?;
     }
     Ok(())
+}
+
+fn kubernetes_validate() -> Result<()> {
+    let venv = Path::new(KUBERNETES_VALIDATE_VENV);
+    if venv.join("bin/kubernetes-validate").exists() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "venv"]).arg(venv);
+    run_or_explain(
+        &mut cmd,
+        &format!("python3 -m venv {KUBERNETES_VALIDATE_VENV}"),
+    )?;
+    let mut cmd = Command::new(venv.join("bin/pip"));
+    cmd.args(["install", "-q", KUBERNETES_VALIDATE]);
+    run_or_explain(
+        &mut cmd,
+        &format!("{KUBERNETES_VALIDATE_VENV}/bin/pip install {KUBERNETES_VALIDATE}"),
+    )
 }
 
 fn has_cargo_fuzz() -> bool {

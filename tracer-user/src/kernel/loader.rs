@@ -72,6 +72,23 @@ pub enum KernelError {
     },
 }
 
+impl KernelError {
+    /// Whether the kernel refused for lack of privilege (EPERM, EACCES)
+    /// somewhere down the error's chain.
+    pub fn is_permission_denied(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = cause {
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+                    return true;
+                }
+            }
+            cause = err.source();
+        }
+        false
+    }
+}
+
 /// What the user chose that the kernel side needs.
 pub struct KernelOptions {
     pub max_payload: u32,

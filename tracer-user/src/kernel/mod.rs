@@ -2,6 +2,7 @@
 //! loading and attaching the programs, and the maps that steer them.
 
 pub mod btf;
+pub mod capabilities;
 mod loader;
 #[cfg(test)]
 mod object_tests;

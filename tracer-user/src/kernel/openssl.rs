@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{AttachedKernel, KernelError};
+use super::{capabilities, AttachedKernel, KernelError};
 
 /// Libraries and executables already hooked, by (device, inode) so a path
 /// seen through different names is hooked once.
@@ -20,6 +20,13 @@ pub struct OpensslHooks {
     /// Files whose hooking failed once: not tried again, so a failure is
     /// reported once rather than at every housekeeping.
     failed: HashSet<(u64, u64)>,
+    /// Without `CAP_SYS_ADMIN` the kernel may refuse uprobes (Linux 6.16
+    /// and the stable kernels of July 2025 on): then hooking stops, with
+    /// one warning, and tracing goes on.
+    stop_if_refused: bool,
+    /// Set once uprobes were refused: nothing is hooked, TLS connections
+    /// are counted as not decrypted.
+    off: bool,
 }
 
 /// `libssl.so*` files mapped by `pid`, as paths valid in our mount namespace.
@@ -95,8 +102,20 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 }
 
 impl OpensslHooks {
+    /// `without_sys_admin`: a refusal of uprobes turns TLS hooking off
+    /// instead of being an error.
+    pub fn new(without_sys_admin: bool) -> Self {
+        OpensslHooks {
+            stop_if_refused: without_sys_admin,
+            ..OpensslHooks::default()
+        }
+    }
+
     /// Hooks `path` unless it was hooked already; returns whether it is now.
     pub fn hook(&mut self, kernel: &mut AttachedKernel, path: &Path) -> Result<bool, KernelError> {
+        if self.off {
+            return Ok(false);
+        }
         let Some(id) = file_id(path) else {
             return Ok(false);
         };
@@ -106,9 +125,18 @@ impl OpensslHooks {
         if self.failed.contains(&id) {
             return Ok(false);
         }
-        let functions = kernel.attach_openssl(path).inspect_err(|_| {
-            self.failed.insert(id);
-        })?;
+        let functions = match kernel.attach_openssl(path) {
+            Ok(functions) => functions,
+            Err(err) if self.stop_if_refused && err.is_permission_denied() => {
+                log::warn!("{}", capabilities::tls_refused_message(&err));
+                self.off = true;
+                return Ok(false);
+            }
+            Err(err) => {
+                self.failed.insert(id);
+                return Err(err);
+            }
+        };
         if functions > 0 {
             log::info!("hooked {functions} OpenSSL functions in {}", path.display());
             self.hooked.insert(id);
@@ -122,6 +150,9 @@ impl OpensslHooks {
         kernel: &mut AttachedKernel,
         pid: u32,
     ) -> Result<(), KernelError> {
+        if self.off {
+            return Ok(());
+        }
         for lib in mapped_libssl(pid) {
             self.hook(kernel, &lib)?;
         }

@@ -206,10 +206,18 @@ impl Tracer {
 
     /// Starts the tracer with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Tracer {
-        let mut child = Command::new(tracer_binary())
-            .args(["--output", "json", "--summary-format", "json"])
+        let mut cmd = Command::new(tracer_binary());
+        cmd.args(["--output", "json", "--summary-format", "json"])
             .args(args)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::start_command(cmd)
+    }
+
+    /// Starts the tracer as `cmd` says (e.g. under `setpriv`, with all its
+    /// arguments) and waits until its programs are attached. Spans are
+    /// read from stdout as JSON lines, if `cmd` asks for them.
+    pub fn start_command(mut cmd: Command) -> Tracer {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
