@@ -237,10 +237,13 @@ impl Tracer {
         let sink = stderr_lines.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("attached") {
+                // Kept before the signal: a test that looks at the attach
+                // line right after `start` must find it.
+                let attached = line.contains("attached");
+                sink.lock().expect("stderr lock").push(line);
+                if attached {
                     let _ = ready_tx.send(());
                 }
-                sink.lock().expect("stderr lock").push(line);
             }
         });
         let deadline = Instant::now() + Duration::from_mins(1);
