@@ -29,7 +29,7 @@ ATTACH_TIMEOUT=${SMOKE_ATTACH_TIMEOUT:-150}
 
 # Requests per HTTP and HTTPS check.
 N=5
-CHECKS="http_server http_client fork_after_attach https_server https_client redis clean_exit memlock"
+CHECKS="http_server http_client fork_after_attach https_server https_client redis clean_exit memlock cgroup"
 SPANS=$WORK/spans.json
 TRACER_ERR=$WORK/tracer.err
 # Processes this script started, stopped on exit whatever happens.
@@ -303,6 +303,66 @@ check_memlock() {
     fi
 }
 
+# The cgroup v2 mount: the guest's pure one at /sys/fs/cgroup, the host's
+# hybrid /sys/fs/cgroup/unified.
+cgroup2_mount() {
+    awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' \
+        /proc/self/mountinfo | head -n 1
+}
+
+# Moves every process of the space-separated pids $2... into cgroup $1.
+move_into() {
+    _to=$1
+    shift
+    for _pid in "$@"; do echo "$_pid" >"$_to/cgroup.procs" || return 1; done
+}
+
+# A third tracer run with --cgroup only: the nginx master moved into a new
+# cgroup before attach, its worker after (the kernel's cgroup lookup at its
+# next call), redis-server left outside. nginx's spans must all be there,
+# redis-server's none. Processes go back to the root cgroup afterwards.
+check_cgroup() {
+    _mnt=$(cgroup2_mount)
+    if [ -z "$_mnt" ]; then
+        report cgroup FAIL "no cgroup2 filesystem mounted"
+        return
+    fi
+    _cg="$_mnt/tracer-smoke-$$"
+    _workers=$(grep -l "^PPid:[[:space:]]*$NGINX_PID\$" /proc/[0-9]*/status 2>/dev/null |
+        sed 's|/proc/\([0-9]*\)/status|\1|')
+    if ! mkdir "$_cg" || ! move_into "$_cg" "$NGINX_PID"; then
+        report cgroup FAIL "could not make $_cg and move nginx into it"
+        return
+    fi
+    "$TRACER" --output json --summary-format json --cgroup "$_cg" \
+        </dev/null >"$WORK/cgroup.spans" 2>"$WORK/cgroup.err" &
+    _tracer=$!
+    STARTED="$STARTED $_tracer"
+    _attached() { grep -q 'tracer: attached' "$WORK/cgroup.err" || not_alive "$_tracer"; }
+    wait_until "$ATTACH_TIMEOUT" _attached
+    move_into "$_cg" $_workers
+    for _i in $(seq "$N"); do
+        curl -sS --noproxy '*' -o /dev/null "http://127.0.0.1:$HTTP_PORT/incgroup"
+    done
+    redis-cli -p "$REDIS_PORT" SET outside 1 >/dev/null 2>&1
+    _spans_in() { [ "$(grep -c '"name":"GET /incgroup"' "$WORK/cgroup.spans")" -ge "$N" ]; }
+    wait_until 30 _spans_in
+    kill -INT "$_tracer"
+    wait_until 60 not_alive "$_tracer" || kill -KILL "$_tracer"
+    wait "$_tracer"
+    _status=$?
+    move_into "$(dirname "$_cg")" "$NGINX_PID" $_workers
+    rmdir "$_cg"
+    _nginx=$(grep '"process":"nginx"' "$WORK/cgroup.spans" | grep '"kind":"server"' |
+        grep -c '"name":"GET /incgroup"')
+    _redis=$(grep -c '"process":"redis-server"' "$WORK/cgroup.spans")
+    if [ "$_status" -eq 0 ] && [ "$_nginx" -eq "$N" ] && [ "$_redis" -eq 0 ] && [ -n "$_workers" ]; then
+        report cgroup PASS "$_nginx/$N nginx spans (worker moved in after attach), 0 of redis-server outside, in $_mnt"
+    else
+        report cgroup FAIL "exit $_status, nginx $_nginx/$N, redis-server $_redis/0, workers '$_workers', in $_mnt: $(tail -n 1 "$WORK/cgroup.err")"
+    fi
+}
+
 mkdir -p "$WORK" || exit 1
 echo "SMOKE_INFO kernel $(uname -r)"
 start_services
@@ -317,6 +377,7 @@ check_spans
 check_clean_exit
 tracer_info
 check_memlock
+check_cgroup
 if [ "$FAILED" = 0 ]; then
     # -v debug lines (some 1000) only when something failed.
     grep -v -e ' DEBUG\]' -e ' TRACE\]' -e '^[[:space:]]' "$TRACER_ERR" >"$WORK/tracer.brief"

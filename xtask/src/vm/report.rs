@@ -22,6 +22,7 @@ pub const CHECKS: &[&str] = &[
     "redis",
     "clean_exit",
     "memlock",
+    "cgroup",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
