@@ -326,7 +326,7 @@ fn each_capability_left_out_is_named() {
     }
     // Programs of an earlier test may take a moment to go (RCU); none of
     // these runs loaded any.
-    common::wait_until_detached();
+    wait_until_detached();
 }
 
 /// The unit grants exactly the set the tracer checks for, to a non-root
