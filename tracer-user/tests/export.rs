@@ -493,8 +493,11 @@ fn otlp_over_tls_with_a_test_ca_and_client_certificates_on_both_transports() {
             .find(|l| l.contains("otlp: export failed"))
             .unwrap_or_else(|| panic!("the refusal was not reported: {:?}", run.stderr));
         eprintln!("{transport:?} without a client certificate: {failure}");
+        // With TLS 1.3 the client's handshake ends before the server has
+        // checked its certificate: the server's `certificate_required`
+        // alert is read only if it arrives before the connection closes.
         assert!(
-            failure.contains("CertificateRequired"),
+            failure.contains("CertificateRequired") || failure.contains("connection closed"),
             "the reason is given: {failure}"
         );
     }
