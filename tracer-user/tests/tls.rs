@@ -508,17 +508,20 @@ fn a_private_openssl_loaded_after_attach_misses_only_the_calls_before_its_hooks(
     assert_eq!(undecrypted, u64::from(first_missed), "{}", run.summary());
 }
 
-/// Descriptors `pid` has open: the fewest of a few looks, so that one a
-/// thread holds for a moment is not counted.
-fn open_fds(pid: u32) -> usize {
+/// The descriptor numbers `pid` has open: the fewest of a few looks, so
+/// that one a thread holds for a moment is not counted.
+fn open_fds(pid: u32) -> Vec<usize> {
     (0..5)
         .map(|_| {
             thread::sleep(Duration::from_millis(20));
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
+            let mut fds: Vec<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .expect("fd dir")
-                .count()
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+            fds.sort_unstable();
+            fds
         })
-        .min()
+        .min_by_key(Vec::len)
         .unwrap_or_default()
 }
 
@@ -528,10 +531,19 @@ fn curl_status(url: &str) -> String {
         .to_owned()
 }
 
-/// Lowers the soft descriptor limit of `pid` to what it has open plus
-/// `room`.
+/// Lowers the soft descriptor limit of `pid` so that exactly `room` more
+/// descriptors can be opened. `RLIMIT_NOFILE` bounds descriptor numbers,
+/// not their count: a new descriptor takes the lowest free number, which
+/// must be below the limit, so the limit is placed after the `room`-th
+/// free number. Descriptors numbered above it (one inherited from whoever
+/// started the test, say) neither count nor leave room.
 fn leave_descriptors(pid: u32, room: usize) {
-    let limit = open_fds(pid) + room;
+    let open = open_fds(pid);
+    let limit = (0..)
+        .filter(|fd| open.binary_search(fd).is_err())
+        .nth(room - 1)
+        .expect("a free descriptor number")
+        + 1;
     run_ok(Command::new("prlimit").args([
         "--pid",
         &pid.to_string(),
@@ -565,15 +577,18 @@ fn wait_for_hook_errors(tracer: &Tracer, n: usize) -> Vec<String> {
 /// tracer's descriptor limit is lowered (`prlimit`) to leave room for a
 /// few more, then the traced app loads an OpenSSL the tracer has not
 /// hooked yet, and at the next housekeeping a uprobe attach fails with
-/// EMFILE (each attach keeps one descriptor, its link). Twice:
+/// EMFILE. Each attach keeps one descriptor, its link, and needs a second
+/// for the perf event while the link is made; attaching `SSL_write`'s
+/// entry and return probes, then `SSL_write_ex`'s, the k-th attach fails
+/// with room for k. Twice:
 ///
-/// - room for 3: the return probe on `SSL_write_ex` fails, its entry probe
+/// - room for 4: the return probe on `SSL_write_ex` fails, its entry probe
 ///   attached. That library is the one Python's `ssl` then uses for every
 ///   HTTPS call: an entry probe left without its return probe made the
 ///   calling thread's next socket syscalls, the app's plain HTTP response
 ///   among them, pass for ciphertext, so the server spans after the error
 ///   lost their responses. The library's probes are now all detached.
-/// - room for 2, another copy loaded with `dlopen`: the entry probe on
+/// - room for 3, another copy loaded with `dlopen`: the entry probe on
 ///   `SSL_write_ex` fails, which used to be taken for a missing symbol:
 ///   not counted, the library left half hooked.
 #[test]
@@ -590,7 +605,7 @@ fn hook_errors_after_attach_are_counted_and_tracing_goes_on() {
     for _ in 0..3 {
         assert_eq!(curl_status(&app.url("/before")), "200");
     }
-    leave_descriptors(tracer.pid(), 3);
+    leave_descriptors(tracer.pid(), 4);
     // Loads the first copy (Python's `ssl`); the next housekeeping fails.
     assert_eq!(curl_status(&app.url("/call/load")), "200");
     let errors = wait_for_hook_errors(&tracer, 1);
@@ -602,7 +617,7 @@ fn hook_errors_after_attach_are_counted_and_tracing_goes_on() {
         assert_eq!(curl_status(&app.url("/call/after")), "200");
         assert_eq!(curl_status(&app.url("/after")), "200");
     }
-    leave_descriptors(tracer.pid(), 2);
+    leave_descriptors(tracer.pid(), 3);
     let second = libs.path().join("second/libssl.so.3");
     assert_eq!(
         curl_status(&app.url(&format!("/dlopen?{}", second.display()))),
