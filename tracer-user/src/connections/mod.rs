@@ -9,6 +9,7 @@
 
 mod activity;
 mod addr;
+mod addr_pair;
 mod peers;
 mod requests;
 #[cfg(test)]
@@ -29,6 +30,7 @@ use crate::{
 };
 
 pub use addr::socket_addrs;
+pub use addr_pair::AddrPair;
 pub use requests::{Cause, RequestLog, Sender};
 
 use activity::Activity;

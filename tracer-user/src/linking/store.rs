@@ -3,15 +3,13 @@
 //! need. A slab with generation-checked ids, so the indexes can hold plain
 //! ids and find out when one went stale.
 
-use std::net::SocketAddr;
-
 use crate::{
-    connections::Cause,
+    connections::{AddrPair, Cause},
     spans::{LinkKeys, Span, SpanId, SpanKind, TraceId},
 };
 
 /// Both ends of a connection, as (client, server).
-pub type Tuple = (SocketAddr, SocketAddr);
+pub type Tuple = AddrPair;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeId {
@@ -33,8 +31,8 @@ pub struct Facts {
 impl Facts {
     pub fn of(span: &Span, keys: LinkKeys) -> Facts {
         let tuple = match (span.kind, keys.local, keys.remote) {
-            (SpanKind::Client, Some(local), Some(remote)) => Some((local, remote)),
-            (SpanKind::Server, Some(local), Some(remote)) => Some((remote, local)),
+            (SpanKind::Client, Some(local), Some(remote)) => Some(AddrPair(local, remote)),
+            (SpanKind::Server, Some(local), Some(remote)) => Some(AddrPair(remote, local)),
             _ => None,
         };
         Facts {

@@ -73,15 +73,15 @@ pub fn write_json_line(out: &mut Vec<u8>, span: &Span) {
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// Lower-case hex of an id (at most 16 bytes), as the ids' `Display`
-/// writes them.
-pub(super) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut hex = [0u8; 32];
-    for (pair, &b) in hex.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX_DIGITS[usize::from(b >> 4)];
-        pair[1] = HEX_DIGITS[usize::from(b & 0xf)];
+/// Lower-case hex of an id, as the ids' `Display` writes them. Fixed
+/// sizes, so the copy is a few stores rather than a call to `memcpy`.
+pub(super) fn push_hex<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N]) {
+    for &b in bytes {
+        out.extend_from_slice(&[
+            HEX_DIGITS[usize::from(b >> 4)],
+            HEX_DIGITS[usize::from(b & 0xf)],
+        ]);
     }
-    out.extend_from_slice(hex.get(..bytes.len() * 2).unwrap_or_default());
 }
 
 pub(super) fn push_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
@@ -99,14 +99,81 @@ fn needs_escape(b: u8) -> bool {
 fn push_str(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.push(b'"');
-    // Almost no text needs escaping: check it eight bytes at a time, then
-    // copy it in one go.
-    if any_needs_escape(bytes) {
+    // Almost no text needs escaping: check and copy it eight bytes at a
+    // time (fixed-size copies are plain stores; a copy of any length is a
+    // call to `memcpy`, and a line has about twenty short strings).
+    let start = out.len();
+    if !push_words_unescaped(out, bytes) {
+        out.truncate(start);
         push_escaped(out, bytes);
-    } else {
-        out.extend_from_slice(bytes);
     }
     out.push(b'"');
+}
+
+/// Appends `bytes` as they are, unless one needs escaping: then false, and
+/// `out` holds some of them past its old length.
+fn push_words_unescaped(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    let end = out.len() + bytes.len();
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if word_needs_escape(u64::from_ne_bytes(word)) {
+            return false;
+        }
+        out.extend_from_slice(&word);
+    }
+    let tail = chunks.remainder();
+    if tail.is_empty() {
+        return true;
+    }
+    // The tail as a whole word: the last eight bytes when there are that
+    // many (written over the ones already copied, with the same values),
+    // or the tail padded with bytes that need no escaping; then cut to
+    // the true length.
+    let word = match bytes.len().checked_sub(8) {
+        Some(from) => {
+            out.truncate(end - 8);
+            last_word(bytes, from)
+        }
+        None => short_word(tail),
+    };
+    if word_needs_escape(u64::from_ne_bytes(word)) {
+        return false;
+    }
+    out.extend_from_slice(&word);
+    out.truncate(end);
+    true
+}
+
+fn last_word(bytes: &[u8], from: usize) -> [u8; 8] {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes.get(from..from + 8).unwrap_or(&[b'a'; 8]));
+    word
+}
+
+/// Fewer than eight bytes as a word, padded with `a` (which needs no
+/// escaping): the bytes are read as two overlapping halves, so there is
+/// no copy of a variable length.
+fn short_word(bytes: &[u8]) -> [u8; 8] {
+    let mut word = [b'a'; 8];
+    let len = bytes.len();
+    if len >= 4 {
+        let mut half = [0u8; 4];
+        half.copy_from_slice(bytes.get(..4).unwrap_or(&[b'a'; 4]));
+        word[..4].copy_from_slice(&half);
+        half.copy_from_slice(bytes.get(len - 4..).unwrap_or(&[b'a'; 4]));
+        if let Some(at) = word.get_mut(len - 4..len) {
+            at.copy_from_slice(&half);
+        }
+    } else if let (Some(&first), Some(&middle), Some(&last)) =
+        (bytes.first(), bytes.get(len / 2), bytes.last())
+    {
+        word[0] = first;
+        word[len / 2] = middle;
+        word[len - 1] = last;
+    }
+    word
 }
 
 const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
@@ -122,24 +189,6 @@ fn word_needs_escape(word: u64) -> bool {
     let backslash = word ^ (ONES * u64::from(b'\\'));
     let backslash = backslash.wrapping_sub(ONES) & !backslash;
     (control | quote | backslash) & HIGHS != 0
-}
-
-fn any_needs_escape(bytes: &[u8]) -> bool {
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if word_needs_escape(u64::from_ne_bytes(word)) {
-            return true;
-        }
-    }
-    // The tail padded with a byte that needs no escaping.
-    let mut word = [b'a'; 8];
-    let tail = chunks.remainder();
-    word.get_mut(..tail.len())
-        .unwrap_or_default()
-        .copy_from_slice(tail);
-    word_needs_escape(u64::from_ne_bytes(word))
 }
 
 fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -309,15 +358,31 @@ pub(crate) mod tests {
                 for at in 0..len {
                     let mut bytes = vec![b'x'; len];
                     bytes[at] = b;
+                    let mut out = b"kept".to_vec();
                     assert_eq!(
-                        any_needs_escape(&bytes),
-                        needs_escape(b),
+                        push_words_unescaped(&mut out, &bytes),
+                        !needs_escape(b),
                         "byte {b:#x} at {at} of {len}"
                     );
+                    if !needs_escape(b) {
+                        assert_eq!(out, [b"kept".as_slice(), &bytes].concat());
+                    }
                 }
             }
         }
-        assert!(!any_needs_escape(b""));
+    }
+
+    #[test]
+    fn every_length_is_copied_whole() {
+        let text: Vec<u8> = (0..64u8).map(|i| b'a' + i % 26).collect();
+        for kept in 0..9 {
+            for len in 0..text.len() {
+                let mut out = vec![b'k'; kept];
+                assert!(push_words_unescaped(&mut out, &text[..len]));
+                assert_eq!(out[..kept], vec![b'k'; kept]);
+                assert_eq!(&out[kept..], &text[..len], "{len} bytes after {kept}");
+            }
+        }
     }
 
     #[test]

@@ -17,8 +17,15 @@ pub(super) fn split_target(target: &str, is_connect: bool) -> TargetParts<'_> {
             query: None,
         };
     }
-    // Absolute-form (sent to proxies): drop `scheme://authority`.
-    let resource = match target.split_once("://") {
+    // Absolute-form (sent to proxies): drop `scheme://authority`. Origin
+    // form (`/...`, nearly every request) cannot be one, as a scheme starts
+    // with a letter: no search for `://` there.
+    let absolute = if target.starts_with('/') {
+        None
+    } else {
+        target.split_once("://")
+    };
+    let resource = match absolute {
         Some((scheme, rest)) if is_scheme(scheme) => {
             let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
             rest.get(authority_end..).unwrap_or_default()
