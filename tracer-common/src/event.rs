@@ -133,6 +133,11 @@ pub const DATA_FLAG_TRUNCATED: u8 = 1;
 /// [`DataEvent::flags`]: plaintext of a TLS connection, read at the TLS
 /// library's boundary (the socket itself carries ciphertext).
 pub const DATA_FLAG_TLS: u8 = 2;
+/// [`DataEvent::flags`], with [`DATA_FLAG_TLS`]: plaintext of an SSL call
+/// whose socket the kernel does not know (an event loop's: no syscall
+/// inside the call names it). `fd` is 0 and `sock` holds the `SSL *`; user
+/// space ties it to the socket whose ciphertext the thread moved next to it.
+pub const DATA_FLAG_TLS_UNBOUND: u8 = 4;
 
 /// Payload moved by one socket syscall (one message for `*mmsg`).
 ///

@@ -22,6 +22,10 @@ pub mod names {
     pub const IN_FLIGHT: &str = "IN_FLIGHT";
     pub const SOCKETS: &str = "SOCKETS";
     pub const SSL_IN_FLIGHT: &str = "SSL_IN_FLIGHT";
+    /// The socket behind each `SSL *` ([`super::SslKey`] →
+    /// [`super::SslSocket`]): the programs learn it from a syscall inside an
+    /// SSL call; user space adds what it learns for event loops, whose SSL
+    /// calls make no syscall.
     pub const SSL_SOCKETS: &str = "SSL_SOCKETS";
     /// aya-log's record buffer, opened by `aya_log::EbpfLogger`.
     pub const AYA_LOGS: &str = "AYA_LOGS";
@@ -62,7 +66,8 @@ pub enum Counter {
     /// A process could not be added to the traced set: map full.
     PidTableFull = 5,
     /// A TLS library call whose socket could not be found: its plaintext
-    /// was dropped.
+    /// was dropped. Counted by user space, which ties the calls of event
+    /// loops to their sockets (the kernel hands those calls on unbound).
     TlsSocketUnknown = 6,
 }
 
@@ -115,6 +120,34 @@ impl Counter {
             Counter::TlsSocketUnknown => "TLS call without socket",
         }
     }
+}
+
+/// `SSL_SOCKETS` key: an `SSL *` of one process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SslKey {
+    pub ssl: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// `SSL_SOCKETS` value: the socket an `SSL *` reads and writes through. The
+/// programs use it only while the process still has `sock` open as `fd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SslSocket {
+    pub sock: u64,
+    pub fd: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::{SslKey, SslSocket};
+    // SAFETY: repr(C), explicit padding, valid for any bit pattern.
+    unsafe impl aya::Pod for SslKey {}
+    // SAFETY: repr(C), explicit padding, valid for any bit pattern.
+    unsafe impl aya::Pod for SslSocket {}
 }
 
 /// `TRACED_PIDS` value: why a process is traced.

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     maps::{
-        Counter, COUNTER_COUNT, MAX_COMMS, MAX_IN_FLIGHT, MAX_SOCKETS, MAX_TRACED_CGROUPS,
-        MAX_TRACED_PIDS,
+        Counter, SslKey, SslSocket, COUNTER_COUNT, MAX_COMMS, MAX_IN_FLIGHT, MAX_SOCKETS,
+        MAX_TRACED_CGROUPS, MAX_TRACED_PIDS,
     },
     KernelConfig, SCRATCH_SIZE, TASK_COMM_LEN,
 };
@@ -148,19 +148,13 @@ pub struct SslCall {
 #[map]
 pub static SSL_IN_FLIGHT: HashMap<u64, SslCall> = HashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 
-/// The socket behind an `SSL *`, learnt from a socket syscall made inside
-/// one of its calls; used when a later call is served from OpenSSL's
-/// buffer without any syscall.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SslSocket {
-    pub sock: u64,
-    pub fd: u32,
-    pub _pad: u32,
-}
-
+/// The socket behind an `SSL *`: learnt from a socket syscall made inside
+/// one of its calls, or written by user space for event loops; used when a
+/// later call makes no syscall (served from OpenSSL's buffers, or an event
+/// loop's memory BIO).
 #[map]
-pub static SSL_SOCKETS: LruHashMap<u64, SslSocket> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+pub static SSL_SOCKETS: LruHashMap<SslKey, SslSocket> =
+    LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
 /// Where events are assembled before they are copied into the ring buffer
 /// (the BPF stack is only 512 bytes). One slot per possible CPU, indexed by

@@ -5,17 +5,28 @@
 //! OpenSSL's internals portably; instead the socket syscall OpenSSL makes on
 //! the same thread *inside* the call names it ([`note_socket_of_ssl_call`]),
 //! and is remembered per `SSL *` for calls served from OpenSSL's buffers.
+//! Event loops (Node.js, Python asyncio) decrypt from memory BIOs: no
+//! syscall inside the call. Their plaintext goes to user space unbound
+//! (`DATA_FLAG_TLS_UNBOUND`), which ties the `SSL *` to the socket whose
+//! ciphertext the thread moved next to the call, and writes what it learnt
+//! into `SSL_SOCKETS`.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use tracer_common::{maps::Counter, DataEvent, Direction, EventKind, Syscall, DATA_FLAG_TLS};
+use tracer_common::{
+    maps::{Counter, SslKey, SslSocket},
+    DataEvent, Direction, EventKind, Syscall, DATA_FLAG_TLS, DATA_FLAG_TLS_UNBOUND,
+};
 
 use crate::{
     emit::emit_flat,
-    maps::{count, in_flight_slot, traced_current, SslCall, SslSocket, SSL_IN_FLIGHT, SSL_SOCKETS},
+    maps::{
+        count, in_flight_slot, socket_key, traced_current, SslCall, SOCKETS, SSL_IN_FLIGHT,
+        SSL_SOCKETS,
+    },
     socket::{ensure_connection, mark_tls, Tracked},
 };
 
@@ -102,6 +113,8 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
     if ret <= 0 {
         return 0;
     }
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
     let moved = if call.count_out != 0 {
         // SAFETY: user pointer given to the `_ex` call, filled on success.
         match unsafe { bpf_probe_read_user(call.count_out as *const u64) } {
@@ -114,29 +127,67 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
     if moved == 0 {
         return 0;
     }
+    let key = SslKey {
+        ssl: call.ssl,
+        tgid,
+        _pad: 0,
+    };
     let (fd, sock) = if call.sock != 0 {
         let socket = SslSocket {
             sock: call.sock,
             fd: call.fd,
             _pad: 0,
         };
-        let _ = SSL_SOCKETS.insert(call.ssl, socket, 0);
+        let _ = SSL_SOCKETS.insert(key, socket, 0);
         (call.fd, call.sock)
+    } else if let Some(socket) = socket_still_open(&key) {
+        (socket.fd, socket.sock)
     } else {
-        // SAFETY: plain lookup.
-        if let Some(socket) = unsafe { SSL_SOCKETS.get(call.ssl) } {
-            (socket.fd, socket.sock)
-        } else {
-            count(Counter::TlsSocketUnknown);
-            return 0;
-        }
+        emit_unbound(&call, tgid, tid, moved);
+        return 0;
     };
-    let tgid = (pid_tgid >> 32) as u32;
-    let tid = pid_tgid as u32;
     if ensure_connection(tgid, tid, fd, sock) == Tracked::No {
         return 0;
     }
     mark_tls(tgid, fd);
+    emit_plaintext(&call, tgid, tid, DATA_FLAG_TLS, fd, sock, moved);
+    0
+}
+
+/// The socket `SSL_SOCKETS` names for `key`, if the process still has it
+/// open under that fd (a closed connection's `SSL *` may be reused by the
+/// next one: its old entry is dropped).
+#[inline(always)]
+fn socket_still_open(key: &SslKey) -> Option<SslSocket> {
+    // SAFETY: plain lookup, copied out.
+    let socket = (unsafe { SSL_SOCKETS.get(key) }).copied()?;
+    // SAFETY: plain lookup.
+    let open = unsafe { SOCKETS.get(socket_key(key.tgid, socket.fd)) };
+    if open.is_some_and(|state| state.sock == socket.sock) {
+        Some(socket)
+    } else {
+        let _ = SSL_SOCKETS.remove(key);
+        None
+    }
+}
+
+/// Plaintext of a call whose socket is not known here: `sock` carries the
+/// `SSL *` for user space to tie to a socket.
+#[inline(always)]
+fn emit_unbound(call: &SslCall, tgid: u32, tid: u32, moved: u64) {
+    emit_plaintext(
+        call,
+        tgid,
+        tid,
+        DATA_FLAG_TLS | DATA_FLAG_TLS_UNBOUND,
+        0,
+        call.ssl,
+        moved,
+    );
+}
+
+#[inline(always)]
+fn emit_plaintext(call: &SslCall, tgid: u32, tid: u32, flags: u8, fd: u32, sock: u64, moved: u64) {
     let syscall = if call.syscall == Syscall::SslWrite as u8 {
         Syscall::SslWrite
     } else {
@@ -147,7 +198,7 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
         kind: EventKind::Data as u8,
         direction: direction as u8,
         syscall: syscall as u8,
-        flags: DATA_FLAG_TLS,
+        flags,
         pid: tgid,
         tid,
         fd,
@@ -161,7 +212,6 @@ pub fn tracer_ssl_ret(ctx: RetProbeContext) -> u32 {
         captured_len: 0,
     };
     emit_flat(header, call.buf, moved);
-    0
 }
 
 /// Called from a socket syscall's exit: if this thread is inside an SSL

@@ -340,7 +340,12 @@ impl Turns for Run {
     }
 
     fn drain(&mut self) {
-        drain(&mut self.ring, &mut self.pipeline, &self.sinks);
+        drain(
+            &mut self.ring,
+            &mut self.pipeline,
+            &self.sinks,
+            &mut self.kernel,
+        );
     }
 
     fn housekeeping(&mut self) -> Vec<anyhow::Error> {
@@ -378,7 +383,7 @@ impl Turns for Run {
         self.kernel.flush_kernel_logs();
         self.pipeline
             .evict_idle(clock::monotonic_ns().saturating_sub(IDLE_CONNECTION_TIMEOUT_NS));
-        let kernel_counters = self.kernel.counters();
+        let kernel_counters = counters(&self.kernel, &self.pipeline);
         let stats = self.pipeline.stats();
         let conn_stats = self.pipeline.connection_stats();
         self.health.publish(
@@ -429,7 +434,7 @@ impl Run {
     /// finishes the sinks; on every way out of the event loop.
     fn shutdown(self) -> Summary {
         let Run {
-            kernel,
+            mut kernel,
             mut ring,
             mut pipeline,
             sinks,
@@ -438,13 +443,13 @@ impl Run {
             attach_times,
             ..
         } = self;
-        drain(&mut ring, &mut pipeline, &sinks);
+        drain(&mut ring, &mut pipeline, &sinks, &mut kernel);
         // What still waits for a parent goes out as it stands.
         pipeline.flush_linking();
         if let Some(batch) = pipeline.take_batch() {
             sinks.send(batch);
         }
-        let kernel_counters = kernel.counters();
+        let kernel_counters = counters(&kernel, &pipeline);
         // Detaches and unloads every program and map.
         drop(ring);
         drop(kernel);
@@ -471,11 +476,35 @@ impl Run {
     }
 }
 
-fn drain(ring: &mut EventRing, pipeline: &mut Pipeline, sinks: &Sinks) {
+/// The kernel's loss counters, with the TLS calls user space could not tie
+/// to a socket counted where the kernel counts its own.
+fn counters(
+    kernel: &AttachedKernel,
+    pipeline: &Pipeline,
+) -> std::collections::HashMap<Counter, u64> {
+    let mut counters = kernel.counters();
+    *counters.entry(Counter::TlsSocketUnknown).or_default() +=
+        pipeline.tls_binding_stats().unbound_calls;
+    counters
+}
+
+fn drain(
+    ring: &mut EventRing,
+    pipeline: &mut Pipeline,
+    sinks: &Sinks,
+    kernel: &mut AttachedKernel,
+) {
     loop {
         let handled = ring.drain(DRAIN_BATCH, |record| pipeline.handle_record(record));
         if let Some(batch) = pipeline.take_batch() {
             sinks.send(batch);
+        }
+        for binding in pipeline.take_tls_bindings() {
+            // Without it the kernel goes on handing that SSL *'s calls
+            // on unbound, which user space still ties: only slower.
+            if let Err(err) = kernel.bind_ssl(&binding) {
+                log::debug!("SSL * of process {} in the kernel: {err}", binding.pid);
+            }
         }
         if handled < DRAIN_BATCH {
             break;

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use tracer_common::{EventKind, ProcessEvent};
+use tracer_common::{DataEvent, EventKind, ProcessEvent};
 
 use crate::{
     clock,
-    connections::{ConnectionStats, ConnectionTable, Origin},
+    connections::{
+        Binding, ConnectionStats, ConnectionTable, Origin, Routed, TlsBinder, TlsBindingStats,
+    },
     linking::{LinkConfig, LinkStats, Linker},
     process::ProcessNames,
     protocols::{Exchange, ParseOutput, ParserOptions, Protocol},
@@ -33,6 +35,9 @@ pub struct PipelineStats {
 }
 
 pub struct Pipeline {
+    tls: TlsBinder,
+    /// Events [`TlsBinder::route`] released, kept for its room.
+    released: Vec<(DataEvent, Vec<u8>)>,
     connections: ConnectionTable,
     builder: SpanBuilder,
     names: ProcessNames,
@@ -47,6 +52,8 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         Pipeline {
+            tls: TlsBinder::default(),
+            released: Vec::new(),
             connections: ConnectionTable::new(
                 config.enabled,
                 config.options,
@@ -78,6 +85,15 @@ impl Pipeline {
         self.linker.stats()
     }
 
+    pub fn tls_binding_stats(&self) -> TlsBindingStats {
+        self.tls.stats()
+    }
+
+    /// `SSL *`s tied to their sockets since the last call, for the kernel.
+    pub fn take_tls_bindings(&mut self) -> Vec<Binding> {
+        self.tls.take_learnt()
+    }
+
     /// One ring-buffer record.
     pub fn handle_record(&mut self, record: &[u8]) {
         self.stats.records += 1;
@@ -94,22 +110,35 @@ impl Pipeline {
         }
         match event {
             Event::Data(header, payload) => {
-                // A reused fd: what the old connection held is its own.
-                let replaced = self.connections.close_replaced(&header, &mut self.parsed);
-                self.finish_exchanges(replaced.as_ref(), header.pid, header.tid);
-                let origin = self.connections.on_data(&header, payload, &mut self.parsed);
-                self.finish_exchanges(origin.as_ref(), header.pid, header.tid);
+                let mut released = std::mem::take(&mut self.released);
+                let routed = self.tls.route(&header, payload, &mut released);
+                for (header, payload) in released.drain(..) {
+                    self.on_data(&header, &payload);
+                }
+                self.released = released;
+                if let Routed::Event(header) = routed {
+                    self.on_data(&header, payload);
+                }
             }
             Event::ConnOpen(conn) => {
                 let origin = self.connections.on_open(&conn, &mut self.parsed);
                 self.finish_exchanges(origin.as_ref(), conn.pid, conn.tid);
             }
             Event::ConnClose(conn) => {
+                self.tls.on_close(conn.pid, conn.fd, conn.sock);
                 let origin = self.connections.on_close(&conn, &mut self.parsed);
                 self.finish_exchanges(origin.as_ref(), conn.pid, conn.tid);
             }
             Event::Process(process) => self.on_process(&process),
         }
+    }
+
+    fn on_data(&mut self, header: &DataEvent, payload: &[u8]) {
+        // A reused fd: what the old connection held is its own.
+        let replaced = self.connections.close_replaced(header, &mut self.parsed);
+        self.finish_exchanges(replaced.as_ref(), header.pid, header.tid);
+        let origin = self.connections.on_data(header, payload, &mut self.parsed);
+        self.finish_exchanges(origin.as_ref(), header.pid, header.tid);
     }
 
     fn on_process(&mut self, event: &ProcessEvent) {
@@ -141,6 +170,7 @@ impl Pipeline {
             }
             Some(EventKind::ProcessExit) => {
                 log::debug!("process {} ({comm}) exited", event.pid);
+                self.tls.on_process_exit(event.pid);
                 let origins = self.connections.on_process_exit(
                     event.pid,
                     event.timestamp_ns,
@@ -250,6 +280,7 @@ impl Pipeline {
     /// the emptied per-key lists kept for reuse between these calls.
     pub fn evict_idle(&mut self, cutoff_ns: u64) {
         self.connections.evict_idle(cutoff_ns);
+        self.tls.prune(clock::monotonic_ns());
         self.linker.prune();
     }
 }

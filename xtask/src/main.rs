@@ -253,6 +253,7 @@ const KERNEL_PATH_TESTS: &[&str] = &[
     "kv",
     "sql",
     "tls",
+    "tls_event_loops",
     "grpc",
     "linking",
     "reliability",

@@ -14,6 +14,7 @@ mod peers;
 mod requests;
 #[cfg(test)]
 mod tests;
+mod tls_binding;
 
 use std::net::SocketAddr;
 
@@ -32,6 +33,7 @@ use crate::{
 pub use addr::socket_addrs;
 pub use addr_pair::AddrPair;
 pub use requests::{Cause, RequestLog, Sender};
+pub use tls_binding::{Binding, Routed, TlsBinder, TlsBindingStats};
 
 use activity::Activity;
 use peers::PeerIndex;
@@ -466,12 +468,6 @@ impl ConnectionTable {
     }
 }
 
-/// A TLS record header: handshake, alert, change-cipher-spec or
-/// application data, protocol version 3.x.
-fn looks_like_tls_record(data: &[u8]) -> bool {
-    matches!(data, [20..=23, 3, 0..=4, ..])
-}
-
 impl Connection {
     /// While `Detecting`, tries to recognise the protocol from `payload`:
     /// on success the connection is `Active` (and `payload` is for its
@@ -491,7 +487,7 @@ impl Connection {
         if payload.is_empty() {
             return;
         }
-        if !self.tls && looks_like_tls_record(payload) {
+        if !self.tls && tls_binding::starts_tls_record(payload) {
             // Shown as a connection, never parsed as plaintext; the TLS
             // hooks, if the library is hooked, bring the plaintext.
             self.saw_ciphertext = true;

@@ -15,12 +15,13 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    maps::{names, Counter, TRACED_BY_PID},
+    maps::{names, Counter, SslKey, SslSocket, TRACED_BY_PID},
     programs::{Hook, Program as ProgramSpec, PROGRAMS, TLS_RETURN},
     KernelConfig, SocketLookup, MAX_PAYLOAD, TASK_COMM_LEN,
 };
 
 use super::btf::{BtfError, KernelBtf};
+use crate::connections::Binding;
 
 /// The compiled kernel programs (built by build.rs from tracer-ebpf).
 pub(super) static EBPF_OBJECT: &[u8] =
@@ -122,6 +123,7 @@ pub struct AttachedKernel {
     traced_pids: HashMap<MapData, u32, u8>,
     traced_comms: HashMap<MapData, [u8; TASK_COMM_LEN], u8>,
     traced_cgroups: HashMap<MapData, u64, u8>,
+    ssl_sockets: HashMap<MapData, SslKey, SslSocket>,
     counters: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     socket_hooks: SocketHooks,
@@ -217,6 +219,13 @@ impl AttachedKernel {
                 map: names::TRACED_CGROUPS,
                 source,
             })?;
+        let ssl_sockets =
+            HashMap::try_from(take_map(&mut ebpf, names::SSL_SOCKETS)?).map_err(|source| {
+                KernelError::Map {
+                    map: names::SSL_SOCKETS,
+                    source,
+                }
+            })?;
         let counters =
             PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?).map_err(|source| {
                 KernelError::Map {
@@ -229,6 +238,7 @@ impl AttachedKernel {
             traced_pids,
             traced_comms,
             traced_cgroups,
+            ssl_sockets,
             counters,
             logger,
             socket_hooks,
@@ -289,6 +299,27 @@ impl AttachedKernel {
                 source,
             }),
         }
+    }
+
+    /// Tells the TLS programs the socket of an `SSL *` that user space tied
+    /// to it (an event loop's, whose calls make no syscall).
+    pub fn bind_ssl(&mut self, binding: &Binding) -> Result<(), KernelError> {
+        let key = SslKey {
+            ssl: binding.ssl,
+            tgid: binding.pid,
+            _pad: 0,
+        };
+        let socket = SslSocket {
+            sock: binding.sock,
+            fd: binding.fd,
+            _pad: 0,
+        };
+        self.ssl_sockets
+            .insert(key, socket, 0)
+            .map_err(|source| KernelError::Map {
+                map: names::SSL_SOCKETS,
+                source,
+            })
     }
 
     /// Hooks OpenSSL's read/write functions in `target` (a libssl or an

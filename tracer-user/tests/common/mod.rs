@@ -480,7 +480,7 @@ pub fn complete(spans: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-/// A Python client that waits for a go signal before doing its work, so a
+/// A Python or Node.js client that waits for a go signal before doing its work, so a
 /// test can attach the tracer to its pid first.
 pub struct GatedClient {
     child: Child,
@@ -491,18 +491,33 @@ pub struct GatedClient {
 impl GatedClient {
     /// `body` runs after the gate opens; it should print "done" at the end.
     pub fn spawn(body: &str) -> GatedClient {
+        Self::spawn_with("/usr/bin/python3", |go| {
+            format!("import os, time\nwhile not os.path.exists({go:?}):\n    time.sleep(0.02)\n{body}\n")
+        })
+    }
+
+    /// A Node.js client: `body` runs once the gate opens.
+    pub fn spawn_node(body: &str) -> GatedClient {
+        Self::spawn_with("node", |go| {
+            format!(
+                "const fs = require('fs');\nfunction main() {{\n{body}\n}}\n(function wait() {{ if (fs.existsSync({go:?})) main(); else setTimeout(wait, 20); }})();\n"
+            )
+        })
+    }
+
+    /// Runs `script(gate path)` with `interpreter`, given on its command
+    /// line (`-c` for Python, `-e` for Node.js).
+    fn spawn_with(interpreter: &str, script: impl FnOnce(&str) -> String) -> GatedClient {
         let dir = TempDir::new("client");
         let go = dir.path().join("go");
-        let script = format!(
-            "import os, time\nwhile not os.path.exists({go:?}):\n    time.sleep(0.02)\n{body}\n",
-            go = go.display().to_string()
-        );
-        let child = Command::new("/usr/bin/python3")
-            .args(["-c", &script])
+        let script = script(&go.display().to_string());
+        let flag = if interpreter == "node" { "-e" } else { "-c" };
+        let child = Command::new(interpreter)
+            .args([flag, &script])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start python client");
+            .expect("start the client");
         thread::sleep(Duration::from_millis(300));
         GatedClient {
             child,
