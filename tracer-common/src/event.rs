@@ -69,6 +69,10 @@ pub enum Syscall {
     SslRead = 11,
     /// Plaintext handed to OpenSSL's `SSL_write`/`SSL_write_ex`.
     SslWrite = 12,
+    /// Go's `crypto/tls.(*Conn).Read`.
+    GoTlsRead = 13,
+    /// Go's `crypto/tls.(*Conn).Write`.
+    GoTlsWrite = 14,
 }
 
 impl Syscall {
@@ -87,6 +91,8 @@ impl Syscall {
             10 => Self::Sendfile,
             11 => Self::SslRead,
             12 => Self::SslWrite,
+            13 => Self::GoTlsRead,
+            14 => Self::GoTlsWrite,
             _ => return None,
         })
     }
@@ -98,14 +104,16 @@ impl Syscall {
             | Self::Recvfrom
             | Self::Recvmsg
             | Self::Recvmmsg
-            | Self::SslRead => Direction::Ingress,
+            | Self::SslRead
+            | Self::GoTlsRead => Direction::Ingress,
             Self::Write
             | Self::Writev
             | Self::Sendto
             | Self::Sendmsg
             | Self::Sendmmsg
             | Self::Sendfile
-            | Self::SslWrite => Direction::Egress,
+            | Self::SslWrite
+            | Self::GoTlsWrite => Direction::Egress,
         }
     }
 
@@ -124,6 +132,8 @@ impl Syscall {
             Self::Sendfile => "sendfile",
             Self::SslRead => "SSL_read",
             Self::SslWrite => "SSL_write",
+            Self::GoTlsRead => "crypto/tls.(*Conn).Read",
+            Self::GoTlsWrite => "crypto/tls.(*Conn).Write",
         }
     }
 }
@@ -133,6 +143,16 @@ pub const DATA_FLAG_TRUNCATED: u8 = 1;
 /// [`DataEvent::flags`]: plaintext of a TLS connection, read at the TLS
 /// library's boundary (the socket itself carries ciphertext).
 pub const DATA_FLAG_TLS: u8 = 2;
+
+impl Syscall {
+    /// For TLS plaintext: the library that decrypted it.
+    pub fn tls_library(self) -> &'static str {
+        match self {
+            Self::GoTlsRead | Self::GoTlsWrite => "go",
+            _ => "openssl",
+        }
+    }
+}
 /// [`DataEvent::flags`], with [`DATA_FLAG_TLS`]: plaintext of an SSL call
 /// whose socket the kernel does not know (an event loop's: no syscall
 /// inside the call names it). `fd` is 0 and `sock` holds the `SSL *`; user

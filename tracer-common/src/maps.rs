@@ -27,11 +27,16 @@ pub mod names {
     /// SSL call; user space adds what it learns for event loops, whose SSL
     /// calls make no syscall.
     pub const SSL_SOCKETS: &str = "SSL_SOCKETS";
+    /// Go processes whose `crypto/tls` is hooked ([`super::GoProcess`] by
+    /// tgid); user space adds each one it hooks.
+    pub const GO_PROCESSES: &str = "GO_PROCESSES";
+    /// `crypto/tls.(*Conn).Read` calls between entry and return, by goroutine.
+    pub const GO_TLS_READS: &str = "GO_TLS_READS";
     /// aya-log's record buffer, opened by `aya_log::EbpfLogger`.
     pub const AYA_LOGS: &str = "AYA_LOGS";
 
     /// Every map of the object.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 13] = [
         EVENTS,
         TRACED_PIDS,
         TRACED_COMMS,
@@ -42,6 +47,8 @@ pub mod names {
         SOCKETS,
         SSL_IN_FLIGHT,
         SSL_SOCKETS,
+        GO_PROCESSES,
+        GO_TLS_READS,
         AYA_LOGS,
     ];
 
@@ -141,9 +148,36 @@ pub struct SslSocket {
     pub _pad: u32,
 }
 
+/// `GO_PROCESSES` value: what the Go TLS probes need to know of a process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoProcess {
+    /// Run-time address of the itab `*net.TCPConn` implementing `net.Conn`:
+    /// a `tls.Conn` over anything else is not followed to a socket.
+    pub tcp_conn_itab: u64,
+}
+
+/// Where a `crypto/tls.Conn`'s socket is, for Go 1.17 and later (unchanged
+/// since; the register ABI came with 1.17): `tls.Conn.conn` is its first
+/// field, a `net.Conn` interface (itab, data); a `*net.TCPConn`'s first
+/// word is its `*netFD`, whose `poll.FD` comes first and holds `Sysfd`
+/// after its 16-byte `fdMutex`.
+pub mod go_offsets {
+    /// `tls.Conn.conn`'s itab word.
+    pub const TLS_CONN_ITAB: u64 = 0;
+    /// `tls.Conn.conn`'s data word: the `*net.TCPConn`.
+    pub const TLS_CONN_DATA: u64 = 8;
+    /// `net.TCPConn.conn.fd`: the `*netFD`.
+    pub const TCP_CONN_NETFD: u64 = 0;
+    /// `netFD.pfd.Sysfd`.
+    pub const NETFD_SYSFD: u64 = 16;
+}
+
 #[cfg(feature = "user")]
 mod user {
-    use super::{SslKey, SslSocket};
+    use super::{GoProcess, SslKey, SslSocket};
+    // SAFETY: repr(C), one u64.
+    unsafe impl aya::Pod for GoProcess {}
     // SAFETY: repr(C), explicit padding, valid for any bit pattern.
     unsafe impl aya::Pod for SslKey {}
     // SAFETY: repr(C), explicit padding, valid for any bit pattern.

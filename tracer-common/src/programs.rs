@@ -29,6 +29,9 @@ pub enum Hook {
     /// The return of every function an [`Hook::UProbe`] was attached to: a
     /// uretprobe, attached alongside each of them.
     URetProbe,
+    /// A uprobe in Go executables at an offset user space computes (a
+    /// function's entry or one of its return instructions).
+    GoProbe,
 }
 
 impl Hook {
@@ -57,6 +60,8 @@ pub enum Family {
     Process,
     /// `tls.rs`: OpenSSL plaintext.
     Tls,
+    /// `gotls.rs`: Go `crypto/tls` plaintext.
+    GoTls,
 }
 
 /// One program of the eBPF object.
@@ -167,7 +172,18 @@ pub const PROGRAMS: &[Program] = &[
     program("tracer_ssl_read",       uprobe("SSL_read"),              Family::Tls),
     program("tracer_ssl_read_ex",    uprobe("SSL_read_ex"),           Family::Tls),
     TLS_RETURN,
+    GO_TLS_WRITE,
+    GO_TLS_READ,
+    GO_TLS_READ_RETURN,
 ];
+
+/// At the entry of Go's `crypto/tls.(*Conn).Write`.
+pub const GO_TLS_WRITE: Program = program("tracer_go_tls_write", Hook::GoProbe, Family::GoTls);
+/// At the entry of Go's `crypto/tls.(*Conn).Read`.
+pub const GO_TLS_READ: Program = program("tracer_go_tls_read", Hook::GoProbe, Family::GoTls);
+/// At each return instruction of Go's `crypto/tls.(*Conn).Read`.
+pub const GO_TLS_READ_RETURN: Program =
+    program("tracer_go_tls_read_ret", Hook::GoProbe, Family::GoTls);
 
 #[cfg(test)]
 mod tests {

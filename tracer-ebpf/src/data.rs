@@ -121,7 +121,7 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         Syscall::Recvmsg | Syscall::Sendmsg => emit_msghdr(header, in_flight.buf, ret as u64),
         Syscall::Recvmmsg | Syscall::Sendmmsg => emit_mmsghdrs(header, in_flight.buf, ret as u64),
         Syscall::Sendfile => emit_size_only(header, ret as u64),
-        Syscall::SslRead | Syscall::SslWrite => {}
+        Syscall::SslRead | Syscall::SslWrite | Syscall::GoTlsRead | Syscall::GoTlsWrite => {}
     }
 }
 

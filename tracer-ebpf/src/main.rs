@@ -59,6 +59,8 @@ mod emit;
 #[cfg(target_arch = "bpf")]
 mod fdtable;
 #[cfg(target_arch = "bpf")]
+mod gotls;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod process;

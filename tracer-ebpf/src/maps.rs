@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     maps::{
-        Counter, SslKey, SslSocket, COUNTER_COUNT, MAX_COMMS, MAX_IN_FLIGHT, MAX_SOCKETS,
-        MAX_TRACED_CGROUPS, MAX_TRACED_PIDS,
+        Counter, GoProcess, SslKey, SslSocket, COUNTER_COUNT, MAX_COMMS, MAX_IN_FLIGHT,
+        MAX_SOCKETS, MAX_TRACED_CGROUPS, MAX_TRACED_PIDS,
     },
     KernelConfig, SCRATCH_SIZE, TASK_COMM_LEN,
 };
@@ -155,6 +155,34 @@ pub static SSL_IN_FLIGHT: HashMap<u64, SslCall> = HashMap::with_max_entries(MAX_
 #[map]
 pub static SSL_SOCKETS: LruHashMap<SslKey, SslSocket> =
     LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+
+/// Go processes whose `crypto/tls` is hooked, written by user space.
+#[map]
+pub static GO_PROCESSES: HashMap<u32, GoProcess> = HashMap::with_max_entries(MAX_TRACED_PIDS, 0);
+
+/// A goroutine of one process: `R14` (the `g`) and the tgid.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoroutineKey {
+    pub g: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// A `crypto/tls.(*Conn).Read` between its entry and a return instruction.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoRead {
+    pub buf: u64,
+    pub sock: u64,
+    pub fd: u32,
+    pub _pad: u32,
+}
+
+/// LRU: a goroutine that never returns (its program exits) leaves an entry.
+#[map]
+pub static GO_TLS_READS: LruHashMap<GoroutineKey, GoRead> =
+    LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 
 /// Where events are assembled before they are copied into the ring buffer
 /// (the BPF stack is only 512 bytes). One slot per possible CPU, indexed by

@@ -92,7 +92,7 @@ fn batch() -> Vec<Span> {
                 kind: SpanKind::Server,
                 local: Some(local),
                 remote: Some(SocketAddr::from(([127, 0, 0, 1], port))),
-                tls: false,
+                tls: None,
             };
             builder.build(exchange, &ctx).0
         })

@@ -17,6 +17,7 @@ use crate::{
     clock,
     kernel::{
         capabilities::{self, Capability, CapabilitySet},
+        gotls::GoTlsHooks,
         openssl::{self, OpensslHooks},
         preflight, AttachedKernel, KernelError, KernelOptions,
     },
@@ -72,6 +73,7 @@ struct Run {
     latency: FinalTable,
     health: Arc<Health>,
     tls_hooks: OpensslHooks,
+    go_tls: GoTlsHooks,
     /// Traced processes still alive at the last housekeeping, and new ones.
     traced_now: Vec<u32>,
     /// The `--cgroup` / `--container` subtrees, listed at each housekeeping.
@@ -128,6 +130,10 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     let ring = EventRing::new(ring, POLL_INTERVAL).context("watching the ring buffer")?;
     let traced_now = trace_targets(args, &pids, &mut kernel, &mut cgroups)?;
     let tls_hooks = hook_tls(&mut kernel, traced_now.iter().copied(), held)?;
+    let mut go_tls = GoTlsHooks::new(!held.has(Capability::SysAdmin));
+    for &pid in &traced_now {
+        go_tls.hook_process(&mut kernel, pid)?;
+    }
     let attach_times = AttachSummary::new(started.elapsed(), kernel.load_times());
     log::debug!("attach times: {attach_times:?}");
     eprintln!(
@@ -159,6 +165,9 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     for &pid in &traced_now {
         pipeline.know_process(pid);
     }
+    for pid in go_tls.take_go_processes() {
+        pipeline.schedules_goroutines(pid);
+    }
 
     let sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -170,6 +179,7 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
         latency,
         health,
         tls_hooks,
+        go_tls,
         traced_now,
         cgroups,
         cgroup_error_reported: false,
@@ -356,6 +366,13 @@ impl Turns for Run {
                     anyhow::Error::new(err).context(format!("hooking TLS in new process {pid}")),
                 );
             }
+            // Forked or exec'd: maybe another executable than before.
+            self.go_tls.forget(pid);
+            if let Err(err) = self.go_tls.hook_process(&mut self.kernel, pid) {
+                errors.push(
+                    anyhow::Error::new(err).context(format!("hooking Go TLS in new process {pid}")),
+                );
+            }
             self.traced_now.push(pid);
         }
         if self.last_housekeeping.elapsed() < HOUSEKEEPING_EVERY {
@@ -372,8 +389,14 @@ impl Turns for Run {
             }
         }
         // Libraries loaded later (dlopen, e.g. Python's `import ssl`).
-        self.traced_now
-            .retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        let go_tls = &mut self.go_tls;
+        self.traced_now.retain(|&pid| {
+            let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+            if !alive {
+                go_tls.forget(pid);
+            }
+            alive
+        });
         for &pid in &self.traced_now {
             if let Err(err) = self.tls_hooks.hook_process(&mut self.kernel, pid) {
                 errors

@@ -266,6 +266,11 @@ impl Pipeline {
         Some(Arc::new(batch))
     }
 
+    /// `pid` is a Go program: no parent by thread for its client calls.
+    pub fn schedules_goroutines(&mut self, pid: u32) {
+        self.connections.schedules_goroutines(pid);
+    }
+
     /// Remembers the name of a process traced from the start.
     pub fn know_process(&mut self, pid: u32) {
         let _ = self.names.get(pid);

@@ -254,6 +254,7 @@ const KERNEL_PATH_TESTS: &[&str] = &[
     "sql",
     "tls",
     "tls_event_loops",
+    "go_tls",
     "grpc",
     "linking",
     "reliability",

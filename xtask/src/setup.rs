@@ -53,6 +53,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // deploy/ checks (tests/deploy.rs): `promtool check rules` and `test
     // rules`, `systemd-analyze verify`, and a virtual environment for
     // kubernetes-validate (PyPI only).
+    // TLS of event loops and Go (tests/tls_event_loops.rs, tests/go_tls.rs):
+    // Node.js (OpenSSL linked into `node`) and Go 1.19, which builds the
+    // stdlib-only test programs offline.
+    ("nodejs", "/usr/bin/node"),
+    ("golang-go", "/usr/bin/go"),
     ("prometheus", "/usr/bin/promtool"),
     ("systemd", "/usr/bin/systemd-analyze"),
     ("python3-venv", "/usr/share/doc/python3-venv/copyright"),

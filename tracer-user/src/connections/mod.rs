@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use foldhash::HashMap;
 
 use tracer_common::{
-    ConnEvent, DataEvent, Direction, Role, DATA_FLAG_TLS, DATA_FLAG_TRUNCATED, IPPROTO_UDP,
+    ConnEvent, DataEvent, Direction, Role, Syscall, DATA_FLAG_TLS, DATA_FLAG_TRUNCATED, IPPROTO_UDP,
 };
 
 use crate::{
@@ -80,6 +80,8 @@ struct Connection {
     last_seen_ns: u64,
     /// Plaintext comes from a TLS library hook; socket bytes are ciphertext.
     tls: bool,
+    /// Which library, once `tls`.
+    tls_library: &'static str,
     /// Bytes that looked like a TLS record arrived on the socket itself.
     saw_ciphertext: bool,
     /// Exchanges completed so far: both ends of a connection count the
@@ -114,6 +116,7 @@ impl Connection {
             state: ProtocolState::Detecting { attempts: 0 },
             last_seen_ns: ts_ns,
             tls: false,
+            tls_library: "",
             saw_ciphertext: false,
             exchanges: 0,
             requests: RequestLog::default(),
@@ -133,8 +136,8 @@ pub struct Origin {
     pub remote: Option<SocketAddr>,
     /// What the kernel saw: connect (client) or accept (server), if either.
     pub role: Role,
-    /// Decrypted at the TLS library.
-    pub tls: bool,
+    /// Decrypted at this TLS library.
+    pub tls: Option<&'static str>,
     pub conn: ConnRef,
     /// Exchanges the connection completed before the first one of this call.
     pub seq: u64,
@@ -166,6 +169,9 @@ pub struct ConnectionTable {
     stats: ConnectionStats,
     activity: Activity,
     peers: PeerIndex,
+    /// Go processes: their client calls are not tied to a request by
+    /// thread.
+    goroutine_scheduled: foldhash::HashSet<u32>,
 }
 
 impl ConnectionTable {
@@ -178,7 +184,14 @@ impl ConnectionTable {
             stats: ConnectionStats::default(),
             activity: Activity::default(),
             peers: PeerIndex::default(),
+            goroutine_scheduled: foldhash::HashSet::default(),
         }
+    }
+
+    /// `pid` runs Go code: its threads tell nothing of which request a
+    /// call is for (until it exits).
+    pub fn schedules_goroutines(&mut self, pid: u32) {
+        self.goroutine_scheduled.insert(pid);
     }
 
     /// When the oldest request `pid` is serving now started, if any.
@@ -312,6 +325,7 @@ impl ConnectionTable {
             }
         }
         self.activity.process_exited(pid);
+        self.goroutine_scheduled.remove(&pid);
         origins
     }
 
@@ -369,13 +383,7 @@ impl ConnectionTable {
         }
         let conn = self.conns.get_mut(&key)?;
         conn.last_seen_ns = event.timestamp_ns;
-        let plaintext_from_tls = event.flags & DATA_FLAG_TLS != 0;
-        if plaintext_from_tls && !conn.tls {
-            // The TLS hooks took over: what the socket carried so far was
-            // handshake ciphertext; start over on the plaintext.
-            conn.tls = true;
-            conn.state = ProtocolState::Detecting { attempts: 0 };
-        } else if conn.tls && !plaintext_from_tls {
+        if !conn.follow_tls(event) {
             return None; // ciphertext emitted before the kernel knew
         }
         let direction = if event.direction == Direction::Ingress as u8 {
@@ -435,6 +443,9 @@ impl ConnectionTable {
                             .request_opened(tid, conn_ref, ts, conn.open_since.is_none());
                         None
                     }
+                    // Go's scheduler moves goroutines between threads: a
+                    // thread's request is no sign of a goroutine's.
+                    SpanKind::Client if self.goroutine_scheduled.contains(&key.pid) => None,
                     SpanKind::Client => self.activity.claim(tid),
                 };
                 conn.open_since.get_or_insert(ts);
@@ -469,6 +480,20 @@ impl ConnectionTable {
 }
 
 impl Connection {
+    /// Whether `event`'s bytes are for the parser: once TLS plaintext came,
+    /// the socket's own bytes (ciphertext) are not.
+    fn follow_tls(&mut self, event: &DataEvent) -> bool {
+        let plaintext_from_tls = event.flags & DATA_FLAG_TLS != 0;
+        if plaintext_from_tls && !self.tls {
+            // The TLS hooks took over: what the socket carried so far was
+            // handshake ciphertext; start over on the plaintext.
+            self.tls = true;
+            self.tls_library = Syscall::from_u8(event.syscall).map_or("", Syscall::tls_library);
+            self.state = ProtocolState::Detecting { attempts: 0 };
+        }
+        plaintext_from_tls || !self.tls
+    }
+
     /// While `Detecting`, tries to recognise the protocol from `payload`:
     /// on success the connection is `Active` (and `payload` is for its
     /// parser), otherwise it stays `Detecting` or gives up (`Ignored`).
@@ -531,7 +556,7 @@ impl Connection {
                 local: self.local,
                 remote: self.remote,
                 role: self.role,
-                tls: self.tls,
+                tls: self.tls.then_some(self.tls_library),
                 conn: ConnRef {
                     pid: key.pid,
                     fd: key.fd,

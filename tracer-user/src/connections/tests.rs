@@ -147,7 +147,7 @@ fn request_sent_first_makes_a_client_connection() {
     // Without an open record: no addresses, no kernel role.
     assert_eq!((origin.local, origin.remote), (None, None));
     assert_eq!(origin.role, Role::Unknown);
-    assert!(!origin.tls);
+    assert!(origin.tls.is_none());
     assert_eq!(table.stats().opened, 1);
     assert_eq!(table.len(), 1);
 }
@@ -347,7 +347,7 @@ fn plaintext_from_tls_hooks_replaces_the_ciphertext() {
         REQUEST,
     );
     assert!(out.exchanges.is_empty());
-    assert!(origin.unwrap().tls);
+    assert_eq!(origin.unwrap().tls, Some("openssl"));
     // The socket's own (encrypted) copy of the bytes is dropped.
     let (origin, out) = feed(
         &mut table,
@@ -362,7 +362,7 @@ fn plaintext_from_tls_hooks_replaces_the_ciphertext() {
     );
     one_exchange_named(&out, "GET /items");
     let origin = origin.unwrap();
-    assert!(origin.tls);
+    assert_eq!(origin.tls, Some("openssl"));
     assert_eq!(origin.kind, SpanKind::Client);
     let mut out = ParseOutput::default();
     table.on_close(&close(400), &mut out);
@@ -464,4 +464,31 @@ fn a_replaced_connection_keeps_its_unanswered_request() {
     let elsewhere = data(FD + 1, SOCK + 2, Direction::Egress, 3_000, REQUEST);
     assert!(table.close_replaced(&elsewhere, &mut out).is_none());
     assert!(out.exchanges.is_empty());
+}
+
+/// A client call made on a thread that reads a server request is caused by
+/// that request; not in a Go process, whose goroutines move between
+/// threads.
+#[test]
+fn no_request_causes_a_go_process_call_by_thread() {
+    let cause_of_call = |go: bool| {
+        let mut table = new_table(16);
+        if go {
+            table.schedules_goroutines(PID);
+        }
+        // A request read on server connection 5, a call sent on 6 by the
+        // same thread before the request is answered.
+        let request = data(5, 0x5000, Direction::Ingress, 100, REQUEST);
+        feed(&mut table, &request, REQUEST);
+        let call = data(6, 0x6000, Direction::Egress, 200, REQUEST);
+        let (origin, _) = feed(&mut table, &call, REQUEST);
+        let answer = data(6, 0x6000, Direction::Ingress, 300, RESPONSE);
+        let (origin_after, _) = feed(&mut table, &answer, RESPONSE);
+        origin
+            .or(origin_after)
+            .and_then(|o| o.requests.at(200))
+            .and_then(|sender| sender.cause)
+    };
+    assert!(cause_of_call(false).is_some());
+    assert!(cause_of_call(true).is_none());
 }

@@ -15,12 +15,16 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    maps::{names, Counter, SslKey, SslSocket, TRACED_BY_PID},
-    programs::{Hook, Program as ProgramSpec, PROGRAMS, TLS_RETURN},
+    maps::{names, Counter, GoProcess, SslKey, SslSocket, TRACED_BY_PID},
+    programs::{
+        Hook, Program as ProgramSpec, GO_TLS_READ, GO_TLS_READ_RETURN, GO_TLS_WRITE, PROGRAMS,
+        TLS_RETURN,
+    },
     KernelConfig, SocketLookup, MAX_PAYLOAD, TASK_COMM_LEN,
 };
 
 use super::btf::{BtfError, KernelBtf};
+use super::gotls::GoTlsProbes;
 use crate::connections::Binding;
 
 /// The compiled kernel programs (built by build.rs from tracer-ebpf).
@@ -56,6 +60,15 @@ pub enum KernelError {
     Missing(&'static str),
     #[error("a thread loading eBPF programs panicked")]
     LoaderThread,
+    #[error("Go crypto/tls: {0}")]
+    GoTls(Box<super::gotls::GoTlsError>),
+    #[error("{program} at file offset {offset:#x} of {}: {source}", target.display())]
+    GoTlsHook {
+        program: &'static str,
+        offset: u64,
+        target: std::path::PathBuf,
+        source: Box<ProgramError>,
+    },
     #[error("{probe} probe on {function} in {}: {source}", target.display())]
     OpensslHook {
         function: &'static str,
@@ -124,6 +137,7 @@ pub struct AttachedKernel {
     traced_comms: HashMap<MapData, [u8; TASK_COMM_LEN], u8>,
     traced_cgroups: HashMap<MapData, u64, u8>,
     ssl_sockets: HashMap<MapData, SslKey, SslSocket>,
+    go_processes: HashMap<MapData, u32, GoProcess>,
     counters: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     socket_hooks: SocketHooks,
@@ -226,6 +240,13 @@ impl AttachedKernel {
                     source,
                 }
             })?;
+        let go_processes =
+            HashMap::try_from(take_map(&mut ebpf, names::GO_PROCESSES)?).map_err(|source| {
+                KernelError::Map {
+                    map: names::GO_PROCESSES,
+                    source,
+                }
+            })?;
         let counters =
             PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?).map_err(|source| {
                 KernelError::Map {
@@ -239,6 +260,7 @@ impl AttachedKernel {
             traced_comms,
             traced_cgroups,
             ssl_sockets,
+            go_processes,
             counters,
             logger,
             socket_hooks,
@@ -320,6 +342,67 @@ impl AttachedKernel {
                 map: names::SSL_SOCKETS,
                 source,
             })
+    }
+
+    /// Lets the Go TLS probes follow `pid`'s `tls.Conn`s to their sockets.
+    pub fn register_go_process(&mut self, pid: u32, process: GoProcess) -> Result<(), KernelError> {
+        self.go_processes
+            .insert(pid, process, 0)
+            .map_err(|source| KernelError::Map {
+                map: names::GO_PROCESSES,
+                source,
+            })
+    }
+
+    /// Hooks Go's `crypto/tls` in the executable `target` for every process
+    /// running it. All or nothing, as [`Self::attach_openssl`].
+    pub fn attach_go_tls(
+        &mut self,
+        target: &std::path::Path,
+        probes: &GoTlsProbes,
+    ) -> Result<(), KernelError> {
+        let points = [
+            (GO_TLS_WRITE.name, probes.write),
+            (GO_TLS_READ.name, probes.read),
+        ]
+        .into_iter()
+        .chain(
+            probes
+                .read_returns
+                .iter()
+                .map(|&offset| (GO_TLS_READ_RETURN.name, offset)),
+        );
+        let mut links = Vec::new();
+        let mut result = Ok(());
+        for (program, offset) in points {
+            let attached = program_mut::<UProbe>(&mut self.ebpf, program).and_then(|p| {
+                p.attach(offset, target, UProbeScope::AllProcesses)
+                    .map_err(|source| KernelError::GoTlsHook {
+                        program,
+                        offset,
+                        target: target.to_owned(),
+                        source: Box::new(source),
+                    })
+            });
+            match attached {
+                Ok(link) => links.push((program, link)),
+                Err(err) => {
+                    result = Err(err);
+                    break;
+                }
+            }
+        }
+        if result.is_err() {
+            for (program, link) in links.into_iter().rev() {
+                if let Err(err) = program_mut::<UProbe>(&mut self.ebpf, program).and_then(|p| {
+                    p.detach(link)
+                        .map_err(|source| KernelError::Program { program, source })
+                }) {
+                    log::warn!("detaching {program} from {}: {err}", target.display());
+                }
+            }
+        }
+        result
     }
 
     /// Hooks OpenSSL's read/write functions in `target` (a libssl or an
@@ -497,7 +580,7 @@ fn load_one(
             prog.load(name, btf).map_err(failed)?;
             prog.attach().map_err(failed)?;
         }
-        Hook::UProbe(_) | Hook::URetProbe => {
+        Hook::UProbe(_) | Hook::URetProbe | Hook::GoProbe => {
             let prog: &mut UProbe = object.try_into().map_err(failed)?;
             prog.load().map_err(failed)?;
         }
@@ -586,7 +669,9 @@ fn kernel_config(
         trace_cgroups: u32::from(options.trace_cgroups),
         ..KernelConfig::UNSET
     };
-    if socket_lookup == SocketLookup::FdTable {
+    // The file table is also how the Go TLS probes find a socket, whatever
+    // the syscalls' path.
+    {
         config.task_files = btf.field_offset("task_struct", &["files"])?;
         config.files_fdt = btf.field_offset("files_struct", &["fdt"])?;
         config.fdtable_max_fds = btf.field_offset("fdtable", &["max_fds"])?;

@@ -3,6 +3,7 @@
 
 pub mod btf;
 pub mod capabilities;
+pub mod gotls;
 mod loader;
 #[cfg(test)]
 mod object_tests;

@@ -33,7 +33,7 @@ fn section_of(hook: Hook) -> String {
     match hook {
         Hook::TracePoint { category, name } => format!("tracepoint/{category}/{name}"),
         Hook::BtfTracePoint(name) => format!("tp_btf/{name}"),
-        Hook::UProbe(_) => "uprobe".to_owned(),
+        Hook::UProbe(_) | Hook::GoProbe => "uprobe".to_owned(),
         Hook::URetProbe => "uretprobe".to_owned(),
     }
 }

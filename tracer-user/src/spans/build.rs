@@ -15,8 +15,8 @@ pub struct SpanContext {
     pub kind: SpanKind,
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
-    /// Plaintext read at the TLS library.
-    pub tls: bool,
+    /// Plaintext read at this TLS library.
+    pub tls: Option<&'static str>,
 }
 
 /// Makes spans: ids, wall-clock times, status and network attributes.
@@ -76,9 +76,11 @@ impl SpanBuilder {
             ));
             attributes.push(("client.port", AttrValue::Int(i64::from(addr.port()))));
         }
-        if ctx.tls {
+        if let Some(library) = ctx.tls {
             attributes.push(("tls.protocol.name", AttrValue::fixed("tls")));
-            attributes.push(("tracer.tls.library", AttrValue::fixed("openssl")));
+            if !library.is_empty() {
+                attributes.push(("tracer.tls.library", AttrValue::fixed(library)));
+            }
         }
         if exchange.incomplete {
             attributes.push(("tracer.response.missing", AttrValue::Bool(true)));

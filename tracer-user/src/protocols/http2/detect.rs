@@ -39,7 +39,7 @@ fn is_preface(data: &[u8]) -> bool {
 
 /// A SETTINGS frame (not an acknowledgement) with legal values, followed
 /// by nothing or by another plausible frame: what a server sends first.
-fn is_server_opening(data: &[u8]) -> bool {
+pub(super) fn is_server_opening(data: &[u8]) -> bool {
     let Some(header) = FrameHeader::parse_prefix(data) else {
         return false;
     };

@@ -268,6 +268,8 @@ pub(super) struct Framer {
     payload_start: usize,
     open_block: Option<OpenBlock>,
     scan: ScanBuffer,
+    /// Bytes were fed already.
+    started: bool,
 }
 
 impl Framer {
@@ -288,10 +290,26 @@ impl Framer {
             payload_start: 0,
             open_block: None,
             scan: ScanBuffer::default(),
+            started: false,
         }
     }
 
     pub fn feed(&mut self, ts_ns: u64, data: &[u8], sink: &mut impl FrameSink) {
+        if !self.started {
+            self.started = true;
+            // A server's opening SETTINGS as its very first bytes: in sync
+            // from the start, even when its next frame is not there yet to
+            // confirm the boundary (Go writes it alone, before it reads the
+            // client's preface).
+            if self.mode == Mode::Scanning
+                && self.side == Side::Server
+                && !self.scan.skipped
+                && self.scan.bytes.is_empty()
+                && super::detect::is_server_opening(data)
+            {
+                self.mode = Mode::InSync;
+            }
+        }
         // Scanning may hand back held bytes to parse in sync, and parsing
         // may lose sync and hand bytes to scanning: a queue, not recursion.
         let mut queue: VecDeque<(u64, Vec<u8>)> = VecDeque::new();

@@ -224,3 +224,51 @@ pub(super) fn feed(
 ) {
     parser.on_data(side, ts_ns, data, out);
 }
+
+/// What Go 1.19's `net/http` server and curl 7.88 exchanged over TLS for
+/// two requests on one connection (`curl --http2`), as the Go TLS probes
+/// read it: "1 <hex>" the client's bytes, "0 <hex>" the server's. Go writes
+/// its opening SETTINGS alone, before it reads the client's preface.
+const GO_SERVER_CONNECTION: &[&str] = &[
+    "0 0000180400000000000005001000000003000000fa000600100140000400100000",
+    "1 505249202a20485454502f322e300d0a0d0a534d0d0a0d0a",
+    "0 000004080000000000000f0001",
+    "1 000012040000000000",
+    "1 000300000064000402000000000200000000",
+    "1 000004080000000000",
+    "1 01ff0001",
+    "0 000000040100000000",
+    "1 000023010500000001",
+    "1 82048362710f87418b089d5c0b8170dc0bcd34e77a8825b650c3abbcf2e153032a2f2a",
+    "0 000030010400000001885f92497ca58ae819aafb50938ec415305a99567b5c01386196e4593e940094be52282009c502d5c65fb801298b46ff000008000100000001676f202f6832610a",
+    "1 000000040100000000",
+    "1 00000a010500000003",
+    "1 82048362714787c0bfbe",
+    "0 00000401040000000388c0bfbe000008000100000003676f202f6832620a",
+];
+
+#[test]
+fn a_server_opening_settings_alone_is_in_sync_from_the_start() {
+    let mut parser = parser();
+    let mut out = ParseOutput::default();
+    for (i, line) in GO_SERVER_CONNECTION.iter().enumerate() {
+        let (direction, hex) = line.split_once(' ').unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|j| u8::from_str_radix(&hex[j..j + 2], 16).unwrap())
+            .collect();
+        let side = if direction == "1" {
+            Side::Client
+        } else {
+            Side::Server
+        };
+        feed(&mut parser, side, i as u64, &bytes, &mut out);
+    }
+    assert_eq!(out.desyncs, 0);
+    let statuses: Vec<Option<i64>> = out
+        .exchanges
+        .iter()
+        .map(|e| int_attr(e, "http.response.status_code"))
+        .collect();
+    assert_eq!(statuses, [Some(200), Some(200)]);
+}

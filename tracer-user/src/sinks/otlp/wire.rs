@@ -824,7 +824,7 @@ mod tests {
                     kind,
                     local: Some(local),
                     remote: (!tls).then_some(remote),
-                    tls,
+                    tls: tls.then_some("openssl"),
                 };
                 for exchange in out.exchanges {
                     let (span, _) = builder.build(exchange, &ctx);

@@ -80,12 +80,21 @@ fn preface_and_frames_cut_anywhere() {
 fn server_side_holds_a_lone_first_frame_until_the_next() {
     let mut framer = Framer::new(Side::Server);
     let mut collect = Collect::default();
-    framer.feed(1, &frame(4, 0, 0, &[]), &mut collect);
+    // A DATA frame of 3 bytes on stream 1.
+    framer.feed(1, &frame(0, 0, 1, b"abc"), &mut collect);
     assert!(
         collect.frames.is_empty(),
         "one frame alone is not trusted yet"
     );
     framer.feed(2, &frame(4, 1, 0, &[]), &mut collect);
+    assert_eq!(names(&collect), ["Data"]);
+    assert_eq!(collect.lost, 0);
+
+    // Except a server's opening SETTINGS as its first bytes: Go writes it
+    // alone before it reads the client's preface.
+    let mut framer = Framer::new(Side::Server);
+    let mut collect = Collect::default();
+    framer.feed(1, &frame(4, 0, 0, &[]), &mut collect);
     assert_eq!(
         collect.frames,
         [(1, "Settings { header_table_size: None }".to_owned())]

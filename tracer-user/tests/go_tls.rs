@@ -1,0 +1,269 @@
+//! Go's own TLS (issue #16 part 2): uprobes on `crypto/tls.(*Conn).Write`
+//! and `.Read` (its return instructions, found by decoding) in Go programs
+//! built here with Debian's Go, as an HTTPS server (HTTP/1.1 and HTTP/2)
+//! and as a client of nginx.
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail the test with a panic, as the tests do"
+)]
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::{free_port, run_ok, servers, wait_for_port, TempDir, Tracer, TracerRun};
+use serde_json::Value;
+
+const SERVER: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		fmt.Fprintf(w, "go %s\n", r.URL.Path)
+	})
+	err := http.ListenAndServeTLS("127.0.0.1:"+os.Args[1], os.Args[2], os.Args[3], nil)
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}
+"#;
+
+/// Waits for its gate file, then GETs each URL on one client (kept-alive
+/// connections) and prints the statuses.
+const CLIENT: &str = r#"package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	for {
+		if _, err := os.Stat(os.Args[1]); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		ForceAttemptHTTP2: true,
+	}}
+	for _, url := range os.Args[2:] {
+		res, err := client.Get(url)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		fmt.Println(res.StatusCode, res.Proto)
+	}
+}
+"#;
+
+/// Builds `source` with `go build` (offline: stdlib only); the build cache
+/// is kept between runs.
+fn go_build(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.go"));
+    std::fs::write(&src, source).expect("write Go source");
+    std::fs::write(dir.join("go.mod"), "module tracertest\n\ngo 1.19\n").expect("go.mod");
+    let out = dir.join(name);
+    let cache = std::env::temp_dir().join("tracer-test-gocache");
+    run_ok(
+        Command::new("go")
+            .current_dir(dir)
+            .env("GOCACHE", &cache)
+            .env("GOPATH", cache.join("gopath"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOTOOLCHAIN", "local")
+            .env("CGO_ENABLED", "0")
+            .arg("build")
+            .arg("-o")
+            .arg(&out)
+            .arg(&src),
+    );
+    out
+}
+
+fn curl_k(flags: &[&str], urls: &[String]) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-k", "-w", "%{http_code}\n"]).args(flags);
+    for url in urls {
+        cmd.args(["-o", "/dev/null", url]);
+    }
+    run_ok(&mut cmd)
+}
+
+fn names(spans: &[&Value]) -> Vec<String> {
+    let mut names: Vec<String> = spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["name"].as_str().unwrap_or_default(),
+                s["attributes"]["http.response.status_code"]
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn by_port<'a>(spans: &[&'a Value], port: u16) -> Vec<&'a Value> {
+    spans
+        .iter()
+        .copied()
+        .filter(|s| s["attributes"]["server.port"] == port)
+        .collect()
+}
+
+fn assert_go_tls(spans: &[&Value], protocol: &str) {
+    for span in spans {
+        assert_eq!(span["protocol"], protocol, "{span:#}");
+        assert_eq!(span["attributes"]["tls.protocol.name"], "tls", "{span:#}");
+        assert_eq!(span["attributes"]["tracer.tls.library"], "go", "{span:#}");
+    }
+}
+
+fn assert_all_decrypted(run: &TracerRun) {
+    let stats = run.stats();
+    assert_eq!(stats.tls_undecrypted, 0, "{}", run.summary());
+    assert_eq!(stats.parser_desyncs, 0, "{}", run.summary());
+    assert_eq!(stats.hook_errors, 0, "{:?}", run.stderr);
+}
+
+#[test]
+fn go_https_server_http1_and_http2_are_decrypted() {
+    let dir = TempDir::new("go-server");
+    let binary = go_build(dir.path(), "server", SERVER);
+    let (cert, key) = servers::self_signed_cert(dir.path());
+    let port = free_port();
+    let server = servers::spawn_service(
+        Command::new(&binary)
+            .arg(port.to_string())
+            .args([&cert, &key])
+            .stdout(Stdio::null()),
+        port,
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    let tracer = Tracer::start(&["--pid", &server.pid().to_string()]);
+    let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
+    assert_eq!(
+        curl_k(&["--http1.1"], &[url("/a"), url("/missing")]),
+        "200\n404\n"
+    );
+    assert_eq!(curl_k(&["--http1.1"], &[url("/b")]), "200\n");
+    assert_eq!(
+        curl_k(&["--http2"], &[url("/h2a"), url("/h2b")]),
+        "200\n200\n"
+    );
+    let run = tracer.stop();
+    assert!(run.exit_ok, "{:?}", run.stderr);
+    let served: Vec<&Value> = run
+        .spans
+        .iter()
+        .filter(|s| s["kind"] == "server" && s["pid"] == server.pid())
+        .collect();
+    let http1: Vec<&Value> = served
+        .iter()
+        .copied()
+        .filter(|s| s["protocol"] == "http")
+        .collect();
+    let http2: Vec<&Value> = served
+        .iter()
+        .copied()
+        .filter(|s| s["protocol"] == "http2")
+        .collect();
+    assert_eq!(
+        names(&http1),
+        ["GET /a 200", "GET /b 200", "GET /missing 404"],
+        "{:#?}",
+        run.spans
+    );
+    assert_eq!(
+        names(&http2),
+        ["GET /h2a 200", "GET /h2b 200"],
+        "{:#?}",
+        run.spans
+    );
+    assert_eq!(served.len(), 5, "{served:#?}");
+    assert_go_tls(&http1, "http");
+    assert_go_tls(&http2, "http2");
+    assert_all_decrypted(&run);
+}
+
+#[test]
+fn go_https_client_is_decrypted_over_http1_and_http2() {
+    let dir = TempDir::new("go-client");
+    let binary = go_build(dir.path(), "client", CLIENT);
+    let http1 = servers::nginx_tls(false);
+    let http2 = servers::nginx_tls(true);
+    let gate = dir.path().join("go");
+    let mut urls: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        urls.push(http1.https_url("/hello"));
+    }
+    urls.push(http1.https_url("/fail"));
+    for _ in 0..2 {
+        urls.push(http2.https_url("/hello"));
+    }
+    let client = Command::new(&binary)
+        .arg(&gate)
+        .args(&urls)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the Go client");
+    let tracer = Tracer::start(&["--pid", &client.id().to_string()]);
+    std::fs::write(&gate, "").expect("open the gate");
+    let out = client.wait_with_output().expect("Go client finished");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 HTTP/1.1\n200 HTTP/1.1\n200 HTTP/1.1\n503 HTTP/1.1\n200 HTTP/2.0\n200 HTTP/2.0\n"
+    );
+    let run = tracer.stop();
+    assert!(run.exit_ok, "{:?}", run.stderr);
+    let calls: Vec<&Value> = run.spans.iter().filter(|s| s["kind"] == "client").collect();
+    let over_http1 = by_port(&calls, http1.port);
+    let over_http2 = by_port(&calls, http2.port);
+    assert_eq!(
+        names(&over_http1),
+        [
+            "GET /fail 503",
+            "GET /hello 200",
+            "GET /hello 200",
+            "GET /hello 200"
+        ],
+        "{:#?}",
+        run.spans
+    );
+    assert_eq!(
+        names(&over_http2),
+        ["GET /hello 200", "GET /hello 200"],
+        "{:#?}",
+        run.spans
+    );
+    assert_go_tls(&over_http1, "http");
+    assert_go_tls(&over_http2, "http2");
+    assert_all_decrypted(&run);
+}
