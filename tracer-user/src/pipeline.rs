@@ -236,6 +236,7 @@ impl Pipeline {
         keys.conn = origin.conn;
         keys.seq = origin.seq + nth;
         keys.sender = sender;
+        keys.goroutines = self.connections.runs_goroutines(ctx.pid);
         keys.peer_traced = origin.kind == SpanKind::Server
             && match (origin.local, origin.remote) {
                 (Some(local), Some(remote)) => self.connections.peer_is_traced(local, remote),

@@ -194,6 +194,11 @@ impl ConnectionTable {
         self.goroutine_scheduled.insert(pid);
     }
 
+    /// Whether `pid` was found to run Go code.
+    pub fn runs_goroutines(&self, pid: u32) -> bool {
+        self.goroutine_scheduled.contains(&pid)
+    }
+
     /// When the oldest request `pid` is serving now started, if any.
     pub fn serving_since(&self, pid: u32) -> Option<u64> {
         self.activity.serving_since(pid)

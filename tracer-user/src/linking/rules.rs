@@ -80,7 +80,8 @@ pub fn best_fit(fits: impl IntoIterator<Item = (NodeId, Fit)>) -> Option<NodeId>
 /// its process: the only one containing it that shares a thread with it
 /// (the thread that read the request, or wrote its response, made the
 /// call); failing that the only one containing it at all (a hand-off to
-/// another thread). Several: none.
+/// another thread). Several: none. In a Go process threads say nothing:
+/// only the one containing it at all.
 pub fn pick_server<'a>(
     client: &Facts,
     servers: impl IntoIterator<Item = (NodeId, &'a Facts)>,
@@ -96,7 +97,7 @@ pub fn pick_server<'a>(
         }
         any = Some(id);
         any_count += 1;
-        if server.threads().iter().any(|t| threads.contains(t)) {
+        if !client.keys.goroutines && server.threads().iter().any(|t| threads.contains(t)) {
             same_thread = Some(id);
             same_thread_count += 1;
         }

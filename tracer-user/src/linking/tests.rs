@@ -107,6 +107,7 @@ fn span(kind: SpanKind, pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64)
             remote: None,
             sender: Some(Sender { tid, cause: None }),
             peer_traced: false,
+            goroutines: false,
         },
     }
 }
@@ -217,6 +218,22 @@ fn among_several_requests_the_one_on_the_same_thread_is_the_parent() {
     l.push_built(s2, 0, &Idle, &mut out);
     l.push_built(c, 0, &Idle, &mut out);
     assert_eq!(find(&out, c_id).parent_span_id, Some(s2_id));
+}
+
+#[test]
+fn in_a_go_process_a_shared_thread_picks_no_parent() {
+    let mut l = linker();
+    let mut out = Vec::new();
+    let s1 = server(1, 10, conn(1, 5), 100, 300);
+    let s2 = server(1, 11, conn(1, 7), 90, 310);
+    let mut c = client(1, 11, conn(1, 6), 120, 150, None);
+    c.link.goroutines = true;
+    let c_id = c.span_id;
+    l.push_built(s1, 0, &Idle, &mut out);
+    l.push_built(s2, 0, &Idle, &mut out);
+    l.push_built(c, 0, &Idle, &mut out);
+    l.flush(1_000_000_000_000, &mut out);
+    assert_eq!(find(&out, c_id).parent_span_id, None);
 }
 
 #[test]

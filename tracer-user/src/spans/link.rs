@@ -27,4 +27,7 @@ pub struct LinkKeys {
     /// A server span whose client end is a traced, parsed socket: a client
     /// span from it may become this span's parent.
     pub peer_traced: bool,
+    /// The process runs goroutines (Go), which move between threads: a
+    /// shared thread says nothing of which request a call is for.
+    pub goroutines: bool,
 }
