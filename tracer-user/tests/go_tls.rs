@@ -100,30 +100,6 @@ fn go_build(dir: &Path, name: &str, source: &str) -> PathBuf {
     out
 }
 
-fn curl_k(flags: &[&str], urls: &[String]) -> String {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-k", "-w", "%{http_code}\n"]).args(flags);
-    for url in urls {
-        cmd.args(["-o", "/dev/null", url]);
-    }
-    run_ok(&mut cmd)
-}
-
-fn names(spans: &[&Value]) -> Vec<String> {
-    let mut names: Vec<String> = spans
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["name"].as_str().unwrap_or_default(),
-                s["attributes"]["http.response.status_code"]
-            )
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 fn by_port<'a>(spans: &[&'a Value], port: u16) -> Vec<&'a Value> {
     spans
         .iter()
@@ -164,12 +140,12 @@ fn go_https_server_http1_and_http2_are_decrypted() {
     let tracer = Tracer::start(&["--pid", &server.pid().to_string()]);
     let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
     assert_eq!(
-        curl_k(&["--http1.1"], &[url("/a"), url("/missing")]),
+        common::curl_statuses(&["--http1.1"], &[url("/a"), url("/missing")]),
         "200\n404\n"
     );
-    assert_eq!(curl_k(&["--http1.1"], &[url("/b")]), "200\n");
+    assert_eq!(common::curl_statuses(&["--http1.1"], &[url("/b")]), "200\n");
     assert_eq!(
-        curl_k(&["--http2"], &[url("/h2a"), url("/h2b")]),
+        common::curl_statuses(&["--http2"], &[url("/h2a"), url("/h2b")]),
         "200\n200\n"
     );
     let run = tracer.stop();
@@ -190,13 +166,13 @@ fn go_https_server_http1_and_http2_are_decrypted() {
         .filter(|s| s["protocol"] == "http2")
         .collect();
     assert_eq!(
-        names(&http1),
+        common::names_and_statuses(&http1),
         ["GET /a 200", "GET /b 200", "GET /missing 404"],
         "{:#?}",
         run.spans
     );
     assert_eq!(
-        names(&http2),
+        common::names_and_statuses(&http2),
         ["GET /h2a 200", "GET /h2b 200"],
         "{:#?}",
         run.spans
@@ -247,7 +223,7 @@ fn go_https_client_is_decrypted_over_http1_and_http2() {
     let over_http1 = by_port(&calls, http1.port);
     let over_http2 = by_port(&calls, http2.port);
     assert_eq!(
-        names(&over_http1),
+        common::names_and_statuses(&over_http1),
         [
             "GET /fail 503",
             "GET /hello 200",
@@ -258,7 +234,7 @@ fn go_https_client_is_decrypted_over_http1_and_http2() {
         run.spans
     );
     assert_eq!(
-        names(&over_http2),
+        common::names_and_statuses(&over_http2),
         ["GET /hello 200", "GET /hello 200"],
         "{:#?}",
         run.spans

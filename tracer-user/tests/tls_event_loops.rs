@@ -12,7 +12,7 @@ mod common;
 
 use std::{path::Path, process::Command, time::Duration};
 
-use common::{free_port, run_ok, servers, wait_for_port, GatedClient, Tracer, TracerRun};
+use common::{free_port, servers, wait_for_port, GatedClient, Tracer, TracerRun};
 use serde_json::Value;
 
 /// An `https` server and an HTTP/2 (`http2.createSecureServer`) one.
@@ -49,31 +49,6 @@ async def main():
         await server.serve_forever()
 asyncio.run(main())
 "#;
-
-/// curl's status line for each URL (after `flags`), on one connection.
-fn curl_k(flags: &[&str], urls: &[&str]) -> String {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-k", "-w", "%{http_code}\n"]).args(flags);
-    for url in urls {
-        cmd.args(["-o", "/dev/null", url]);
-    }
-    run_ok(&mut cmd)
-}
-
-fn names(spans: &[&Value]) -> Vec<String> {
-    let mut names: Vec<String> = spans
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["name"].as_str().unwrap_or_default(),
-                s["attributes"]["http.response.status_code"]
-            )
-        })
-        .collect();
-    names.sort();
-    names
-}
 
 fn spans_of<'a>(run: &'a TracerRun, process: &str, kind: &str) -> Vec<&'a Value> {
     run.spans
@@ -120,14 +95,14 @@ fn node_https_and_http2_servers_are_decrypted() {
     let url = |port: u16, path: &str| format!("https://127.0.0.1:{port}{path}");
     // Two requests on one connection, then two connections of their own.
     assert_eq!(
-        curl_k(&[], &[&url(port, "/a"), &url(port, "/missing")]),
+        common::curl_statuses(&[], &[&url(port, "/a"), &url(port, "/missing")]),
         "200\n404\n"
     );
     for path in ["/b", "/c"] {
-        assert_eq!(curl_k(&[], &[&url(port, path)]), "200\n");
+        assert_eq!(common::curl_statuses(&[], &[&url(port, path)]), "200\n");
     }
     assert_eq!(
-        curl_k(&["--http2"], &[&url(h2port, "/h2a"), &url(h2port, "/h2b")]),
+        common::curl_statuses(&["--http2"], &[&url(h2port, "/h2a"), &url(h2port, "/h2b")]),
         "200\n200\n"
     );
     let run = tracer.stop();
@@ -144,12 +119,15 @@ fn node_https_and_http2_servers_are_decrypted() {
         .filter(|s| s["attributes"]["server.port"] == h2port)
         .collect();
     assert_eq!(
-        names(&http1),
+        common::names_and_statuses(&http1),
         ["GET /a 200", "GET /b 200", "GET /c 200", "GET /missing 404"],
         "{:#?}",
         run.spans
     );
-    assert_eq!(names(&http2), ["GET /h2a 200", "GET /h2b 200"]);
+    assert_eq!(
+        common::names_and_statuses(&http2),
+        ["GET /h2a 200", "GET /h2b 200"]
+    );
     assert_tls(&http1, "http");
     assert_tls(&http2, "http2");
     assert_eq!(served.len(), 6, "{served:#?}");
@@ -180,7 +158,7 @@ get('/hello', {{agent}}, () => get('/hello?2', {{agent}}, () => get('/fail', {{a
     assert!(run.exit_ok, "{:?}", run.stderr);
     let calls = spans_of(&run, "node", "client");
     assert_eq!(
-        names(&calls),
+        common::names_and_statuses(&calls),
         [
             "GET /fail 503",
             "GET /hello 200",
@@ -250,8 +228,18 @@ print("done")
         "GET /three 200",
         "GET /two 200",
     ];
-    assert_eq!(names(&served), expected, "{:#?}", run.spans);
-    assert_eq!(names(&calls), expected, "{:#?}", run.spans);
+    assert_eq!(
+        common::names_and_statuses(&served),
+        expected,
+        "{:#?}",
+        run.spans
+    );
+    assert_eq!(
+        common::names_and_statuses(&calls),
+        expected,
+        "{:#?}",
+        run.spans
+    );
     assert_tls(&served, "http");
     assert_tls(&calls, "http");
     // Both ends traced: each server span is the child of its client span.

@@ -480,6 +480,33 @@ pub fn complete(spans: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
+/// curl's status line for each URL (after `flags`), one connection for
+/// them all; `-k` accepts the tests' self-signed certificates.
+pub fn curl_statuses<U: AsRef<std::ffi::OsStr>>(flags: &[&str], urls: &[U]) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-k", "-w", "%{http_code}\n"]).args(flags);
+    for url in urls {
+        cmd.args(["-o", "/dev/null"]).arg(url);
+    }
+    run_ok(&mut cmd)
+}
+
+/// "NAME STATUS" of each span, sorted.
+pub fn names_and_statuses(spans: &[&Value]) -> Vec<String> {
+    let mut names: Vec<String> = spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["name"].as_str().unwrap_or_default(),
+                s["attributes"]["http.response.status_code"]
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// A Python or Node.js client that waits for a go signal before doing its work, so a
 /// test can attach the tracer to its pid first.
 pub struct GatedClient {
