@@ -214,46 +214,12 @@ impl AttachedKernel {
         };
         let object = started.elapsed();
         let programs = load_programs(&mut ebpf, socket_hooks.lookup)?;
-        let traced_pids =
-            HashMap::try_from(take_map(&mut ebpf, names::TRACED_PIDS)?).map_err(|source| {
-                KernelError::Map {
-                    map: names::TRACED_PIDS,
-                    source,
-                }
-            })?;
-        let traced_comms =
-            HashMap::try_from(take_map(&mut ebpf, names::TRACED_COMMS)?).map_err(|source| {
-                KernelError::Map {
-                    map: names::TRACED_COMMS,
-                    source,
-                }
-            })?;
-        let traced_cgroups = HashMap::try_from(take_map(&mut ebpf, names::TRACED_CGROUPS)?)
-            .map_err(|source| KernelError::Map {
-                map: names::TRACED_CGROUPS,
-                source,
-            })?;
-        let ssl_sockets =
-            HashMap::try_from(take_map(&mut ebpf, names::SSL_SOCKETS)?).map_err(|source| {
-                KernelError::Map {
-                    map: names::SSL_SOCKETS,
-                    source,
-                }
-            })?;
-        let go_processes =
-            HashMap::try_from(take_map(&mut ebpf, names::GO_PROCESSES)?).map_err(|source| {
-                KernelError::Map {
-                    map: names::GO_PROCESSES,
-                    source,
-                }
-            })?;
-        let counters =
-            PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?).map_err(|source| {
-                KernelError::Map {
-                    map: names::COUNTERS,
-                    source,
-                }
-            })?;
+        let traced_pids = take_typed_map(&mut ebpf, names::TRACED_PIDS)?;
+        let traced_comms = take_typed_map(&mut ebpf, names::TRACED_COMMS)?;
+        let traced_cgroups = take_typed_map(&mut ebpf, names::TRACED_CGROUPS)?;
+        let ssl_sockets = take_typed_map(&mut ebpf, names::SSL_SOCKETS)?;
+        let go_processes = take_typed_map(&mut ebpf, names::GO_PROCESSES)?;
+        let counters = take_typed_map(&mut ebpf, names::COUNTERS)?;
         Ok(AttachedKernel {
             ebpf,
             traced_pids,
@@ -274,12 +240,7 @@ impl AttachedKernel {
 
     /// The ring buffer of events; call once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
-        RingBuf::try_from(take_map(&mut self.ebpf, names::EVENTS)?).map_err(|source| {
-            KernelError::Map {
-                map: names::EVENTS,
-                source,
-            }
-        })
+        take_typed_map(&mut self.ebpf, names::EVENTS)
     }
 
     pub fn trace_pid(&mut self, pid: u32) -> Result<(), KernelError> {
@@ -604,6 +565,14 @@ where
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelError> {
     ebpf.take_map(name).ok_or(KernelError::Missing(name))
+}
+
+/// The map `name`, taken out of the object as the typed map `M`.
+fn take_typed_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, KernelError>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    M::try_from(take_map(ebpf, name)?).map_err(|source| KernelError::Map { map: name, source })
 }
 
 /// `comm` as the kernel stores it: at most 15 bytes and a NUL, NUL padded.
