@@ -2,7 +2,7 @@
 //! table, protocol detection and parsing, span building and linking. The
 //! input is read as a sequence of operations, each a control byte and its
 //! fields, built into well-formed records (data on a few connections, opens,
-//! closes, process events) so that they reach the parsers and the linking,
+//! closes, process events, Go calls) so that they reach the parsers and the linking,
 //! with some raw garbage records among them. Nothing may panic.
 #![no_main]
 
@@ -13,7 +13,7 @@ use tracer::{
     protocols::{self, ParserOptions},
 };
 use tracer_common::{
-    ConnEvent, DataEvent, EventKind, ProcessEvent, AF_INET, AF_INET6, DATA_FLAG_TLS,
+    ConnEvent, DataEvent, EventKind, GoCallEvent, ProcessEvent, AF_INET, AF_INET6, DATA_FLAG_TLS,
     DATA_FLAG_TRUNCATED, IPPROTO_TCP, IPPROTO_UDP, TASK_COMM_LEN,
 };
 
@@ -104,6 +104,18 @@ fn conn_event(kind: EventKind, selector: u8, input: &mut Input, ts: u64) -> Conn
     }
 }
 
+/// The process that runs Go: its events carry goroutines.
+const GO_PID: u32 = 101;
+
+/// A few goroutines of the Go process (0: not read); none elsewhere.
+fn goroutine(pid: u32, input: &mut Input) -> u64 {
+    if pid == GO_PID {
+        u64::from(input.byte() % 4) * 0x00c0_0000_1000
+    } else {
+        0
+    }
+}
+
 /// A few processes, fds and socks: (pid, fd, sock).
 fn conn(selector: u8) -> (u32, u32, u64) {
     let pid = 100 + u32::from(selector & 0x01);
@@ -127,6 +139,7 @@ fuzz_target!(|data: &[u8]| {
             max_spans: 16,
         },
     });
+    pipeline.schedules_goroutines(GO_PID);
     let mut ts = 1_000_000u64;
     let mut steps = 0;
     while !input.0.is_empty() && steps < 256 {
@@ -163,6 +176,7 @@ fuzz_target!(|data: &[u8]| {
                     fd,
                     timestamp_ns: ts,
                     sock,
+                    goroutine: goroutine(pid, &mut input),
                     total_len: u32::try_from(payload.len()).unwrap_or(u32::MAX) + missing,
                     captured_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
                 };
@@ -182,7 +196,19 @@ fuzz_target!(|data: &[u8]| {
                 &mut input,
                 ts,
             )),
-            11 | 12 => {
+            12 => {
+                let selector = input.byte();
+                as_bytes(&GoCallEvent {
+                    kind: EventKind::GoCall as u8,
+                    call: selector % 3,
+                    _pad: [0; 2],
+                    pid: 100 + u32::from((selector >> 2) & 0x01),
+                    goroutine: goroutine(GO_PID, &mut input),
+                    object: u64::from(selector >> 3),
+                    timestamp_ns: ts,
+                })
+            }
+            11 => {
                 let selector = input.byte();
                 let kind = match selector % 4 {
                     0 => EventKind::ProcessFork,

@@ -42,6 +42,10 @@ pub struct KernelConfig {
     /// Non-zero when `TRACED_CGROUPS` is in use: a process not yet traced
     /// is looked up by its cgroup at its hooked calls.
     pub trace_cgroups: u32,
+    /// `task_struct.thread.fsbase` (x86-64): where a Go thread's TLS, and
+    /// in it the running goroutine, is. 0 when the BTF lacks it: no
+    /// goroutine is read.
+    pub task_fsbase: u32,
 }
 
 /// How the kernel programs learn that a syscall touched a socket, and which
@@ -82,6 +86,7 @@ impl KernelConfig {
         inode_mode: 0,
         socket_sk: 0,
         trace_cgroups: 0,
+        task_fsbase: 0,
     };
 }
 

@@ -23,6 +23,9 @@ pub enum EventKind {
     /// because it runs in a traced cgroup (it was moved there, or started
     /// there by a parent outside it).
     ProcessJoin = 7,
+    /// [`GoCallEvent`]: a goroutine of a traced Go process entered a
+    /// function the linking stage follows.
+    GoCall = 8,
 }
 
 impl EventKind {
@@ -35,6 +38,7 @@ impl EventKind {
             5 => Self::ProcessExec,
             6 => Self::ProcessExit,
             7 => Self::ProcessJoin,
+            8 => Self::GoCall,
             _ => return None,
         })
     }
@@ -184,6 +188,9 @@ pub struct DataEvent {
     /// Address of the kernel `struct sock`: with (pid, fd) it names a connection
     /// and tells a reused fd from the old one.
     pub sock: u64,
+    /// In a Go process, the goroutine (its `g`) that made the call; 0
+    /// elsewhere or when it could not be read.
+    pub goroutine: u64,
     /// Bytes the syscall moved.
     pub total_len: u32,
     /// Bytes copied after this header (at most the configured payload cap).
@@ -261,6 +268,47 @@ pub struct ProcessEvent {
     pub comm: [u8; TASK_COMM_LEN],
 }
 
+/// [`GoCallEvent::call`]: the function entered.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoCall {
+    /// `net/http.(*Transport).roundTrip(req)`, in the goroutine that makes
+    /// the HTTP call (a handler's).
+    RoundTrip = 0,
+    /// `net/http.(*Request).write(...)`, in the goroutine that writes the
+    /// request to its connection (the connection's `writeLoop`).
+    RequestWrite = 1,
+}
+
+impl GoCall {
+    pub fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Self::RoundTrip),
+            1 => Some(Self::RequestWrite),
+            _ => None,
+        }
+    }
+}
+
+/// A goroutine entered a function of [`GoCall`]: Go's HTTP client writes
+/// a request from another goroutine than the caller's, and these two calls
+/// name both goroutines with the same `*http.Request`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoCallEvent {
+    /// [`EventKind::GoCall`].
+    pub kind: u8,
+    /// [`GoCall`].
+    pub call: u8,
+    pub _pad: [u8; 2],
+    pub pid: u32,
+    /// The goroutine (`g`, Go's `R14`).
+    pub goroutine: u64,
+    /// The `*http.Request`.
+    pub object: u64,
+    pub timestamp_ns: u64,
+}
+
 /// Largest payload one event can carry; `--max-payload` is clamped to it.
 /// A power of two so that kernel code can bound offsets with a mask.
 pub const MAX_PAYLOAD: usize = 16384;
@@ -282,15 +330,18 @@ pub const MAX_MMSG: u32 = 4;
 
 #[cfg(feature = "user")]
 mod user {
-    use super::{ConnEvent, DataEvent, ProcessEvent};
+    use super::{ConnEvent, DataEvent, GoCallEvent, ProcessEvent};
     // SAFETY: repr(C), padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for DataEvent {}
     // SAFETY: repr(C), padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for ConnEvent {}
     // SAFETY: repr(C), padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for ProcessEvent {}
+    // SAFETY: repr(C), explicit padding, valid for any bit pattern.
+    unsafe impl aya::Pod for GoCallEvent {}
 }
 
-const _: () = assert!(size_of::<DataEvent>() == 40);
+const _: () = assert!(size_of::<DataEvent>() == 48);
+const _: () = assert!(size_of::<GoCallEvent>() == 32);
 const _: () = assert!(size_of::<ConnEvent>() == 72);
 const _: () = assert!(size_of::<ProcessEvent>() == 40);

@@ -148,13 +148,18 @@ pub struct SslSocket {
     pub _pad: u32,
 }
 
-/// `GO_PROCESSES` value: what the Go TLS probes need to know of a process.
+/// `GO_PROCESSES` value: what the programs need to know of a Go process.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoProcess {
     /// Run-time address of the itab `*net.TCPConn` implementing `net.Conn`:
-    /// a `tls.Conn` over anything else is not followed to a socket.
+    /// a `tls.Conn` over anything else is not followed to a socket. 0 when
+    /// the executable has no `crypto/tls` hooked.
     pub tcp_conn_itab: u64,
+    /// Where the running goroutine's `g` is, relative to the thread's FS
+    /// base (Go's TLS slot: -8 in executables with only Go's TLS); 0 when
+    /// unknown, then no goroutine is read.
+    pub g_tls_offset: i64,
 }
 
 /// Where a `crypto/tls.Conn`'s socket is, for Go 1.17 and later (unchanged
@@ -176,7 +181,7 @@ pub mod go_offsets {
 #[cfg(feature = "user")]
 mod user {
     use super::{GoProcess, SslKey, SslSocket};
-    // SAFETY: repr(C), one u64.
+    // SAFETY: repr(C), two 8-byte fields.
     unsafe impl aya::Pod for GoProcess {}
     // SAFETY: repr(C), explicit padding, valid for any bit pattern.
     unsafe impl aya::Pod for SslKey {}

@@ -62,6 +62,8 @@ pub enum Family {
     Tls,
     /// `gotls.rs`: Go `crypto/tls` plaintext.
     GoTls,
+    /// `gohttp.rs`: which goroutine Go's HTTP client sends a request for.
+    GoHttp,
 }
 
 /// One program of the eBPF object.
@@ -175,6 +177,8 @@ pub const PROGRAMS: &[Program] = &[
     GO_TLS_WRITE,
     GO_TLS_READ,
     GO_TLS_READ_RETURN,
+    GO_ROUND_TRIP,
+    GO_REQUEST_WRITE,
 ];
 
 /// At the entry of Go's `crypto/tls.(*Conn).Write`.
@@ -184,6 +188,12 @@ pub const GO_TLS_READ: Program = program("tracer_go_tls_read", Hook::GoProbe, Fa
 /// At each return instruction of Go's `crypto/tls.(*Conn).Read`.
 pub const GO_TLS_READ_RETURN: Program =
     program("tracer_go_tls_read_ret", Hook::GoProbe, Family::GoTls);
+
+/// At the entry of Go's `net/http.(*Transport).roundTrip`.
+pub const GO_ROUND_TRIP: Program = program("tracer_go_round_trip", Hook::GoProbe, Family::GoHttp);
+/// At the entry of Go's `net/http.(*Request).write`.
+pub const GO_REQUEST_WRITE: Program =
+    program("tracer_go_request_write", Hook::GoProbe, Family::GoHttp);
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,7 @@ use crate::{
     ctx::{syscall_arg, syscall_ret},
     emit::{emit_flat, DataBuilder},
     fdtable::socket_of_fd,
+    goroutine::current_goroutine,
     maps::{config, count, finish_in_flight, in_flight_slot, traced_current, InFlight},
     socket::{ensure_connection, Tracked},
     tls::note_socket_of_ssl_call,
@@ -108,6 +109,7 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         fd: in_flight.fd,
         timestamp_ns,
         sock,
+        goroutine: current_goroutine(tgid),
         total_len: 0,
         captured_len: 0,
     };

@@ -64,8 +64,11 @@ fn try_write(ctx: &ProbeContext) -> Result<(), ()> {
     let now = unsafe { bpf_ktime_get_ns() };
     emit(
         Direction::Egress,
-        tgid,
-        tid,
+        Caller {
+            tgid,
+            tid,
+            goroutine: regs.r14,
+        },
         fd,
         sock,
         now,
@@ -117,8 +120,11 @@ fn try_read_return(ctx: &ProbeContext) -> Result<(), ()> {
     let now = unsafe { bpf_ktime_get_ns() };
     emit(
         Direction::Ingress,
-        tgid,
-        tid,
+        Caller {
+            tgid,
+            tid,
+            goroutine: regs.r14,
+        },
         read.fd,
         read.sock,
         now,
@@ -158,12 +164,17 @@ fn read_user(address: u64) -> Result<u64, ()> {
     unsafe { bpf_probe_read_user(address as *const u64) }.map_err(|_| ())
 }
 
-#[expect(clippy::too_many_arguments, reason = "one event's fields, kept flat")]
+/// Who made a call: process, thread, goroutine.
+struct Caller {
+    tgid: u32,
+    tid: u32,
+    goroutine: u64,
+}
+
 #[inline(always)]
 fn emit(
     direction: Direction,
-    tgid: u32,
-    tid: u32,
+    caller: Caller,
     fd: u32,
     sock: u64,
     timestamp_ns: u64,
@@ -182,11 +193,12 @@ fn emit(
         direction: direction as u8,
         syscall: syscall as u8,
         flags: DATA_FLAG_TLS,
-        pid: tgid,
-        tid,
+        pid: caller.tgid,
+        tid: caller.tid,
         fd,
         timestamp_ns,
         sock,
+        goroutine: caller.goroutine,
         total_len: 0,
         captured_len: 0,
     };

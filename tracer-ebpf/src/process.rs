@@ -19,7 +19,10 @@ use tracer_common::{
 
 use crate::{
     emit::output_record,
-    maps::{config, count, IN_FLIGHT, SSL_IN_FLIGHT, TRACED_CGROUPS, TRACED_COMMS, TRACED_PIDS},
+    maps::{
+        config, count, GO_PROCESSES, IN_FLIGHT, SSL_IN_FLIGHT, TRACED_CGROUPS, TRACED_COMMS,
+        TRACED_PIDS,
+    },
 };
 
 /// `tp_btf` `sched_process_fork(struct task_struct *parent, struct task_struct *child)`,
@@ -80,6 +83,9 @@ pub fn tracer_process_exec(ctx: TracePointContext) -> u32 {
             return 0;
         }
     }
+    // The new executable is looked at again by user space; until then it
+    // is not taken for the Go program it may have replaced.
+    let _ = GO_PROCESSES.remove(tgid);
     // Also sent for traced processes so user space learns the new name.
     emit_process(EventKind::ProcessExec, tgid, 0);
     0
@@ -100,6 +106,7 @@ pub fn tracer_process_exit(ctx: TracePointContext) -> u32 {
     if tgid != pid_tgid as u32 {
         return 0;
     }
+    let _ = GO_PROCESSES.remove(tgid);
     if TRACED_PIDS.remove(tgid).is_ok() {
         emit_process(EventKind::ProcessExit, tgid, 0);
     }

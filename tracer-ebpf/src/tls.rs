@@ -208,6 +208,9 @@ fn emit_plaintext(call: &SslCall, tgid: u32, tid: u32, flags: u8, fd: u32, sock:
             Direction::Ingress => unsafe { bpf_ktime_get_ns() },
         },
         sock,
+        // OpenSSL in a Go process (cgo) is rare; its calls are not
+        // followed by goroutine.
+        goroutine: 0,
         total_len: 0,
         captured_len: 0,
     };

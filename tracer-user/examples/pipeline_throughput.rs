@@ -86,6 +86,7 @@ fn data_record(
         fd,
         timestamp_ns: ts,
         sock: 0xffff_8880_0000_0000 + u64::from(fd),
+        goroutine: 0,
         total_len: u32::try_from(payload.len()).expect("captured payloads are small"),
         captured_len: u32::try_from(payload.len()).expect("captured payloads are small"),
     };

@@ -360,6 +360,7 @@ impl Turns for Run {
 
     fn housekeeping(&mut self) -> Vec<anyhow::Error> {
         let mut errors = Vec::new();
+        let mut new_processes = Vec::new();
         for pid in self.pipeline.take_new_processes() {
             if let Err(err) = self.tls_hooks.hook_process(&mut self.kernel, pid) {
                 errors.push(
@@ -374,6 +375,11 @@ impl Turns for Run {
                 );
             }
             self.traced_now.push(pid);
+            new_processes.push(pid);
+        }
+        let go = self.go_tls.take_go_processes();
+        for pid in new_processes {
+            self.pipeline.settle_executors(pid, go.contains(&pid));
         }
         if self.last_housekeeping.elapsed() < HOUSEKEEPING_EVERY {
             return errors;

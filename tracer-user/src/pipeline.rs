@@ -130,6 +130,7 @@ impl Pipeline {
                 self.finish_exchanges(origin.as_ref(), conn.pid, conn.tid);
             }
             Event::Process(process) => self.on_process(&process),
+            Event::GoCall(call) => self.connections.on_go_call(&call),
         }
     }
 
@@ -156,16 +157,19 @@ impl Pipeline {
                     event.parent_pid
                 );
                 self.names.set(event.pid, &comm);
+                self.connections.executors_unknown(event.pid);
                 self.new_processes.push(event.pid);
             }
             Some(EventKind::ProcessExec) => {
                 log::debug!("tracing process {} ({comm}) after exec", event.pid);
                 self.names.set(event.pid, &comm);
+                self.connections.executors_unknown(event.pid);
                 self.new_processes.push(event.pid);
             }
             Some(EventKind::ProcessJoin) => {
                 log::debug!("tracing process {} ({comm}) of a traced cgroup", event.pid);
                 self.names.set(event.pid, &comm);
+                self.connections.executors_unknown(event.pid);
                 self.new_processes.push(event.pid);
             }
             Some(EventKind::ProcessExit) => {
@@ -267,9 +271,15 @@ impl Pipeline {
         Some(Arc::new(batch))
     }
 
-    /// `pid` is a Go program: no parent by thread for its client calls.
+    /// `pid` is a Go program: its calls are tied to requests by goroutine.
     pub fn schedules_goroutines(&mut self, pid: u32) {
         self.connections.schedules_goroutines(pid);
+    }
+
+    /// A process new since [`Self::take_new_processes`] was looked at:
+    /// whether it runs goroutines.
+    pub fn settle_executors(&mut self, pid: u32, goroutines: bool) {
+        self.connections.settle_executors(pid, goroutines);
     }
 
     /// Remembers the name of a process traced from the start.

@@ -2,20 +2,15 @@
 //! and `.Read` (its return instructions, found by decoding) in Go programs
 //! built here with Debian's Go, as an HTTPS server (HTTP/1.1 and HTTP/2)
 //! and as a client of nginx.
-#![expect(
-    clippy::expect_used,
-    reason = "test helpers fail the test with a panic, as the tests do"
-)]
 
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
 };
 
-use common::{free_port, run_ok, servers, wait_for_port, TempDir, Tracer, TracerRun};
+use common::{free_port, servers, wait_for_port, TempDir, Tracer, TracerRun};
 use serde_json::Value;
 
 const SERVER: &str = r#"package main
@@ -76,30 +71,6 @@ func main() {
 }
 "#;
 
-/// Builds `source` with `go build` (offline: stdlib only); the build cache
-/// is kept between runs.
-fn go_build(dir: &Path, name: &str, source: &str) -> PathBuf {
-    let src = dir.join(format!("{name}.go"));
-    std::fs::write(&src, source).expect("write Go source");
-    std::fs::write(dir.join("go.mod"), "module tracertest\n\ngo 1.19\n").expect("go.mod");
-    let out = dir.join(name);
-    let cache = std::env::temp_dir().join("tracer-test-gocache");
-    run_ok(
-        Command::new("go")
-            .current_dir(dir)
-            .env("GOCACHE", &cache)
-            .env("GOPATH", cache.join("gopath"))
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOTOOLCHAIN", "local")
-            .env("CGO_ENABLED", "0")
-            .arg("build")
-            .arg("-o")
-            .arg(&out)
-            .arg(&src),
-    );
-    out
-}
-
 fn by_port<'a>(spans: &[&'a Value], port: u16) -> Vec<&'a Value> {
     spans
         .iter()
@@ -126,7 +97,7 @@ fn assert_all_decrypted(run: &TracerRun) {
 #[test]
 fn go_https_server_http1_and_http2_are_decrypted() {
     let dir = TempDir::new("go-server");
-    let binary = go_build(dir.path(), "server", SERVER);
+    let binary = common::go_build(dir.path(), "server", SERVER);
     let (cert, key) = servers::self_signed_cert(dir.path());
     let port = free_port();
     let server = servers::spawn_service(
@@ -186,7 +157,7 @@ fn go_https_server_http1_and_http2_are_decrypted() {
 #[test]
 fn go_https_client_is_decrypted_over_http1_and_http2() {
     let dir = TempDir::new("go-client");
-    let binary = go_build(dir.path(), "client", CLIENT);
+    let binary = common::go_build(dir.path(), "client", CLIENT);
     let http1 = servers::nginx_tls(false);
     let http2 = servers::nginx_tls(true);
     let gate = dir.path().join("go");

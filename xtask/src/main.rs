@@ -255,6 +255,7 @@ const KERNEL_PATH_TESTS: &[&str] = &[
     "tls",
     "tls_event_loops",
     "go_tls",
+    "go_linking",
     "grpc",
     "linking",
     "reliability",

@@ -10,6 +10,8 @@
 mod activity;
 mod addr;
 mod addr_pair;
+mod executors;
+mod handoffs;
 mod peers;
 mod requests;
 #[cfg(test)]
@@ -22,7 +24,8 @@ use std::net::SocketAddr;
 use foldhash::HashMap;
 
 use tracer_common::{
-    ConnEvent, DataEvent, Direction, Role, Syscall, DATA_FLAG_TLS, DATA_FLAG_TRUNCATED, IPPROTO_UDP,
+    ConnEvent, DataEvent, Direction, GoCallEvent, Role, Syscall, DATA_FLAG_TLS,
+    DATA_FLAG_TRUNCATED, IPPROTO_UDP,
 };
 
 use crate::{
@@ -35,7 +38,8 @@ pub use addr_pair::AddrPair;
 pub use requests::{Cause, RequestLog, Sender};
 pub use tls_binding::{Binding, Routed, TlsBinder, TlsBindingStats};
 
-use activity::Activity;
+use activity::{Activity, Executor};
+use executors::Executors;
 use peers::PeerIndex;
 
 /// Data events with payload a connection may show before it is given up
@@ -94,8 +98,9 @@ struct Connection {
     /// Which side sent the last bytes: request bytes after response bytes
     /// start a new request even if the parser never paired the last one.
     last_side: Option<Side>,
-    /// The thread that last read a request here (server connections).
-    reader: Option<u32>,
+    /// The thread (goroutine) that last read a request here (server
+    /// connections).
+    reader: Option<Executor>,
 }
 
 impl Connection {
@@ -125,6 +130,54 @@ impl Connection {
             reader: None,
         }
     }
+}
+
+/// Request bytes moved on a connection.
+#[derive(Clone, Copy)]
+struct RequestBytes {
+    conn: ConnRef,
+    we_are: SpanKind,
+    executor: Option<Executor>,
+    tid: u32,
+    ts_ns: u64,
+}
+
+/// Who sent a request: on a server connection, that its reader serves it;
+/// on a client one, what it is for.
+fn note_request_bytes(
+    activity: &mut Activity,
+    executors: &Executors,
+    conn: &mut Connection,
+    bytes: RequestBytes,
+) {
+    let RequestBytes {
+        conn: conn_ref,
+        we_are,
+        executor,
+        tid,
+        ts_ns,
+    } = bytes;
+    if we_are == SpanKind::Server {
+        if let Some(reader) = executor {
+            activity.read_request(reader, conn_ref, ts_ns);
+        }
+        conn.reader = executor;
+    }
+    let new_request = conn.open_since.is_none() || conn.last_side == Some(Side::Server);
+    if !new_request {
+        return;
+    }
+    let cause = match we_are {
+        SpanKind::Server => {
+            activity.request_opened(executor, conn_ref, ts_ns, conn.open_since.is_none());
+            None
+        }
+        SpanKind::Client => executor
+            .map(|sender| executors.caller(sender))
+            .and_then(|caller| activity.claim(caller)),
+    };
+    conn.open_since.get_or_insert(ts_ns);
+    conn.requests.record(ts_ns, Sender { tid, cause });
 }
 
 /// Where the exchanges appended by a call happened.
@@ -169,9 +222,8 @@ pub struct ConnectionTable {
     stats: ConnectionStats,
     activity: Activity,
     peers: PeerIndex,
-    /// Go processes: their client calls are not tied to a request by
-    /// thread.
-    goroutine_scheduled: foldhash::HashSet<u32>,
+    /// Threads or goroutines, by process.
+    executors: Executors,
 }
 
 impl ConnectionTable {
@@ -184,19 +236,35 @@ impl ConnectionTable {
             stats: ConnectionStats::default(),
             activity: Activity::default(),
             peers: PeerIndex::default(),
-            goroutine_scheduled: foldhash::HashSet::default(),
+            executors: Executors::default(),
         }
     }
 
     /// `pid` runs Go code: its threads tell nothing of which request a
-    /// call is for (until it exits).
+    /// call is for (until it exits); its goroutines do.
     pub fn schedules_goroutines(&mut self, pid: u32) {
-        self.goroutine_scheduled.insert(pid);
+        self.executors.schedules_goroutines(pid);
     }
 
-    /// Whether `pid` was found to run Go code.
+    /// `pid` started running an executable not looked at yet.
+    pub fn executors_unknown(&mut self, pid: u32) {
+        self.executors.unknown(pid);
+    }
+
+    /// `pid`'s executable was looked at: Go (`goroutines`) or not.
+    pub fn settle_executors(&mut self, pid: u32, goroutines: bool) {
+        self.executors.settle(pid, goroutines);
+    }
+
+    /// A goroutine of a Go process entered a function followed for linking.
+    pub fn on_go_call(&mut self, event: &GoCallEvent) {
+        self.executors.on_go_call(event);
+    }
+
+    /// Whether `pid`'s threads may say nothing of its requests: it runs Go
+    /// code, or its executable was not looked at yet.
     pub fn runs_goroutines(&self, pid: u32) -> bool {
-        self.goroutine_scheduled.contains(&pid)
+        self.executors.threads_say_nothing(pid)
     }
 
     /// When the oldest request `pid` is serving now started, if any.
@@ -330,7 +398,7 @@ impl ConnectionTable {
             }
         }
         self.activity.process_exited(pid);
-        self.goroutine_scheduled.remove(&pid);
+        self.executors.process_exited(pid);
         origins
     }
 
@@ -434,28 +502,19 @@ impl ConnectionTable {
             self.activity.request_closed(conn_ref, conn.reader);
         }
         if side == Side::Client && !payload.is_empty() {
-            if we_are == SpanKind::Server {
-                self.activity.read_request(tid, conn_ref, ts);
-                conn.reader = Some(tid);
-            }
-            let new_request = conn.open_since.is_none() || conn.last_side == Some(Side::Server);
-            if new_request {
-                // Who sent it, and on a server connection that this
-                // thread serves it; on a client one, what it is for.
-                let cause = match we_are {
-                    SpanKind::Server => {
-                        self.activity
-                            .request_opened(tid, conn_ref, ts, conn.open_since.is_none());
-                        None
-                    }
-                    // Go's scheduler moves goroutines between threads: a
-                    // thread's request is no sign of a goroutine's.
-                    SpanKind::Client if self.goroutine_scheduled.contains(&key.pid) => None,
-                    SpanKind::Client => self.activity.claim(tid),
-                };
-                conn.open_since.get_or_insert(ts);
-                conn.requests.record(ts, Sender { tid, cause });
-            }
+            let executor = self.executors.of(event);
+            note_request_bytes(
+                &mut self.activity,
+                &self.executors,
+                conn,
+                RequestBytes {
+                    conn: conn_ref,
+                    we_are,
+                    executor,
+                    tid,
+                    ts_ns: ts,
+                },
+            );
         }
         if !payload.is_empty() {
             conn.last_side = Some(side);
@@ -480,6 +539,7 @@ impl ConnectionTable {
                 self.stats.evicted += 1;
             }
         }
+        self.executors.prune(crate::clock::monotonic_ns());
         self.activity.prune();
     }
 }

@@ -45,6 +45,7 @@ fn data(fd: u32, sock: u64, direction: Direction, ts_ns: u64, payload: &[u8]) ->
         fd,
         timestamp_ns: ts_ns,
         sock,
+        goroutine: 0,
         total_len: u32::try_from(payload.len()).unwrap(),
         captured_len: u32::try_from(payload.len()).unwrap(),
     }
@@ -491,4 +492,63 @@ fn no_request_causes_a_go_process_call_by_thread() {
     };
     assert!(cause_of_call(false).is_some());
     assert!(cause_of_call(true).is_none());
+}
+
+/// In a Go process a call is caused by the request its goroutine read; Go's
+/// HTTP client writes from a connection's own goroutine, handed the
+/// caller's by the `*http.Request` both name.
+#[test]
+fn a_go_call_is_caused_by_the_request_of_its_goroutine() {
+    use tracer_common::{GoCall, GoCallEvent};
+    const HANDLER_A: u64 = 0x00c0_0001_0000;
+    const HANDLER_B: u64 = 0x00c0_0002_0000;
+    const WRITER: u64 = 0x00c0_0003_0000;
+    let go_call = |call: GoCall, goroutine: u64, request: u64, ts: u64| GoCallEvent {
+        kind: EventKind::GoCall as u8,
+        call: call as u8,
+        _pad: [0; 2],
+        pid: PID,
+        goroutine,
+        object: request,
+        timestamp_ns: ts,
+    };
+    let by = |goroutine: u64, event: DataEvent| DataEvent { goroutine, ..event };
+    let mut table = new_table(16);
+    table.schedules_goroutines(PID);
+    // Two handlers read a request each, on one thread.
+    for (fd, goroutine, ts) in [(5, HANDLER_A, 100), (7, HANDLER_B, 110)] {
+        let request = by(
+            goroutine,
+            data(fd, 0x1000 * u64::from(fd), Direction::Ingress, ts, REQUEST),
+        );
+        feed(&mut table, &request, REQUEST);
+    }
+    let cause_of_call = |table: &mut ConnectionTable, fd: u32, ts: u64| {
+        let call = by(
+            WRITER,
+            data(fd, 0x1000 * u64::from(fd), Direction::Egress, ts, REQUEST),
+        );
+        let (origin, _) = feed(table, &call, REQUEST);
+        origin
+            .and_then(|o| o.requests.at(ts))
+            .and_then(|sender| sender.cause)
+            .map(|cause| cause.conn.fd)
+    };
+    // The writer read nothing: no cause, not the thread's requests.
+    assert_eq!(cause_of_call(&mut table, 6, 200), None);
+    // B's round trip, written by the writer: B's request.
+    table.on_go_call(&go_call(GoCall::RoundTrip, HANDLER_B, 0xb0, 300));
+    table.on_go_call(&go_call(GoCall::RequestWrite, WRITER, 0xb0, 301));
+    assert_eq!(cause_of_call(&mut table, 8, 302), Some(7));
+    // Then A's, on another connection of the same writer goroutine.
+    table.on_go_call(&go_call(GoCall::RoundTrip, HANDLER_A, 0xa0, 400));
+    table.on_go_call(&go_call(GoCall::RequestWrite, WRITER, 0xa0, 401));
+    assert_eq!(cause_of_call(&mut table, 9, 402), Some(5));
+    // A goroutine the kernel could not read causes nothing.
+    let unknown = data(10, 0xa000, Direction::Egress, 500, REQUEST);
+    let (origin, _) = feed(&mut table, &unknown, REQUEST);
+    assert!(origin
+        .and_then(|o| o.requests.at(500))
+        .and_then(|sender| sender.cause)
+        .is_none());
 }

@@ -39,6 +39,7 @@ fn event(direction: Direction, flags: u8, fd: u32, sock: u64, len: usize, ts: u6
         fd,
         timestamp_ns: ts,
         sock,
+        goroutine: 0,
         total_len: len,
         captured_len: len,
     }

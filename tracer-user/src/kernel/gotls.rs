@@ -1,8 +1,11 @@
-//! Finding Go's `crypto/tls` in traced executables: the build info says a
-//! file is Go and which version; the symbol table gives
-//! `crypto/tls.(*Conn).Write` and `.Read` and the `*net.TCPConn` itab; the
-//! return instructions of `Read` are found by decoding its machine code
-//! (uretprobes would break Go's movable stacks).
+//! Go executables among the traced processes: the build info says a file
+//! is Go and which version; the symbol table gives
+//! `crypto/tls.(*Conn).Write` and `.Read` and the `*net.TCPConn` itab (TLS
+//! plaintext), and `net/http.(*Transport).roundTrip` and
+//! `net/http.(*Request).write` (which goroutine an HTTP request is sent
+//! for); the return instructions of `Read` are found by decoding its
+//! machine code (uretprobes would break Go's movable stacks). The ELF's TLS
+//! segment says where a thread keeps its running goroutine.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -20,6 +23,10 @@ use super::{AttachedKernel, KernelError};
 
 const WRITE: &str = "crypto/tls.(*Conn).Write";
 const READ: &str = "crypto/tls.(*Conn).Read";
+const ROUND_TRIP: &str = "net/http.(*Transport).roundTrip";
+const REQUEST_WRITE: &str = "net/http.(*Request).write";
+/// Go's thread-local `g` slot when the linker put other TLS beside it.
+const TLSG: &str = "runtime.tlsg";
 /// The itab's symbol: `go.itab.` before Go 1.20, `go:itab.` since.
 const TCP_CONN_ITABS: [&str; 2] = [
     "go.itab.*net.TCPConn,net.Conn",
@@ -57,13 +64,30 @@ pub struct GoTlsProbes {
     pub read_returns: Vec<u64>,
 }
 
-/// A Go executable using `crypto/tls`.
+/// Where the HTTP client probes go: function entries, file offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoHttpProbes {
+    pub round_trip: u64,
+    pub request_write: u64,
+}
+
+/// Every probe of one Go executable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GoProbes {
+    pub tls: Option<GoTlsProbes>,
+    pub http_client: Option<GoHttpProbes>,
+}
+
+/// A Go executable with the register ABI (Go ≥ 1.17).
 #[derive(Clone, Debug)]
-pub struct GoTlsBinary {
+pub struct GoBinary {
     pub version: String,
-    pub probes: GoTlsProbes,
-    /// The `*net.TCPConn` itab's link-time address.
+    pub probes: GoProbes,
+    /// The `*net.TCPConn` itab's link-time address (0 without TLS probes).
     pub tcp_conn_itab: u64,
+    /// Where a thread's running `g` is, from its FS base; `None`: unknown,
+    /// goroutines are not read.
+    pub g_tls_offset: Option<i64>,
     /// Position-independent: run-time addresses are shifted by where the
     /// process mapped it.
     pub pie: bool,
@@ -78,19 +102,22 @@ fn is_go(path: &Path) -> bool {
     object::File::parse(&cache).is_ok_and(|elf| elf.section_by_name(".go.buildinfo").is_some())
 }
 
-/// `Ok(None)`: not Go, or Go without `crypto/tls`. Reads only the parts
-/// of the file it needs (executables such as `node` are ~100 MB).
-pub fn inspect(path: &Path) -> Result<Option<GoTlsBinary>, GoTlsError> {
+/// `Ok(None)`: not Go. Reads only the parts of the file it needs
+/// (executables such as `node` are ~100 MB).
+pub fn inspect(path: &Path) -> Result<Option<GoBinary>, GoTlsError> {
     let file = fs::File::open(path).map_err(|source| GoTlsError::Read {
         path: path.to_owned(),
         source,
     })?;
     let cache = object::ReadCache::new(file);
-    let file = object::File::parse(&cache).map_err(|source| GoTlsError::Elf {
-        path: path.to_owned(),
-        source,
-    })?;
-    let Some(buildinfo) = file.section_by_name(".go.buildinfo") else {
+    let elf =
+        object::read::elf::ElfFile64::<object::Endianness, _>::parse(&cache).map_err(|source| {
+            GoTlsError::Elf {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+    let Some(buildinfo) = elf.section_by_name(".go.buildinfo") else {
         return Ok(None);
     };
     let version = buildinfo
@@ -98,58 +125,135 @@ pub fn inspect(path: &Path) -> Result<Option<GoTlsBinary>, GoTlsError> {
         .ok()
         .and_then(go_version)
         .unwrap_or_else(|| "a Go version older than 1.18".to_owned());
-    let symbol = |name: &str| {
-        file.symbols()
-            .find(|s| s.name() == Ok(name))
-            .map(|s| (s.address(), s.size()))
-    };
-    let (Some(write), Some(read)) = (symbol(WRITE), symbol(READ)) else {
-        return Ok(None);
-    };
     if !minor_at_least(&version, FIRST_MINOR) {
         return Err(GoTlsError::Unsupported {
             path: path.to_owned(),
             version,
         });
     }
+    let symbols = Symbols::new(&elf);
     let layout = |what: String| GoTlsError::Layout {
         path: path.to_owned(),
         what,
     };
-    let tcp_conn_itab = TCP_CONN_ITABS
-        .iter()
-        .find_map(|name| symbol(name))
-        .map(|(address, _)| address)
-        .ok_or_else(|| layout("no *net.TCPConn itab in the symbol table".to_owned()))?;
-    let text = file
+    let text = elf
         .section_by_name(".text")
         .ok_or_else(|| layout("no .text section".to_owned()))?;
     let (text_offset, _) = text
         .file_range()
         .ok_or_else(|| layout(".text has no file range".to_owned()))?;
     let file_offset = |address: u64| address - text.address() + text_offset;
-    let read_code = text
-        .data_range(read.0, read.1)
-        .ok()
-        .flatten()
-        .ok_or_else(|| layout(format!("{READ} is not inside .text")))?;
-    let returns = return_addresses(read_code, read.0);
-    if returns.is_empty() || returns.len() > MAX_RETURNS {
-        return Err(layout(format!(
-            "{} return instructions decoded in {READ}",
-            returns.len()
-        )));
-    }
-    Ok(Some(GoTlsBinary {
+    let (tls, tcp_conn_itab) = match (symbols.get(WRITE), symbols.get(READ)) {
+        (Some(write), Some(read)) => {
+            let tcp_conn_itab = TCP_CONN_ITABS
+                .iter()
+                .find_map(|name| symbols.get(name))
+                .map(|(address, _)| address)
+                .ok_or_else(|| layout("no *net.TCPConn itab in the symbol table".to_owned()))?;
+            let read_code = text
+                .data_range(read.0, read.1)
+                .ok()
+                .flatten()
+                .ok_or_else(|| layout(format!("{READ} is not inside .text")))?;
+            let returns = return_addresses(read_code, read.0);
+            if returns.is_empty() || returns.len() > MAX_RETURNS {
+                return Err(layout(format!(
+                    "{} return instructions decoded in {READ}",
+                    returns.len()
+                )));
+            }
+            let probes = GoTlsProbes {
+                write: file_offset(write.0),
+                read: file_offset(read.0),
+                read_returns: returns.into_iter().map(file_offset).collect(),
+            };
+            (Some(probes), tcp_conn_itab)
+        }
+        _ => (None, 0),
+    };
+    let http_client = match (symbols.get(ROUND_TRIP), symbols.get(REQUEST_WRITE)) {
+        (Some(round_trip), Some(request_write)) => Some(GoHttpProbes {
+            round_trip: file_offset(round_trip.0),
+            request_write: file_offset(request_write.0),
+        }),
+        _ => None,
+    };
+    Ok(Some(GoBinary {
         version,
-        probes: GoTlsProbes {
-            write: file_offset(write.0),
-            read: file_offset(read.0),
-            read_returns: returns.into_iter().map(file_offset).collect(),
-        },
+        probes: GoProbes { tls, http_client },
         tcp_conn_itab,
-        pie: file.kind() == object::ObjectKind::Dynamic,
+        g_tls_offset: g_tls_offset(tls_segment(&elf), symbols.get(TLSG).map(|(a, _)| a)),
+        pie: elf.kind() == object::ObjectKind::Dynamic,
     }))
+}
+
+/// The symbol table, read once: (address, size) by name.
+struct Symbols(HashMap<String, (u64, u64)>);
+
+/// The few names looked up; everything else in a Go symbol table (tens of
+/// thousands of entries) is skipped.
+const WANTED: [&str; 7] = [
+    WRITE,
+    READ,
+    ROUND_TRIP,
+    REQUEST_WRITE,
+    TLSG,
+    TCP_CONN_ITABS[0],
+    TCP_CONN_ITABS[1],
+];
+
+impl Symbols {
+    fn new<'data>(file: &impl object::Object<'data>) -> Self {
+        Symbols(
+            file.symbols()
+                .filter_map(|s| {
+                    let name = s.name().ok()?;
+                    WANTED
+                        .contains(&name)
+                        .then(|| (name.to_owned(), (s.address(), s.size())))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<(u64, u64)> {
+        self.0.get(name).copied()
+    }
+}
+
+/// The ELF's `PT_TLS` segment: (memory size, alignment).
+fn tls_segment<'data, R: object::ReadRef<'data>>(
+    elf: &object::read::elf::ElfFile64<'data, object::Endianness, R>,
+) -> Option<(u64, u64)> {
+    use object::read::elf::ProgramHeader as _;
+    let endian = elf.endian();
+    elf.elf_program_headers()
+        .iter()
+        .find(|header| header.p_type(endian) == object::elf::PT_TLS)
+        .map(|header| (header.p_memsz(endian), header.p_align(endian)))
+}
+
+/// Where Go keeps `g` relative to the FS base (x86-64, TLS variant II: the
+/// executable's TLS block ends at the thread pointer). Without a TLS
+/// segment (static, internally linked) Go's runtime points FS 8 bytes past
+/// its slot (`settls`): -8. With one, `runtime.tlsg`'s offset in the block
+/// (the slot alone when the symbol is gone: internal linking).
+fn g_tls_offset(segment: Option<(u64, u64)>, tlsg: Option<u64>) -> Option<i64> {
+    let Some((size, align)) = segment else {
+        return Some(-8);
+    };
+    let block = size.checked_next_multiple_of(align.max(1))?;
+    let slot = match tlsg {
+        Some(offset) => offset,
+        None if size == 8 => 0,
+        None => return None,
+    };
+    if slot.checked_add(8)? > size {
+        return None;
+    }
+    i64::try_from(slot)
+        .ok()?
+        .checked_sub(i64::try_from(block).ok()?)
 }
 
 /// The addresses of the `RET` instructions of the function whose machine
@@ -228,12 +332,12 @@ fn load_bias(pid: u32, exe: &Path) -> Option<u64> {
 /// Executables inspected, hooked, and processes registered.
 pub struct GoTlsHooks {
     /// As for OpenSSL: without `CAP_SYS_ADMIN` the kernel may refuse
-    /// uprobes; then Go TLS is not hooked (the OpenSSL hooks said so).
+    /// uprobes; then Go is not hooked (the OpenSSL hooks said so).
     stop_if_refused: bool,
     off: bool,
-    /// By (device, inode): what inspecting it found (`None`: no Go TLS, or
+    /// By (device, inode): what inspecting it found (`None`: not Go, or
     /// it could not be hooked: reported once).
-    binaries: HashMap<(u64, u64), Option<GoTlsBinary>>,
+    binaries: HashMap<(u64, u64), Option<GoBinary>>,
     /// Executables with Go build info, hooked or not.
     go_executables: HashSet<(u64, u64)>,
     registered: HashSet<u32>,
@@ -253,8 +357,9 @@ impl GoTlsHooks {
         }
     }
 
-    /// Hooks `pid`'s executable if it is Go with `crypto/tls`, and lets the
-    /// probes follow `pid`'s connections.
+    /// Hooks `pid`'s executable if it is Go (its `crypto/tls`, its HTTP
+    /// client), and registers `pid` with the programs: the TLS probes
+    /// follow its connections, its syscalls carry their goroutine.
     pub fn hook_process(
         &mut self,
         kernel: &mut AttachedKernel,
@@ -268,10 +373,15 @@ impl GoTlsHooks {
             return Ok(());
         };
         let id = (meta.dev(), meta.ino());
+        if !self.binaries.contains_key(&id) && is_go(&exe) {
+            self.go_executables.insert(id);
+        }
+        // Go or not is known even when hooking fails: linking by thread
+        // would be wrong in a Go process.
+        if self.go_executables.contains(&id) {
+            self.found.push(pid);
+        }
         if !self.binaries.contains_key(&id) {
-            if is_go(&exe) {
-                self.go_executables.insert(id);
-            }
             let found = if self.off {
                 Ok(None)
             } else {
@@ -282,9 +392,6 @@ impl GoTlsHooks {
             found?;
         }
         self.registered.insert(pid);
-        if self.go_executables.contains(&id) {
-            self.found.push(pid);
-        }
         let Some(Some(binary)) = self.binaries.get(&id) else {
             return Ok(());
         };
@@ -299,10 +406,16 @@ impl GoTlsHooks {
         } else {
             0
         };
+        let tcp_conn_itab = if binary.probes.tls.is_some() {
+            binary.tcp_conn_itab + bias
+        } else {
+            0
+        };
         kernel.register_go_process(
             pid,
             GoProcess {
-                tcp_conn_itab: binary.tcp_conn_itab + bias,
+                tcp_conn_itab,
+                g_tls_offset: binary.g_tls_offset.unwrap_or(0),
             },
         )
     }
@@ -316,7 +429,7 @@ impl GoTlsHooks {
         &mut self,
         kernel: &mut AttachedKernel,
         exe: &Path,
-    ) -> Result<Option<GoTlsBinary>, KernelError> {
+    ) -> Result<Option<GoBinary>, KernelError> {
         let binary = match inspect(exe) {
             Ok(Some(binary)) => binary,
             Ok(None) => return Ok(None),
@@ -326,12 +439,15 @@ impl GoTlsHooks {
                 return Ok(None);
             }
             Err(err @ GoTlsError::Unsupported { .. }) => {
-                log::warn!("{err}; its TLS connections are counted as not decrypted");
+                log::warn!(
+                    "{err}; its TLS connections are counted as not decrypted and its goroutines \
+                     are not followed"
+                );
                 return Ok(None);
             }
             Err(err @ GoTlsError::Layout { .. }) => return Err(KernelError::GoTls(Box::new(err))),
         };
-        match kernel.attach_go_tls(exe, &binary.probes) {
+        match kernel.attach_go(exe, &binary.probes) {
             Ok(()) => {}
             Err(err) if self.stop_if_refused && err.is_permission_denied() => {
                 self.off = true;
@@ -339,12 +455,28 @@ impl GoTlsHooks {
             }
             Err(err) => return Err(err),
         }
-        log::info!(
-            "hooked Go crypto/tls ({}) in {}: {} return instructions of Read",
-            binary.version,
-            exe.display(),
-            binary.probes.read_returns.len()
-        );
+        if let Some(tls) = &binary.probes.tls {
+            log::info!(
+                "hooked Go crypto/tls ({}) in {}: {} return instructions of Read",
+                binary.version,
+                exe.display(),
+                tls.read_returns.len()
+            );
+        }
+        if binary.probes.http_client.is_some() {
+            log::info!(
+                "hooked Go net/http's client ({}) in {}",
+                binary.version,
+                exe.display()
+            );
+        }
+        if binary.g_tls_offset.is_none() {
+            log::info!(
+                "{}: where Go keeps the running goroutine is not known; its calls are not \
+                 followed by goroutine",
+                exe.display()
+            );
+        }
         Ok(Some(binary))
     }
 
@@ -356,7 +488,21 @@ impl GoTlsHooks {
 
 #[cfg(test)]
 mod tests {
-    use super::{go_version, minor_at_least, return_addresses, uvarint};
+    use super::{g_tls_offset, go_version, minor_at_least, return_addresses, uvarint};
+
+    #[test]
+    fn where_go_keeps_g() {
+        // Static, internally linked (CGO_ENABLED=0): no TLS segment.
+        assert_eq!(g_tls_offset(None, None), Some(-8));
+        // Internally linked with cgo: an 8-byte segment, no symbol.
+        assert_eq!(g_tls_offset(Some((8, 8)), None), Some(-8));
+        // Externally linked: runtime.tlsg names the slot.
+        assert_eq!(g_tls_offset(Some((8, 8)), Some(0)), Some(-8));
+        assert_eq!(g_tls_offset(Some((24, 16)), Some(8)), Some(-24));
+        // Other TLS and no symbol: unknown, never guessed.
+        assert_eq!(g_tls_offset(Some((24, 8)), None), None);
+        assert_eq!(g_tls_offset(Some((8, 8)), Some(8)), None);
+    }
 
     #[test]
     fn versions() {

@@ -17,14 +17,14 @@ use thiserror::Error;
 use tracer_common::{
     maps::{names, Counter, GoProcess, SslKey, SslSocket, TRACED_BY_PID},
     programs::{
-        Hook, Program as ProgramSpec, GO_TLS_READ, GO_TLS_READ_RETURN, GO_TLS_WRITE, PROGRAMS,
-        TLS_RETURN,
+        Hook, Program as ProgramSpec, GO_REQUEST_WRITE, GO_ROUND_TRIP, GO_TLS_READ,
+        GO_TLS_READ_RETURN, GO_TLS_WRITE, PROGRAMS, TLS_RETURN,
     },
     KernelConfig, SocketLookup, MAX_PAYLOAD, TASK_COMM_LEN,
 };
 
 use super::btf::{BtfError, KernelBtf};
-use super::gotls::GoTlsProbes;
+use super::gotls::GoProbes;
 use crate::connections::Binding;
 
 /// The compiled kernel programs (built by build.rs from tracer-ebpf).
@@ -315,24 +315,28 @@ impl AttachedKernel {
             })
     }
 
-    /// Hooks Go's `crypto/tls` in the executable `target` for every process
-    /// running it. All or nothing, as [`Self::attach_openssl`].
-    pub fn attach_go_tls(
+    /// Hooks Go's `crypto/tls` and HTTP client in the executable `target`
+    /// for every process running it. All or nothing, as
+    /// [`Self::attach_openssl`].
+    pub fn attach_go(
         &mut self,
         target: &std::path::Path,
-        probes: &GoTlsProbes,
+        probes: &GoProbes,
     ) -> Result<(), KernelError> {
-        let points = [
-            (GO_TLS_WRITE.name, probes.write),
-            (GO_TLS_READ.name, probes.read),
-        ]
-        .into_iter()
-        .chain(
-            probes
-                .read_returns
-                .iter()
-                .map(|&offset| (GO_TLS_READ_RETURN.name, offset)),
-        );
+        let mut points = Vec::new();
+        if let Some(tls) = &probes.tls {
+            points.push((GO_TLS_WRITE.name, tls.write));
+            points.push((GO_TLS_READ.name, tls.read));
+            points.extend(
+                tls.read_returns
+                    .iter()
+                    .map(|&offset| (GO_TLS_READ_RETURN.name, offset)),
+            );
+        }
+        if let Some(http) = &probes.http_client {
+            points.push((GO_ROUND_TRIP.name, http.round_trip));
+            points.push((GO_REQUEST_WRITE.name, http.request_write));
+        }
         let mut links = Vec::new();
         let mut result = Ok(());
         for (program, offset) in points {
@@ -650,6 +654,14 @@ fn kernel_config(
         config.inode_mode = btf.field_offset("inode", &["i_mode"])?;
         config.socket_sk = btf.field_offset("socket", &["sk"])?;
     }
+    // x86-64 only; without it Go processes are simply not followed by
+    // goroutine.
+    config.task_fsbase = btf
+        .field_offset("task_struct", &["thread", "fsbase"])
+        .unwrap_or_else(|err| {
+            log::debug!("{err}: goroutines of Go processes are not read");
+            0
+        });
     Ok(config)
 }
 

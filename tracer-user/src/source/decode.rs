@@ -1,7 +1,7 @@
 //! Decoding one ring-buffer record into a borrowed [`Event`].
 
 use thiserror::Error;
-use tracer_common::{ConnEvent, DataEvent, EventKind, ProcessEvent};
+use tracer_common::{ConnEvent, DataEvent, EventKind, GoCallEvent, ProcessEvent};
 
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -9,6 +9,7 @@ pub enum Event<'a> {
     ConnOpen(ConnEvent),
     ConnClose(ConnEvent),
     Process(ProcessEvent),
+    GoCall(GoCallEvent),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -51,6 +52,7 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
         | EventKind::ProcessExec
         | EventKind::ProcessExit
         | EventKind::ProcessJoin => Event::Process(read_struct(record).ok_or_else(short)?),
+        EventKind::GoCall => Event::GoCall(read_struct(record).ok_or_else(short)?),
     })
 }
 
@@ -69,6 +71,7 @@ mod tests {
             fd: 3,
             timestamp_ns: 99,
             sock: 0xffff_0000,
+            goroutine: 0,
             total_len: u32::try_from(payload.len()).unwrap(),
             captured_len,
         };

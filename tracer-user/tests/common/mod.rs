@@ -366,6 +366,31 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Builds the Go program `source` as `dir/name` with Debian's Go (offline:
+/// stdlib only; static, `CGO_ENABLED=0`); the build cache is kept between
+/// runs.
+pub fn go_build(dir: &std::path::Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.go"));
+    std::fs::write(&src, source).expect("write Go source");
+    std::fs::write(dir.join("go.mod"), "module tracertest\n\ngo 1.19\n").expect("go.mod");
+    let out = dir.join(name);
+    let cache = std::env::temp_dir().join("tracer-test-gocache");
+    run_ok(
+        Command::new("go")
+            .current_dir(dir)
+            .env("GOCACHE", &cache)
+            .env("GOPATH", cache.join("gopath"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOTOOLCHAIN", "local")
+            .env("CGO_ENABLED", "0")
+            .arg("build")
+            .arg("-o")
+            .arg(&out)
+            .arg(&src),
+    );
+    out
+}
+
 /// Reads everything a child printed, for diagnostics.
 pub fn read_all(mut reader: impl Read) -> String {
     let mut s = String::new();
