@@ -278,6 +278,9 @@ pub enum GoCall {
     /// `net/http.(*Request).write(...)`, in the goroutine that writes the
     /// request to its connection (the connection's `writeLoop`).
     RequestWrite = 1,
+    /// `runtime.newproc1` returned: [`GoCallEvent::goroutine`] is the new
+    /// goroutine, [`GoCallEvent::object`] the one that made it.
+    Spawn = 2,
 }
 
 impl GoCall {
@@ -285,14 +288,15 @@ impl GoCall {
         match value {
             0 => Some(Self::RoundTrip),
             1 => Some(Self::RequestWrite),
+            2 => Some(Self::Spawn),
             _ => None,
         }
     }
 }
 
 /// A goroutine entered a function of [`GoCall`]: Go's HTTP client writes
-/// a request from another goroutine than the caller's, and these two calls
-/// name both goroutines with the same `*http.Request`.
+/// a request from another goroutine than the caller's, and two calls name
+/// both goroutines with the same `*http.Request`; a goroutine was made.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct GoCallEvent {
@@ -302,9 +306,9 @@ pub struct GoCallEvent {
     pub call: u8,
     pub _pad: [u8; 2],
     pub pid: u32,
-    /// The goroutine (`g`, Go's `R14`).
+    /// The goroutine (`g`, Go's `R14`; for a spawn the new one).
     pub goroutine: u64,
-    /// The `*http.Request`.
+    /// The `*http.Request`; for a spawn the creating goroutine.
     pub object: u64,
     pub timestamp_ns: u64,
 }

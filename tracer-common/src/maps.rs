@@ -27,16 +27,18 @@ pub mod names {
     /// SSL call; user space adds what it learns for event loops, whose SSL
     /// calls make no syscall.
     pub const SSL_SOCKETS: &str = "SSL_SOCKETS";
-    /// Go processes whose `crypto/tls` is hooked ([`super::GoProcess`] by
-    /// tgid); user space adds each one it hooks.
+    /// Go processes ([`super::GoProcess`] by tgid); user space adds each
+    /// one it finds, the programs drop it at exec and exit.
     pub const GO_PROCESSES: &str = "GO_PROCESSES";
     /// `crypto/tls.(*Conn).Read` calls between entry and return, by goroutine.
     pub const GO_TLS_READS: &str = "GO_TLS_READS";
+    /// `runtime.newproc1` calls between entry and return, by thread.
+    pub const GO_SPAWNS: &str = "GO_SPAWNS";
     /// aya-log's record buffer, opened by `aya_log::EbpfLogger`.
     pub const AYA_LOGS: &str = "AYA_LOGS";
 
     /// Every map of the object.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         EVENTS,
         TRACED_PIDS,
         TRACED_COMMS,
@@ -49,6 +51,7 @@ pub mod names {
         SSL_SOCKETS,
         GO_PROCESSES,
         GO_TLS_READS,
+        GO_SPAWNS,
         AYA_LOGS,
     ];
 

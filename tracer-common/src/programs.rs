@@ -62,8 +62,9 @@ pub enum Family {
     Tls,
     /// `gotls.rs`: Go `crypto/tls` plaintext.
     GoTls,
-    /// `gohttp.rs`: which goroutine Go's HTTP client sends a request for.
-    GoHttp,
+    /// `golink.rs`: which goroutine Go's HTTP client sends a request for,
+    /// and which goroutine made which.
+    GoLink,
 }
 
 /// One program of the eBPF object.
@@ -179,6 +180,8 @@ pub const PROGRAMS: &[Program] = &[
     GO_TLS_READ_RETURN,
     GO_ROUND_TRIP,
     GO_REQUEST_WRITE,
+    GO_NEWPROC,
+    GO_NEWPROC_RETURN,
 ];
 
 /// At the entry of Go's `crypto/tls.(*Conn).Write`.
@@ -190,10 +193,15 @@ pub const GO_TLS_READ_RETURN: Program =
     program("tracer_go_tls_read_ret", Hook::GoProbe, Family::GoTls);
 
 /// At the entry of Go's `net/http.(*Transport).roundTrip`.
-pub const GO_ROUND_TRIP: Program = program("tracer_go_round_trip", Hook::GoProbe, Family::GoHttp);
+pub const GO_ROUND_TRIP: Program = program("tracer_go_round_trip", Hook::GoProbe, Family::GoLink);
 /// At the entry of Go's `net/http.(*Request).write`.
 pub const GO_REQUEST_WRITE: Program =
-    program("tracer_go_request_write", Hook::GoProbe, Family::GoHttp);
+    program("tracer_go_request_write", Hook::GoProbe, Family::GoLink);
+/// At the entry of Go's `runtime.newproc1`.
+pub const GO_NEWPROC: Program = program("tracer_go_newproc", Hook::GoProbe, Family::GoLink);
+/// At each return instruction of Go's `runtime.newproc1`.
+pub const GO_NEWPROC_RETURN: Program =
+    program("tracer_go_newproc_ret", Hook::GoProbe, Family::GoLink);
 
 #[cfg(test)]
 mod tests {

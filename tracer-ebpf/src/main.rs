@@ -15,8 +15,8 @@
 //! One file per hook family: [`process`] (which processes are traced),
 //! [`socket`] (sock `tp_btf` hooks, connect/accept/close), [`data`] (payload
 //! syscalls), [`tls`] (OpenSSL uprobes: plaintext of TLS connections),
-//! [`gotls`] (Go `crypto/tls` uprobes), [`gohttp`] (Go HTTP client uprobes
-//! for linking). [`goroutine`] reads a Go thread's running goroutine.
+//! [`gotls`] (Go `crypto/tls` uprobes), [`golink`] (Go uprobes for linking:
+//! HTTP client hand-offs, goroutine creation). [`goroutine`] reads a Go thread's running goroutine.
 //! [`emit`] assembles events; [`maps`] holds the shared state; [`ctx`] reads
 //! tracepoint records; [`fdtable`] finds the socket of an fd.
 //!
@@ -61,7 +61,7 @@ mod emit;
 #[cfg(target_arch = "bpf")]
 mod fdtable;
 #[cfg(target_arch = "bpf")]
-mod gohttp;
+mod golink;
 #[cfg(target_arch = "bpf")]
 mod goroutine;
 #[cfg(target_arch = "bpf")]

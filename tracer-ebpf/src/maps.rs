@@ -184,6 +184,11 @@ pub struct GoRead {
 pub static GO_TLS_READS: LruHashMap<GoroutineKey, GoRead> =
     LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 
+/// `runtime.newproc1` between its entry and return, keyed by `pid_tgid`:
+/// the creating goroutine. LRU: a thread that dies inside leaves an entry.
+#[map]
+pub static GO_SPAWNS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+
 /// Where events are assembled before they are copied into the ring buffer
 /// (the BPF stack is only 512 bytes). One slot per possible CPU, indexed by
 /// CPU id: a per-CPU array cannot hold values over 32 KiB. User space sizes

@@ -1,6 +1,6 @@
 //! Linking in Go processes (issue #16 part 3): a plaintext Go `net/http`
 //! server whose handler calls a backend (nginx) twice with Go's HTTP
-//! client, under 8 concurrent clients. Goroutines move between threads and
+//! client, itself or from a goroutine it starts, under concurrent clients. Goroutines move between threads and
 //! the client writes each request from its connection's own goroutine, so
 //! the links come from goroutines: the one that read the request, and the
 //! one whose round trip a writer goroutine writes. Every backend call must
@@ -25,7 +25,8 @@ use serde_json::Value;
 
 /// `goserver PORT BACKEND`: `GET /call/N` calls `BACKEND/backend/N/a` and
 /// `/b` (default client: kept-alive connections, two idle per host) and
-/// answers 200.
+/// answers 200; `GET /spawn/N` makes the same calls from a goroutine it
+/// starts. Each request waits 10 ms first, so that requests overlap.
 const SERVER: &str = r#"package main
 
 import (
@@ -33,6 +34,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"time"
 )
 
 func call(url string) error {
@@ -46,16 +48,32 @@ func call(url string) error {
 
 func main() {
 	backend := os.Args[2]
-	http.HandleFunc("/call/", func(w http.ResponseWriter, r *http.Request) {
-		id := r.URL.Path[len("/call/"):]
+	calls := func(id string) error {
+		// Requests overlap, so containment alone could not tell them apart.
+		time.Sleep(10 * time.Millisecond)
 		for _, part := range []string{"a", "b"} {
 			if err := call(backend + "/backend/" + id + "/" + part); err != nil {
-				w.WriteHeader(http.StatusBadGateway)
-				fmt.Fprintln(w, err)
-				return
+				return err
 			}
 		}
+		return nil
+	}
+	answer := func(w http.ResponseWriter, err error) {
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			fmt.Fprintln(w, err)
+			return
+		}
 		fmt.Fprintln(w, "ok")
+	}
+	http.HandleFunc("/call/", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, calls(r.URL.Path[len("/call/"):]))
+	})
+	// The calls made by a goroutine the handler starts, and waits for.
+	http.HandleFunc("/spawn/", func(w http.ResponseWriter, r *http.Request) {
+		done := make(chan error)
+		go func() { done <- calls(r.URL.Path[len("/spawn/"):]) }()
+		answer(w, <-done)
 	})
 	err := http.ListenAndServe("127.0.0.1:"+os.Args[1], nil)
 	fmt.Fprintln(os.Stderr, err)
@@ -90,23 +108,26 @@ fn call(port: u16, ids: &[u32]) {
     assert!(out.lines().all(|l| l == "200"), "{out}");
 }
 
-/// The request a span of the Go server belongs to: `/call/N` or
-/// `/backend/N/...`.
+/// The request a span of the Go server belongs to: `/call/N`,
+/// `/spawn/N` or `/backend/N/...`.
 fn request_id(span: &Value) -> Option<u32> {
     let path = span["attributes"]["url.path"].as_str()?;
     let rest = path
         .strip_prefix("/call/")
+        .or_else(|| path.strip_prefix("/spawn/"))
         .or_else(|| path.strip_prefix("/backend/"))?;
     rest.split('/').next()?.parse().ok()
 }
 
 /// Backend calls linked to their own request's server span, and to
-/// another's.
+/// another's; of them, those made from a goroutine the handler started.
 #[derive(Debug, Default)]
 struct Links {
     calls: usize,
     right: usize,
     wrong: usize,
+    spawned_calls: usize,
+    spawned_right: usize,
 }
 
 fn links(run: &TracerRun, pid: u32, ids: &[u32]) -> Links {
@@ -127,8 +148,12 @@ fn links(run: &TracerRun, pid: u32, ids: &[u32]) -> Links {
     for span in of_server.iter().filter(|s| s["kind"] == "client") {
         let id = request_id(span).expect("a client span of /backend/N");
         links.calls += 1;
+        links.spawned_calls += usize::from(id % 2 == 1);
         match span["parent_span_id"].as_str() {
-            Some(parent) if parent == served[&id]["span_id"] => links.right += 1,
+            Some(parent) if parent == served[&id]["span_id"] => {
+                links.right += 1;
+                links.spawned_right += usize::from(id % 2 == 1);
+            }
             Some(parent) if span_owner.contains_key(parent) => {
                 eprintln!(
                     "call of request {id} linked to request {}",
@@ -173,6 +198,10 @@ fn assert_linked(run: &TracerRun, pid: u32, ids: &[u32], label: &str) {
         links.right * 100 >= links.calls * 95,
         "{links:?}: under 95% linked; {}",
         run.summary()
+    );
+    assert!(
+        links.spawned_calls > 0 && links.spawned_right * 100 >= links.spawned_calls * 95,
+        "{links:?}: calls of started goroutines under 95% linked"
     );
 }
 

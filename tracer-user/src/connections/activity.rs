@@ -57,6 +57,8 @@ pub struct Activity {
     /// Per server connection of a Go process: the goroutine that read from
     /// it last.
     goroutine_readers: HashMap<ConnRef, Executor>,
+    /// Per goroutine: what its creator claimed when it made it.
+    inherited: HashMap<Executor, Cause>,
     // An emptied list in `unclaimed` or `open` stays, as an empty one means
     // the same as none: a busy thread or process would otherwise allocate
     // and free its list on every request. `prune` drops them periodically.
@@ -110,17 +112,33 @@ impl Activity {
     /// ended, reused by another goroutine, claims nothing.
     pub fn claim(&mut self, caller: Executor) -> Option<Cause> {
         if caller.goroutine {
-            return self
+            let reading = self
                 .last_read
                 .get(&caller)
                 .copied()
                 .filter(|cause| self.goroutine_readers.get(&cause.conn) == Some(&caller));
+            return reading.or_else(|| self.inherited.get(&caller).copied());
         }
         let claimed = self
             .unclaimed
             .get_mut(&caller)
             .and_then(VecDeque::pop_front);
         claimed.or_else(|| self.last_read.get(&caller).copied())
+    }
+
+    /// Goroutine `parent` made `child`: a call `child` makes is for what
+    /// `parent` served at that moment (a handler's `go f()`), also through
+    /// generations. Every goroutine is made this way, so a reused `g`
+    /// never keeps its last life's.
+    pub fn spawned(&mut self, child: Executor, parent: Executor) {
+        match self.claim(parent) {
+            Some(cause) => {
+                self.inherited.insert(child, cause);
+            }
+            None => {
+                self.inherited.remove(&child);
+            }
+        }
     }
 
     /// The request on `conn`, read by `reader`, was answered or ended.
@@ -166,6 +184,7 @@ impl Activity {
         self.last_read.retain(|reader, _| reader.pid != pid);
         self.unclaimed.retain(|reader, _| reader.pid != pid);
         self.goroutine_readers.retain(|conn, _| conn.pid != pid);
+        self.inherited.retain(|goroutine, _| goroutine.pid != pid);
     }
 }
 
@@ -265,5 +284,30 @@ mod tests {
         assert_eq!(a.serving_since(1), Some(10));
         a.connection_closed(conn(5), Some(serve));
         assert_eq!(a.claim(serve), None);
+    }
+
+    #[test]
+    fn a_goroutine_made_while_serving_claims_its_makers_request() {
+        let serve = Executor::goroutine(1, 0x00c0_0001_0000);
+        let child = Executor::goroutine(1, 0x00c0_0002_0000);
+        let grandchild = Executor::goroutine(1, 0x00c0_0003_0000);
+        let mut a = Activity::default();
+        a.read_request(serve, conn(5), 10);
+        a.request_opened(Some(serve), conn(5), 10, true);
+        a.spawned(child, serve);
+        a.spawned(grandchild, child);
+        let served = Some(Cause {
+            conn: conn(5),
+            at_ns: 10,
+        });
+        assert_eq!(a.claim(child), served);
+        assert_eq!(a.claim(grandchild), served);
+        // The maker reads its next request: the child's stays its own.
+        a.read_request(serve, conn(5), 20);
+        assert_eq!(a.claim(child), served);
+        // The child's `g`, reused by a goroutine made by one serving nothing.
+        let idle = Executor::goroutine(1, 0x00c0_0004_0000);
+        a.spawned(child, idle);
+        assert_eq!(a.claim(child), None);
     }
 }

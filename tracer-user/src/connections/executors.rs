@@ -67,12 +67,14 @@ impl Executors {
     }
 
     /// Who `sender` sends a client request for: in Go, the goroutine whose
-    /// HTTP call a connection's writer goroutine writes.
-    pub fn caller(&self, sender: Executor) -> Executor {
+    /// HTTP call a connection's writer goroutine writes (`None`: unknown).
+    pub fn caller(&self, sender: Executor) -> Option<Executor> {
         if sender.goroutine {
-            Executor::goroutine(sender.pid, self.handoffs.caller_of(sender.pid, sender.id))
+            self.handoffs
+                .caller_of(sender.pid, sender.id)
+                .map(|caller| Executor::goroutine(sender.pid, caller))
         } else {
-            sender
+            Some(sender)
         }
     }
 

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use foldhash::HashMap;
 
 use tracer_common::{
-    ConnEvent, DataEvent, Direction, GoCallEvent, Role, Syscall, DATA_FLAG_TLS,
+    ConnEvent, DataEvent, Direction, GoCall, GoCallEvent, Role, Syscall, DATA_FLAG_TLS,
     DATA_FLAG_TRUNCATED, IPPROTO_UDP,
 };
 
@@ -173,7 +173,7 @@ fn note_request_bytes(
             None
         }
         SpanKind::Client => executor
-            .map(|sender| executors.caller(sender))
+            .and_then(|sender| executors.caller(sender))
             .and_then(|caller| activity.claim(caller)),
     };
     conn.open_since.get_or_insert(ts_ns);
@@ -256,9 +256,17 @@ impl ConnectionTable {
         self.executors.settle(pid, goroutines);
     }
 
-    /// A goroutine of a Go process entered a function followed for linking.
+    /// A goroutine of a Go process entered a function followed for
+    /// linking, or made a goroutine (which inherits what it served).
     pub fn on_go_call(&mut self, event: &GoCallEvent) {
-        self.executors.on_go_call(event);
+        if GoCall::from_u8(event.call) == Some(GoCall::Spawn) {
+            self.activity.spawned(
+                Executor::goroutine(event.pid, event.goroutine),
+                Executor::goroutine(event.pid, event.object),
+            );
+        } else {
+            self.executors.on_go_call(event);
+        }
     }
 
     /// Whether `pid`'s threads may say nothing of its requests: it runs Go

@@ -25,6 +25,10 @@ const WRITE: &str = "crypto/tls.(*Conn).Write";
 const READ: &str = "crypto/tls.(*Conn).Read";
 const ROUND_TRIP: &str = "net/http.(*Transport).roundTrip";
 const REQUEST_WRITE: &str = "net/http.(*Request).write";
+const NEWPROC1: &str = "runtime.newproc1";
+/// `newproc1` takes its creator `g` in `RBX` since Go 1.18 (1.17 passed
+/// more arguments before it).
+const NEWPROC1_CREATOR_IN_RBX: u32 = 18;
 /// Go's thread-local `g` slot when the linker put other TLS beside it.
 const TLSG: &str = "runtime.tlsg";
 /// The itab's symbol: `go.itab.` before Go 1.20, `go:itab.` since.
@@ -35,7 +39,7 @@ const TCP_CONN_ITABS: [&str; 2] = [
 /// The register ABI (arguments in `RAX`, `RBX`, ...; `g` in `R14`) came
 /// with Go 1.17.
 const FIRST_MINOR: u32 = 17;
-/// Most return instructions hooked in `Read` (Go emits a handful).
+/// Most return instructions hooked in a function (Go emits a handful).
 const MAX_RETURNS: usize = 32;
 
 #[derive(Debug, Error)]
@@ -71,11 +75,20 @@ pub struct GoHttpProbes {
     pub request_write: u64,
 }
 
+/// Where the goroutine creation probes go: `newproc1`'s entry and its
+/// return instructions, file offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoSpawnProbes {
+    pub entry: u64,
+    pub returns: Vec<u64>,
+}
+
 /// Every probe of one Go executable.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GoProbes {
     pub tls: Option<GoTlsProbes>,
     pub http_client: Option<GoHttpProbes>,
+    pub spawn: Option<GoSpawnProbes>,
 }
 
 /// A Go executable with the register ABI (Go ≥ 1.17).
@@ -150,18 +163,7 @@ pub fn inspect(path: &Path) -> Result<Option<GoBinary>, GoTlsError> {
                 .find_map(|name| symbols.get(name))
                 .map(|(address, _)| address)
                 .ok_or_else(|| layout("no *net.TCPConn itab in the symbol table".to_owned()))?;
-            let read_code = text
-                .data_range(read.0, read.1)
-                .ok()
-                .flatten()
-                .ok_or_else(|| layout(format!("{READ} is not inside .text")))?;
-            let returns = return_addresses(read_code, read.0);
-            if returns.is_empty() || returns.len() > MAX_RETURNS {
-                return Err(layout(format!(
-                    "{} return instructions decoded in {READ}",
-                    returns.len()
-                )));
-            }
+            let returns = function_returns(&text, READ, read).map_err(layout)?;
             let probes = GoTlsProbes {
                 write: file_offset(write.0),
                 read: file_offset(read.0),
@@ -170,6 +172,16 @@ pub fn inspect(path: &Path) -> Result<Option<GoBinary>, GoTlsError> {
             (Some(probes), tcp_conn_itab)
         }
         _ => (None, 0),
+    };
+    let spawn = match symbols.get(NEWPROC1) {
+        Some(newproc) if minor_at_least(&version, NEWPROC1_CREATOR_IN_RBX) => {
+            let returns = function_returns(&text, NEWPROC1, newproc).map_err(layout)?;
+            Some(GoSpawnProbes {
+                entry: file_offset(newproc.0),
+                returns: returns.into_iter().map(file_offset).collect(),
+            })
+        }
+        _ => None,
     };
     let http_client = match (symbols.get(ROUND_TRIP), symbols.get(REQUEST_WRITE)) {
         (Some(round_trip), Some(request_write)) => Some(GoHttpProbes {
@@ -180,11 +192,36 @@ pub fn inspect(path: &Path) -> Result<Option<GoBinary>, GoTlsError> {
     };
     Ok(Some(GoBinary {
         version,
-        probes: GoProbes { tls, http_client },
+        probes: GoProbes {
+            tls,
+            http_client,
+            spawn,
+        },
         tcp_conn_itab,
         g_tls_offset: g_tls_offset(tls_segment(&elf), symbols.get(TLSG).map(|(a, _)| a)),
         pie: elf.kind() == object::ObjectKind::Dynamic,
     }))
+}
+
+/// The return instructions of the function `name` at `(address, size)`.
+fn function_returns<'data, S: object::ObjectSection<'data>>(
+    text: &S,
+    name: &str,
+    (address, size): (u64, u64),
+) -> Result<Vec<u64>, String> {
+    let code = text
+        .data_range(address, size)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("{name} is not inside .text"))?;
+    let returns = return_addresses(code, address);
+    if returns.is_empty() || returns.len() > MAX_RETURNS {
+        return Err(format!(
+            "{} return instructions decoded in {name}",
+            returns.len()
+        ));
+    }
+    Ok(returns)
 }
 
 /// The symbol table, read once: (address, size) by name.
@@ -192,11 +229,12 @@ struct Symbols(HashMap<String, (u64, u64)>);
 
 /// The few names looked up; everything else in a Go symbol table (tens of
 /// thousands of entries) is skipped.
-const WANTED: [&str; 7] = [
+const WANTED: [&str; 8] = [
     WRITE,
     READ,
     ROUND_TRIP,
     REQUEST_WRITE,
+    NEWPROC1,
     TLSG,
     TCP_CONN_ITABS[0],
     TCP_CONN_ITABS[1],

@@ -17,8 +17,8 @@ use thiserror::Error;
 use tracer_common::{
     maps::{names, Counter, GoProcess, SslKey, SslSocket, TRACED_BY_PID},
     programs::{
-        Hook, Program as ProgramSpec, GO_REQUEST_WRITE, GO_ROUND_TRIP, GO_TLS_READ,
-        GO_TLS_READ_RETURN, GO_TLS_WRITE, PROGRAMS, TLS_RETURN,
+        Hook, Program as ProgramSpec, GO_NEWPROC, GO_NEWPROC_RETURN, GO_REQUEST_WRITE,
+        GO_ROUND_TRIP, GO_TLS_READ, GO_TLS_READ_RETURN, GO_TLS_WRITE, PROGRAMS, TLS_RETURN,
     },
     KernelConfig, SocketLookup, MAX_PAYLOAD, TASK_COMM_LEN,
 };
@@ -336,6 +336,17 @@ impl AttachedKernel {
         if let Some(http) = &probes.http_client {
             points.push((GO_ROUND_TRIP.name, http.round_trip));
             points.push((GO_REQUEST_WRITE.name, http.request_write));
+        }
+        if let Some(spawn) = &probes.spawn {
+            // Returns first: an entry without its return would leave its
+            // thread's slot behind (LRU, so harmless, but pointless).
+            points.extend(
+                spawn
+                    .returns
+                    .iter()
+                    .map(|&offset| (GO_NEWPROC_RETURN.name, offset)),
+            );
+            points.push((GO_NEWPROC.name, spawn.entry));
         }
         let mut links = Vec::new();
         let mut result = Ok(());

@@ -377,8 +377,17 @@ impl Linker {
                     .store
                     .get(server)
                     .is_some_and(|n| rules::contains(&n.facts, facts));
-                if !(contains && self.attach(id, server, now_ns, out)) {
-                    self.decide_unhinted(id, now_ns, observed, out);
+                let linked = contains && self.attach(id, server, now_ns, out);
+                if !linked {
+                    if facts.keys.goroutines {
+                        // A goroutine's clue is not a guess: the call was
+                        // made for that request (e.g. by a goroutine it
+                        // started that outlived it), so no other request
+                        // is its parent.
+                        self.settle(id, now_ns, out);
+                    } else {
+                        self.decide_unhinted(id, now_ns, observed, out);
+                    }
                 }
             }
             None if observed

@@ -236,6 +236,36 @@ fn in_a_go_process_a_shared_thread_picks_no_parent() {
     assert_eq!(find(&out, c_id).parent_span_id, None);
 }
 
+/// A goroutine's clue names the request the call was made for: when that
+/// request does not contain the call (a goroutine it started outlived it),
+/// the one request that does is not taken instead.
+#[test]
+fn in_a_go_process_a_clue_outside_its_request_gives_no_parent() {
+    let mut l = linker();
+    let mut out = Vec::new();
+    let (ended, open) = (conn(1, 5), conn(1, 7));
+    let s_ended = server(1, 10, ended, 10, 20);
+    let s_open = server(1, 11, open, 100, 200);
+    let mut c = client(
+        1,
+        12,
+        conn(1, 6),
+        120,
+        150,
+        Some(Cause {
+            conn: ended,
+            at_ns: 10,
+        }),
+    );
+    c.link.goroutines = true;
+    let c_id = c.span_id;
+    l.push_built(s_ended, 0, &Idle, &mut out);
+    l.push_built(s_open, 0, &Idle, &mut out);
+    l.push_built(c, 0, &Idle, &mut out);
+    l.flush(1_000_000_000_000, &mut out);
+    assert_eq!(find(&out, c_id).parent_span_id, None);
+}
+
 #[test]
 fn a_hand_off_is_linked_only_when_one_request_contains_the_call() {
     let mut l = linker();
