@@ -175,19 +175,11 @@ get('/hello', {{agent}}, () => get('/hello?2', {{agent}}, () => get('/fail', {{a
     assert_all_decrypted(&run);
 }
 
-#[test]
-fn asyncio_tls_server_and_client_are_decrypted_and_linked() {
-    let dir = common::TempDir::new("asyncio");
-    let (cert, key) = servers::self_signed_cert(dir.path());
-    let port = free_port();
-    let server = servers::spawn_service(
-        Command::new("/usr/bin/python3")
-            .arg(script(dir.path(), "server.py", ASYNCIO_SERVER))
-            .args([&cert, &key])
-            .arg(port.to_string()),
-        port,
-    );
-    let client = GatedClient::spawn(&format!(
+/// An asyncio TLS client (`asyncio.open_connection(ssl=...)`: a memory
+/// BIO): GETs `kept_alive` on one connection, then `fresh` on a new one.
+fn asyncio_client(port: u16, kept_alive: &[&str], fresh: &str) -> GatedClient {
+    let paths: Vec<String> = kept_alive.iter().map(|p| format!("b{p:?}")).collect();
+    GatedClient::spawn(&format!(
         r#"
 import asyncio, ssl
 async def exchange(reader, writer, path):
@@ -201,16 +193,59 @@ async def main():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     reader, writer = await asyncio.open_connection("127.0.0.1", {port}, ssl=ctx)
-    for path in (b"/one", b"/two", b"/three"):
+    for path in ({paths},):
         await exchange(reader, writer, path)
     writer.close()
     reader, writer = await asyncio.open_connection("127.0.0.1", {port}, ssl=ctx)
-    await exchange(reader, writer, b"/again")
+    await exchange(reader, writer, b{fresh:?})
     writer.close()
 asyncio.run(main())
 print("done")
-"#
-    ));
+"#,
+        paths = paths.join(", "),
+    ))
+}
+
+#[test]
+fn asyncio_tls_client_of_nginx_is_decrypted() {
+    let nginx = servers::nginx_tls(false);
+    let client = asyncio_client(nginx.port, &["/hello", "/fail", "/hello"], "/hello");
+    let tracer = Tracer::start(&["--pid", &client.pid().to_string()]);
+    assert!(client.run().contains("done"));
+    let run = tracer.stop();
+    assert!(run.exit_ok, "{:?}", run.stderr);
+    let calls = spans_of(&run, "python3", "client");
+    assert_eq!(
+        common::names_and_statuses(&calls),
+        [
+            "GET /fail 503",
+            "GET /hello 200",
+            "GET /hello 200",
+            "GET /hello 200"
+        ],
+        "{:#?}",
+        run.spans
+    );
+    assert_tls(&calls, "http");
+    for call in &calls {
+        assert_eq!(call["attributes"]["server.port"], nginx.port, "{call:#}");
+    }
+    assert_all_decrypted(&run);
+}
+
+#[test]
+fn asyncio_tls_server_and_client_are_decrypted_and_linked() {
+    let dir = common::TempDir::new("asyncio");
+    let (cert, key) = servers::self_signed_cert(dir.path());
+    let port = free_port();
+    let server = servers::spawn_service(
+        Command::new("/usr/bin/python3")
+            .arg(script(dir.path(), "server.py", ASYNCIO_SERVER))
+            .args([&cert, &key])
+            .arg(port.to_string()),
+        port,
+    );
+    let client = asyncio_client(port, &["/one", "/two", "/three"], "/again");
     let tracer = Tracer::start(&[
         "--pid",
         &server.pid().to_string(),
