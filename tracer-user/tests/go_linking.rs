@@ -231,11 +231,7 @@ fn a_go_server_started_after_the_tracer_is_followed_by_goroutine() {
         .iter()
         .any(|line| line.contains("hooked Go net/http's client"))
     {
-        assert!(
-            Instant::now() < deadline,
-            "not hooked within 20 s: {:?}",
-            tracer.stderr_so_far()
-        );
+        assert!(Instant::now() < deadline, "not hooked within 20 s");
         thread::sleep(Duration::from_millis(100));
     }
     thread::sleep(Duration::from_millis(300));

@@ -10,7 +10,12 @@
 
 mod common;
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::Path,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
 
 use common::{free_port, servers, wait_for_port, GatedClient, Tracer, TracerRun};
 use serde_json::Value;
@@ -131,6 +136,52 @@ fn node_https_and_http2_servers_are_decrypted() {
     assert_tls(&http1, "http");
     assert_tls(&http2, "http2");
     assert_eq!(served.len(), 6, "{served:#?}");
+    assert_all_decrypted(&run);
+}
+
+/// `--comm node`: a Node.js server started after the tracer is hooked when
+/// its exec is seen, and its requests decrypted from then on.
+#[test]
+fn node_https_server_started_after_the_tracer_is_decrypted() {
+    let dir = common::TempDir::new("node-late");
+    let (cert, key) = servers::self_signed_cert(dir.path());
+    let (port, h2port) = (free_port(), free_port());
+    let tracer = Tracer::start(&["--comm", "node", "-v"]);
+    let server = servers::spawn_service(
+        Command::new("node")
+            .arg(script(dir.path(), "servers.js", NODE_SERVERS))
+            .args([&cert, &key])
+            .args([port.to_string(), h2port.to_string()]),
+        port,
+    );
+    let hooked = format!("OpenSSL functions in /proc/{}/exe", server.pid());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tracer
+        .stderr_so_far()
+        .iter()
+        .any(|line| line.contains(&hooked))
+    {
+        assert!(Instant::now() < deadline, "node not hooked within 20 s");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
+    assert_eq!(
+        common::curl_statuses(&[], &[&url("/late"), &url("/missing")]),
+        "200\n404\n"
+    );
+    let run = tracer.stop();
+    assert!(run.exit_ok, "{:?}", run.stderr);
+    let served: Vec<&Value> = spans_of(&run, "node", "server")
+        .into_iter()
+        .filter(|s| s["pid"] == server.pid())
+        .collect();
+    assert_eq!(
+        common::names_and_statuses(&served),
+        ["GET /late 200", "GET /missing 404"],
+        "{:#?}",
+        run.spans
+    );
+    assert_tls(&served, "http");
     assert_all_decrypted(&run);
 }
 
