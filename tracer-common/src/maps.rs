@@ -197,6 +197,11 @@ pub const TRACED_BY_PID: u8 = 1;
 pub const TRACED_BY_FORK: u8 = 2;
 pub const TRACED_BY_COMM: u8 = 3;
 pub const TRACED_BY_CGROUP: u8 = 4;
+/// Bit of a `TRACED_PIDS` value: a Go process registered in
+/// `GO_PROCESSES`, whose syscalls carry their goroutine (so other
+/// processes' syscalls never look it up). Set by user space, cleared at
+/// exec.
+pub const TRACED_GO: u8 = 0x80;
 
 /// Capacity of the traced-process map.
 pub const MAX_TRACED_PIDS: u32 = 16384;

@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    maps::Counter, DataEvent, Direction, EventKind, SocketLookup, Syscall, MAX_IOVECS, MAX_MMSG,
-    MAX_MMSG_IOVECS,
+    maps::{Counter, TRACED_GO},
+    DataEvent, Direction, EventKind, SocketLookup, Syscall, MAX_IOVECS, MAX_MMSG, MAX_MMSG_IOVECS,
 };
 
 use crate::{
@@ -19,7 +19,7 @@ use crate::{
     emit::{emit_flat, DataBuilder},
     fdtable::socket_of_fd,
     goroutine::current_goroutine,
-    maps::{config, count, finish_in_flight, in_flight_slot, traced_current, InFlight},
+    maps::{config, count, finish_in_flight, in_flight_slot, traced_current_with_flags, InFlight},
     socket::{ensure_connection, Tracked},
     tls::note_socket_of_ssl_call,
 };
@@ -41,9 +41,9 @@ const MMSGHDR_LEN: u64 = 56;
 
 #[inline(always)]
 fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
-    if traced_current().is_none() {
+    let Some((_, _, traced)) = traced_current_with_flags() else {
         return;
-    }
+    };
     let Some(slot) = in_flight_slot(bpf_get_current_pid_tgid()) else {
         return;
     };
@@ -63,6 +63,7 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
         (*slot).sock = 0;
         (*slot).enter_ns = enter_ns;
         (*slot).syscall = syscall as u8;
+        (*slot).go = u8::from(traced & TRACED_GO != 0);
     }
 }
 
@@ -109,7 +110,11 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         fd: in_flight.fd,
         timestamp_ns,
         sock,
-        goroutine: current_goroutine(tgid),
+        goroutine: if in_flight.go == 0 {
+            0
+        } else {
+            current_goroutine(tgid)
+        },
         total_len: 0,
         captured_len: 0,
     };

@@ -54,7 +54,10 @@ pub struct InFlight {
     /// Set while the thread is inside a hooked TLS library call, so a
     /// syscall exit looks for that call only when there may be one.
     pub in_tls_call: u8,
-    pub _pad: [u8; 6],
+    /// The process is a registered Go process (`TRACED_GO`): the syscall's
+    /// event carries its goroutine.
+    pub go: u8,
+    pub _pad: [u8; 5],
 }
 
 /// `InFlight::syscall` for connect, which carries no payload.
@@ -83,7 +86,8 @@ pub fn in_flight_slot(pid_tgid: u64) -> Option<*mut InFlight> {
         count: 0,
         syscall: SYSCALL_NONE,
         in_tls_call: 0,
-        _pad: [0; 6],
+        go: 0,
+        _pad: [0; 5],
     };
     if IN_FLIGHT.insert(pid_tgid, idle, 0).is_err() {
         count(Counter::InFlightFull);
@@ -222,16 +226,22 @@ pub fn config() -> KernelConfig {
 /// the traced set now by its cgroup (see [`crate::process::join_by_cgroup`]).
 #[inline(always)]
 pub fn traced_current() -> Option<(u32, u32)> {
+    traced_current_with_flags().map(|(tgid, tid, _)| (tgid, tid))
+}
+
+/// [`traced_current`] with the process's `TRACED_PIDS` value.
+#[inline(always)]
+pub fn traced_current_with_flags() -> Option<(u32, u32, u8)> {
     let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: the value is a plain u8 read once.
-    if unsafe { TRACED_PIDS.get(tgid) }.is_some()
-        || (config().trace_cgroups != 0 && crate::process::join_by_cgroup(tgid))
-    {
-        Some((tgid, pid_tgid as u32))
-    } else {
-        None
+    if let Some(&value) = unsafe { TRACED_PIDS.get(tgid) } {
+        return Some((tgid, pid_tgid as u32, value));
     }
+    if config().trace_cgroups != 0 && crate::process::join_by_cgroup(tgid) {
+        return Some((tgid, pid_tgid as u32, tracer_common::maps::TRACED_BY_CGROUP));
+    }
+    None
 }
 
 #[inline(always)]

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use tracer_common::{
-    maps::{Counter, TRACED_BY_CGROUP, TRACED_BY_COMM, TRACED_BY_FORK},
+    maps::{Counter, TRACED_BY_CGROUP, TRACED_BY_COMM, TRACED_BY_FORK, TRACED_GO},
     EventKind, ProcessEvent,
 };
 
@@ -69,8 +69,13 @@ pub fn tracer_process_exec(ctx: TracePointContext) -> u32 {
     let _ = ctx;
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: plain lookups.
-    let already_traced = unsafe { TRACED_PIDS.get(tgid) }.is_some();
-    if !already_traced {
+    let traced = unsafe { TRACED_PIDS.get(tgid) }.copied();
+    if let Some(value) = traced {
+        // Not the Go program it may have replaced: user space looks again.
+        if value & TRACED_GO != 0 {
+            let _ = TRACED_PIDS.insert(tgid, value & !TRACED_GO, 0);
+        }
+    } else {
         let Ok(comm) = bpf_get_current_comm() else {
             return 0;
         };

@@ -15,7 +15,7 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    maps::{names, Counter, GoProcess, SslKey, SslSocket, TRACED_BY_PID},
+    maps::{names, Counter, GoProcess, SslKey, SslSocket, TRACED_BY_PID, TRACED_GO},
     programs::{
         Hook, Program as ProgramSpec, GO_NEWPROC, GO_NEWPROC_RETURN, GO_REQUEST_WRITE,
         GO_ROUND_TRIP, GO_TLS_READ, GO_TLS_READ_RETURN, GO_TLS_WRITE, PROGRAMS, TLS_RETURN,
@@ -305,14 +305,27 @@ impl AttachedKernel {
             })
     }
 
-    /// Lets the Go TLS probes follow `pid`'s `tls.Conn`s to their sockets.
+    /// Registers the Go process `pid`: the Go TLS probes follow its
+    /// `tls.Conn`s to their sockets, its syscalls carry their goroutine.
     pub fn register_go_process(&mut self, pid: u32, process: GoProcess) -> Result<(), KernelError> {
         self.go_processes
             .insert(pid, process, 0)
             .map_err(|source| KernelError::Map {
                 map: names::GO_PROCESSES,
                 source,
-            })
+            })?;
+        // Only while it is traced (it may have exited meanwhile).
+        if let Ok(traced) = self.traced_pids.get(&pid, 0) {
+            // `BPF_EXIST`: update only, never re-add an exited process.
+            const BPF_EXIST: u64 = 2;
+            self.traced_pids
+                .insert(pid, traced | TRACED_GO, BPF_EXIST)
+                .map_err(|source| KernelError::Map {
+                    map: names::TRACED_PIDS,
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// Hooks Go's `crypto/tls` and HTTP client in the executable `target`
