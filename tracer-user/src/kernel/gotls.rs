@@ -1,10 +1,12 @@
 //! Finding Go's `crypto/tls` in traced executables: the build info says a
 //! file is Go and which version; the symbol table gives
-//! `crypto/tls.(*Conn).Write` and `.Read` and the `*net.TCPConn` itab; the
+//! `crypto/tls.(*Conn).Write` and `.Read` and the `*net.TCPConn` itab (in a
+//! stripped executable, Go's own tables do: [`super::gosymbols`]); the
 //! return instructions of `Read` are found by decoding its machine code
 //! (uretprobes would break Go's movable stacks).
 
 use std::{
+    cell::OnceCell,
     collections::{HashMap, HashSet},
     fs,
     os::unix::fs::MetadataExt as _,
@@ -16,7 +18,10 @@ use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 use thiserror::Error;
 use tracer_common::maps::GoProcess;
 
-use super::{AttachedKernel, KernelError};
+use super::{
+    gosymbols::{go_minor, uvarint, GoSymbols},
+    AttachedKernel, KernelError,
+};
 
 const WRITE: &str = "crypto/tls.(*Conn).Write";
 const READ: &str = "crypto/tls.(*Conn).Read";
@@ -47,6 +52,14 @@ pub enum GoTlsError {
     Unsupported { path: PathBuf, version: String },
     #[error("{}: {what}", path.display())]
     Layout { path: PathBuf, what: String },
+    /// Stripped of its symbol table, and Go's own tables did not give all
+    /// that is needed: not hooked rather than hooked wrongly.
+    #[error("{}: stripped Go executable ({version}): {what}", path.display())]
+    Stripped {
+        path: PathBuf,
+        version: String,
+        what: String,
+    },
 }
 
 /// Where the probes go in one executable: file offsets.
@@ -98,10 +111,22 @@ pub fn inspect(path: &Path) -> Result<Option<GoTlsBinary>, GoTlsError> {
         .ok()
         .and_then(go_version)
         .unwrap_or_else(|| "a Go version older than 1.18".to_owned());
+    // Go's own tables are read only when the symbol table lacks a name.
+    let go_symbols = OnceCell::new();
+    let go_symbols = || {
+        go_symbols
+            .get_or_init(|| {
+                GoSymbols::parse(&file, &version)
+                    .inspect_err(|err| log::debug!("{}: {err}", path.display()))
+                    .ok()
+            })
+            .as_ref()
+    };
     let symbol = |name: &str| {
         file.symbols()
             .find(|s| s.name() == Ok(name))
             .map(|s| (s.address(), s.size()))
+            .or_else(|| go_symbols()?.function(name))
     };
     let (Some(write), Some(read)) = (symbol(WRITE), symbol(READ)) else {
         return Ok(None);
@@ -120,7 +145,22 @@ pub fn inspect(path: &Path) -> Result<Option<GoTlsBinary>, GoTlsError> {
         .iter()
         .find_map(|name| symbol(name))
         .map(|(address, _)| address)
-        .ok_or_else(|| layout("no *net.TCPConn itab in the symbol table".to_owned()))?;
+        .or_else(|| go_symbols()?.itab("*net.TCPConn", "net.Conn"));
+    let tcp_conn_itab = match tcp_conn_itab {
+        Some(address) => address,
+        None if file.symbols().next().is_none() => {
+            return Err(GoTlsError::Stripped {
+                path: path.to_owned(),
+                version,
+                what: "no *net.TCPConn itab found in Go's module data".to_owned(),
+            })
+        }
+        None => {
+            return Err(layout(
+                "no *net.TCPConn itab in the symbol table".to_owned(),
+            ))
+        }
+    };
     let text = file
         .section_by_name(".text")
         .ok_or_else(|| layout("no .text section".to_owned()))?;
@@ -171,7 +211,7 @@ fn return_addresses(code: &[u8], address: u64) -> Vec<u64> {
 
 /// The version in Go 1.18+ build info (`go1.19.8`): after the 16-byte
 /// header, when its flags say the strings are inline, a varint length.
-fn go_version(buildinfo: &[u8]) -> Option<String> {
+pub(super) fn go_version(buildinfo: &[u8]) -> Option<String> {
     const MAGIC: &[u8] = b"\xff Go buildinf:";
     const INLINE: u8 = 2;
     if !buildinfo.starts_with(MAGIC) || buildinfo.get(15)? & INLINE == 0 {
@@ -184,28 +224,9 @@ fn go_version(buildinfo: &[u8]) -> Option<String> {
     std::str::from_utf8(bytes).ok().map(str::to_owned)
 }
 
-fn uvarint(bytes: &[u8]) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for (i, &byte) in bytes.iter().enumerate().take(10) {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
-
 /// Whether `version` (`go1.N...`) is Go 1.`minor` or later.
 fn minor_at_least(version: &str, minor: u32) -> bool {
-    version
-        .strip_prefix("go1.")
-        .and_then(|rest| {
-            rest.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<u32>()
-                .ok()
-        })
-        .is_some_and(|n| n >= minor)
+    go_minor(version).is_some_and(|n| n >= minor)
 }
 
 /// Where `pid` mapped `exe`'s start (offset 0): the shift of a PIE's
@@ -325,7 +346,7 @@ impl GoTlsHooks {
                 log::debug!("{err}");
                 return Ok(None);
             }
-            Err(err @ GoTlsError::Unsupported { .. }) => {
+            Err(err @ (GoTlsError::Unsupported { .. } | GoTlsError::Stripped { .. })) => {
                 log::warn!("{err}; its TLS connections are counted as not decrypted");
                 return Ok(None);
             }
