@@ -209,8 +209,21 @@ fn go_https_server_http1_and_http2_are_decrypted() {
 /// the `*net.TCPConn` itab from the module data.
 #[test]
 fn stripped_go_https_server_is_decrypted() {
-    let dir = TempDir::new("go-server-stripped");
-    let (run, pid) = trace_go_server(&dir, &["-ldflags=-s -w"], |url| {
+    assert_go_server_http1_decrypted("go-server-stripped", &["-ldflags=-s -w"]);
+}
+
+/// As a PIE from Go's own linker (linked at 0x400000, mapped elsewhere),
+/// stripped: the itab's run-time address is shifted by the load bias.
+#[test]
+fn stripped_go_pie_https_server_is_decrypted() {
+    assert_go_server_http1_decrypted("go-pie-stripped", &["-buildmode=pie", "-ldflags=-s -w"]);
+}
+
+/// The Go server built with `flags` serves three HTTP/1.1 requests from
+/// curl; the tracer decrypts each.
+fn assert_go_server_http1_decrypted(tag: &str, flags: &[&str]) {
+    let dir = TempDir::new(tag);
+    let (run, pid) = trace_go_server(&dir, flags, |url| {
         assert_eq!(
             common::curl_statuses(&["--http1.1"], &[url("/a"), url("/missing")]),
             "200\n404\n"

@@ -14,7 +14,7 @@ use std::{
 };
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+use object::{Object as _, ObjectSection as _, ObjectSegment as _, ObjectSymbol as _};
 use thiserror::Error;
 use tracer_common::maps::GoProcess;
 
@@ -80,6 +80,9 @@ pub struct GoTlsBinary {
     /// Position-independent: run-time addresses are shifted by where the
     /// process mapped it.
     pub pie: bool,
+    /// The link-time address of the file's start (offset 0): 0 for most
+    /// PIEs, but Go's own linker links them at 0x400000.
+    pub link_base: u64,
 }
 
 /// Whether `path` is a Go executable (has Go build info).
@@ -189,6 +192,10 @@ pub fn inspect(path: &Path) -> Result<Option<GoTlsBinary>, GoTlsError> {
         },
         tcp_conn_itab,
         pie: file.kind() == object::ObjectKind::Dynamic,
+        link_base: file
+            .segments()
+            .find(|segment| segment.file_range().0 == 0)
+            .map_or(0, |segment| segment.address()),
     }))
 }
 
@@ -229,9 +236,9 @@ fn minor_at_least(version: &str, minor: u32) -> bool {
     go_minor(version).is_some_and(|n| n >= minor)
 }
 
-/// Where `pid` mapped `exe`'s start (offset 0): the shift of a PIE's
-/// addresses.
-fn load_bias(pid: u32, exe: &Path) -> Option<u64> {
+/// Where `pid` mapped `exe`'s start (offset 0); less its link-time
+/// address, the shift of a PIE's addresses.
+fn mapped_start(pid: u32, exe: &Path) -> Option<u64> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     let exe = exe.to_str()?;
     maps.lines().find_map(|line| {
@@ -310,20 +317,20 @@ impl GoTlsHooks {
             return Ok(());
         };
         let bias = if binary.pie {
-            let Some(bias) = fs::read_link(&exe)
+            let Some(start) = fs::read_link(&exe)
                 .ok()
-                .and_then(|path| load_bias(pid, &path))
+                .and_then(|path| mapped_start(pid, &path))
             else {
                 return Ok(());
             };
-            bias
+            start.wrapping_sub(binary.link_base)
         } else {
             0
         };
         kernel.register_go_process(
             pid,
             GoProcess {
-                tcp_conn_itab: binary.tcp_conn_itab + bias,
+                tcp_conn_itab: binary.tcp_conn_itab.wrapping_add(bias),
             },
         )
     }
