@@ -486,7 +486,7 @@ mod tests {
     use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
     use super::{go_minor, module_layout, uvarint, GoSymbols, ModuleLayout};
-    use crate::kernel::gotls::go_version;
+    use crate::kernel::gotls::{go_version, GoTlsError};
 
     const READ: &str = "crypto/tls.(*Conn).Read";
     const WRITE: &str = "crypto/tls.(*Conn).Write";
@@ -611,13 +611,49 @@ func main() {
         }
     }
 
-    /// Bytes flipped anywhere in the tables give answers or `None`, never
-    /// a panic.
+    /// A stripped executable whose itab list does not check out (zeroed
+    /// here) still has its functions, but is not hooked: an error, not a
+    /// wrong itab.
     #[test]
-    fn corrupt_tables_do_not_panic() {
+    fn a_stripped_executable_without_a_usable_itab_is_not_hooked() {
+        let mut data = builds().stripped.clone();
+        let file = object::File::parse(&*data).unwrap();
+        let (offset, size) = file
+            .section_by_name(".itablink")
+            .unwrap()
+            .file_range()
+            .unwrap();
+        let (offset, size) = (
+            usize::try_from(offset).unwrap(),
+            usize::try_from(size).unwrap(),
+        );
+        data[offset..offset + size].fill(0);
+        let file = object::File::parse(&*data).unwrap();
+        let symbols = GoSymbols::parse(&file, &version(&file)).unwrap();
+        assert!(symbols.function(READ).is_some());
+        assert_eq!(symbols.itab("*net.TCPConn", "net.Conn"), None);
+        let path =
+            std::env::temp_dir().join(format!("tracer-unit-gosym-noitab-{}", std::process::id()));
+        std::fs::write(&path, &data).unwrap();
+        let inspected = crate::kernel::gotls::inspect(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            matches!(inspected, Err(GoTlsError::Stripped { .. })),
+            "{inspected:?}"
+        );
+    }
+
+    /// Bytes flipped anywhere in the tables give answers or `None`, never
+    /// a panic, and never another itab.
+    #[test]
+    fn corrupt_tables_neither_panic_nor_give_another_itab() {
         let data = &builds().stripped;
         let file = object::File::parse(&**data).unwrap();
         let version = version(&file);
+        let real_itab = GoSymbols::parse(&file, &version)
+            .unwrap()
+            .itab("*net.TCPConn", "net.Conn");
+        assert!(real_itab.is_some());
         let ranges: Vec<(usize, usize)> = [".gopclntab", ".noptrdata", ".itablink", ".rodata"]
             .iter()
             .map(|name| {
@@ -641,7 +677,8 @@ func main() {
             if let Ok(symbols) = GoSymbols::parse(&file, &version) {
                 let _ = symbols.function(READ);
                 let _ = symbols.function("runtime.main");
-                let _ = symbols.itab("*net.TCPConn", "net.Conn");
+                let itab = symbols.itab("*net.TCPConn", "net.Conn");
+                assert!(itab.is_none() || itab == real_itab, "round {round}");
             }
         }
         // A truncated section and garbage headers are errors.
