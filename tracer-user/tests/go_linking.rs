@@ -208,7 +208,7 @@ fn assert_linked(run: &TracerRun, pid: u32, ids: &[u32], label: &str) {
 #[test]
 fn a_go_handlers_calls_are_children_of_its_request_under_concurrent_clients() {
     let dir = TempDir::new("go-linking");
-    let binary = common::go_build(dir.path(), "goserver", SERVER);
+    let binary = common::go_build(dir.path(), "goserver", SERVER, &[]);
     let backend = servers::nginx(1);
     let server = start_server(&binary, &backend);
     let tracer = Tracer::start(&["--pid", &server.pid().to_string()]);
@@ -218,9 +218,10 @@ fn a_go_handlers_calls_are_children_of_its_request_under_concurrent_clients() {
 }
 
 #[test]
-fn a_go_server_started_after_the_tracer_is_followed_by_goroutine() {
+fn a_stripped_go_server_started_after_the_tracer_is_followed_by_goroutine() {
     let dir = TempDir::new("go-linking-late");
-    let binary = common::go_build(dir.path(), "goserver", SERVER);
+    // Stripped: the probes' functions come from Go's own tables.
+    let binary = common::go_build(dir.path(), "goserver", SERVER, &["-ldflags=-s -w"]);
     let backend = servers::nginx(1);
     let tracer = Tracer::start(&["--comm", "goserver", "-v"]);
     let server = start_server(&binary, &backend);
@@ -241,6 +242,6 @@ fn a_go_server_started_after_the_tracer_is_followed_by_goroutine() {
         &run,
         server.pid(),
         &ids,
-        "started after the tracer, 4 concurrent clients",
+        "stripped, started after the tracer, 4 concurrent clients",
     );
 }

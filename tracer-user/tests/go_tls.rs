@@ -1,7 +1,8 @@
 //! Go's own TLS (issue #16 part 2): uprobes on `crypto/tls.(*Conn).Write`
 //! and `.Read` (its return instructions, found by decoding) in Go programs
-//! built here with Debian's Go, as an HTTPS server (HTTP/1.1 and HTTP/2)
-//! and as a client of nginx.
+//! built here with Debian's Go, as an HTTPS server (HTTP/1.1 and HTTP/2;
+//! also stripped of its symbol table, issue #16 part 4) and as a client of
+//! nginx.
 
 mod common;
 
@@ -94,10 +95,15 @@ fn assert_all_decrypted(run: &TracerRun) {
     assert_eq!(stats.hook_errors, 0, "{:?}", run.stderr);
 }
 
-#[test]
-fn go_https_server_http1_and_http2_are_decrypted() {
-    let dir = TempDir::new("go-server");
-    let binary = common::go_build(dir.path(), "server", SERVER);
+/// Runs the Go HTTPS server built in `dir` from [`SERVER`] with `flags`,
+/// traces it while `requests` (given the URL of a path) calls it, and
+/// returns the run and the server's pid.
+fn trace_go_server(
+    dir: &TempDir,
+    flags: &[&str],
+    requests: impl FnOnce(&dyn Fn(&str) -> String),
+) -> (TracerRun, u32) {
+    let binary = common::go_build(dir.path(), "server", SERVER, flags);
     let (cert, key) = servers::self_signed_cert(dir.path());
     let port = free_port();
     let server = servers::spawn_service(
@@ -109,33 +115,43 @@ fn go_https_server_http1_and_http2_are_decrypted() {
     );
     wait_for_port(port, Duration::from_secs(10));
     let tracer = Tracer::start(&["--pid", &server.pid().to_string()]);
-    let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
-    assert_eq!(
-        common::curl_statuses(&["--http1.1"], &[url("/a"), url("/missing")]),
-        "200\n404\n"
-    );
-    assert_eq!(common::curl_statuses(&["--http1.1"], &[url("/b")]), "200\n");
-    assert_eq!(
-        common::curl_statuses(&["--http2"], &[url("/h2a"), url("/h2b")]),
-        "200\n200\n"
-    );
+    requests(&|path| format!("https://127.0.0.1:{port}{path}"));
     let run = tracer.stop();
     assert!(run.exit_ok, "{:?}", run.stderr);
-    let served: Vec<&Value> = run
-        .spans
+    (run, server.pid())
+}
+
+/// The server spans of `pid` in `run` over `protocol` (`http`, `http2`).
+fn served<'a>(run: &'a TracerRun, pid: u32, protocol: &str) -> Vec<&'a Value> {
+    run.spans
         .iter()
-        .filter(|s| s["kind"] == "server" && s["pid"] == server.pid())
-        .collect();
-    let http1: Vec<&Value> = served
+        .filter(|s| s["kind"] == "server" && s["pid"] == pid && s["protocol"] == protocol)
+        .collect()
+}
+
+fn served_count(run: &TracerRun, pid: u32) -> usize {
+    run.spans
         .iter()
-        .copied()
-        .filter(|s| s["protocol"] == "http")
-        .collect();
-    let http2: Vec<&Value> = served
-        .iter()
-        .copied()
-        .filter(|s| s["protocol"] == "http2")
-        .collect();
+        .filter(|s| s["kind"] == "server" && s["pid"] == pid)
+        .count()
+}
+
+#[test]
+fn go_https_server_http1_and_http2_are_decrypted() {
+    let dir = TempDir::new("go-server");
+    let (run, pid) = trace_go_server(&dir, &[], |url| {
+        assert_eq!(
+            common::curl_statuses(&["--http1.1"], &[url("/a"), url("/missing")]),
+            "200\n404\n"
+        );
+        assert_eq!(common::curl_statuses(&["--http1.1"], &[url("/b")]), "200\n");
+        assert_eq!(
+            common::curl_statuses(&["--http2"], &[url("/h2a"), url("/h2b")]),
+            "200\n200\n"
+        );
+    });
+    let http1 = served(&run, pid, "http");
+    let http2 = served(&run, pid, "http2");
     assert_eq!(
         common::names_and_statuses(&http1),
         ["GET /a 200", "GET /b 200", "GET /missing 404"],
@@ -148,16 +164,53 @@ fn go_https_server_http1_and_http2_are_decrypted() {
         "{:#?}",
         run.spans
     );
-    assert_eq!(served.len(), 5, "{served:#?}");
+    assert_eq!(served_count(&run, pid), 5, "{:#?}", run.spans);
     assert_go_tls(&http1, "http");
     assert_go_tls(&http2, "http2");
+    assert_all_decrypted(&run);
+}
+
+/// Without `.symtab` (`-s -w`), the functions come from `.gopclntab` and
+/// the `*net.TCPConn` itab from the module data.
+#[test]
+fn stripped_go_https_server_is_decrypted() {
+    assert_go_server_http1_decrypted("go-server-stripped", &["-ldflags=-s -w"]);
+}
+
+/// As a PIE from Go's own linker (linked at 0x400000, mapped elsewhere),
+/// stripped: the itab's run-time address is shifted by the load bias.
+#[test]
+fn stripped_go_pie_https_server_is_decrypted() {
+    assert_go_server_http1_decrypted("go-pie-stripped", &["-buildmode=pie", "-ldflags=-s -w"]);
+}
+
+/// The Go server built with `flags` serves three HTTP/1.1 requests from
+/// curl; the tracer decrypts each.
+fn assert_go_server_http1_decrypted(tag: &str, flags: &[&str]) {
+    let dir = TempDir::new(tag);
+    let (run, pid) = trace_go_server(&dir, flags, |url| {
+        assert_eq!(
+            common::curl_statuses(&["--http1.1"], &[url("/a"), url("/missing")]),
+            "200\n404\n"
+        );
+        assert_eq!(common::curl_statuses(&["--http1.1"], &[url("/b")]), "200\n");
+    });
+    let http1 = served(&run, pid, "http");
+    assert_eq!(
+        common::names_and_statuses(&http1),
+        ["GET /a 200", "GET /b 200", "GET /missing 404"],
+        "{:#?}",
+        run.spans
+    );
+    assert_eq!(served_count(&run, pid), 3, "{:#?}", run.spans);
+    assert_go_tls(&http1, "http");
     assert_all_decrypted(&run);
 }
 
 #[test]
 fn go_https_client_is_decrypted_over_http1_and_http2() {
     let dir = TempDir::new("go-client");
-    let binary = common::go_build(dir.path(), "client", CLIENT);
+    let binary = common::go_build(dir.path(), "client", CLIENT, &[]);
     let http1 = servers::nginx_tls(false);
     let http2 = servers::nginx_tls(true);
     let gate = dir.path().join("go");

@@ -3,11 +3,14 @@
 //! `crypto/tls.(*Conn).Write` and `.Read` and the `*net.TCPConn` itab (TLS
 //! plaintext), and `net/http.(*Transport).roundTrip` and
 //! `net/http.(*Request).write` (which goroutine an HTTP request is sent
-//! for); the return instructions of `Read` are found by decoding its
-//! machine code (uretprobes would break Go's movable stacks). The ELF's TLS
-//! segment says where a thread keeps its running goroutine.
+//! for), and `runtime.newproc1` (which goroutine made which); in a
+//! stripped executable Go's own tables give them ([`super::gosymbols`]).
+//! Return instructions are found by decoding machine code (uretprobes would
+//! break Go's movable stacks). The ELF's TLS segment says where a thread
+//! keeps its running goroutine.
 
 use std::{
+    cell::OnceCell,
     collections::{HashMap, HashSet},
     fs,
     os::unix::fs::MetadataExt as _,
@@ -15,11 +18,14 @@ use std::{
 };
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+use object::{Object as _, ObjectSection as _, ObjectSegment as _, ObjectSymbol as _};
 use thiserror::Error;
 use tracer_common::maps::GoProcess;
 
-use super::{AttachedKernel, KernelError};
+use super::{
+    gosymbols::{go_minor, uvarint, GoSymbols},
+    AttachedKernel, KernelError,
+};
 
 const WRITE: &str = "crypto/tls.(*Conn).Write";
 const READ: &str = "crypto/tls.(*Conn).Read";
@@ -58,6 +64,14 @@ pub enum GoTlsError {
     Unsupported { path: PathBuf, version: String },
     #[error("{}: {what}", path.display())]
     Layout { path: PathBuf, what: String },
+    /// Stripped of its symbol table, and Go's own tables did not give all
+    /// that is needed: not hooked rather than hooked wrongly.
+    #[error("{}: stripped Go executable ({version}): {what}", path.display())]
+    Stripped {
+        path: PathBuf,
+        version: String,
+        what: String,
+    },
 }
 
 /// Where the probes go in one executable: file offsets.
@@ -104,6 +118,9 @@ pub struct GoBinary {
     /// Position-independent: run-time addresses are shifted by where the
     /// process mapped it.
     pub pie: bool,
+    /// The link-time address of the file's start (offset 0): 0 for most
+    /// PIEs, but Go's own linker links them at 0x400000.
+    pub link_base: u64,
 }
 
 /// Whether `path` is a Go executable (has Go build info).
@@ -145,6 +162,18 @@ pub fn inspect(path: &Path) -> Result<Option<GoBinary>, GoTlsError> {
         });
     }
     let symbols = Symbols::new(&elf);
+    // Go's own tables are read only when the symbol table lacks a name.
+    let go_symbols = OnceCell::new();
+    let go_symbols = || {
+        go_symbols
+            .get_or_init(|| {
+                GoSymbols::parse(&elf, &version)
+                    .inspect_err(|err| log::debug!("{}: {err}", path.display()))
+                    .ok()
+            })
+            .as_ref()
+    };
+    let function = |name: &str| symbols.get(name).or_else(|| go_symbols()?.function(name));
     let layout = |what: String| GoTlsError::Layout {
         path: path.to_owned(),
         what,
@@ -156,13 +185,15 @@ pub fn inspect(path: &Path) -> Result<Option<GoBinary>, GoTlsError> {
         .file_range()
         .ok_or_else(|| layout(".text has no file range".to_owned()))?;
     let file_offset = |address: u64| address - text.address() + text_offset;
-    let (tls, tcp_conn_itab) = match (symbols.get(WRITE), symbols.get(READ)) {
+    let (tls, tcp_conn_itab) = match (function(WRITE), function(READ)) {
         (Some(write), Some(read)) => {
             let tcp_conn_itab = TCP_CONN_ITABS
                 .iter()
                 .find_map(|name| symbols.get(name))
                 .map(|(address, _)| address)
-                .ok_or_else(|| layout("no *net.TCPConn itab in the symbol table".to_owned()))?;
+                .or_else(|| go_symbols()?.itab("*net.TCPConn", "net.Conn"));
+            let tcp_conn_itab = tcp_conn_itab
+                .ok_or_else(|| no_itab(path, &version, elf.symbols().next().is_none()))?;
             let returns = function_returns(&text, READ, read).map_err(layout)?;
             let probes = GoTlsProbes {
                 write: file_offset(write.0),
@@ -173,7 +204,7 @@ pub fn inspect(path: &Path) -> Result<Option<GoBinary>, GoTlsError> {
         }
         _ => (None, 0),
     };
-    let spawn = match symbols.get(NEWPROC1) {
+    let spawn = match function(NEWPROC1) {
         Some(newproc) if minor_at_least(&version, NEWPROC1_CREATOR_IN_RBX) => {
             let returns = function_returns(&text, NEWPROC1, newproc).map_err(layout)?;
             Some(GoSpawnProbes {
@@ -183,7 +214,7 @@ pub fn inspect(path: &Path) -> Result<Option<GoBinary>, GoTlsError> {
         }
         _ => None,
     };
-    let http_client = match (symbols.get(ROUND_TRIP), symbols.get(REQUEST_WRITE)) {
+    let http_client = match (function(ROUND_TRIP), function(REQUEST_WRITE)) {
         (Some(round_trip), Some(request_write)) => Some(GoHttpProbes {
             round_trip: file_offset(round_trip.0),
             request_write: file_offset(request_write.0),
@@ -200,7 +231,33 @@ pub fn inspect(path: &Path) -> Result<Option<GoBinary>, GoTlsError> {
         tcp_conn_itab,
         g_tls_offset: g_tls_offset(tls_segment(&elf), symbols.get(TLSG).map(|(a, _)| a)),
         pie: elf.kind() == object::ObjectKind::Dynamic,
+        link_base: link_base(&elf),
     }))
+}
+
+/// No `*net.TCPConn` itab: in a stripped executable, Go's tables did not
+/// give it (not hooked); with a symbol table, a layout the tracer does not
+/// know.
+fn no_itab(path: &Path, version: &str, stripped: bool) -> GoTlsError {
+    if stripped {
+        GoTlsError::Stripped {
+            path: path.to_owned(),
+            version: version.to_owned(),
+            what: "no *net.TCPConn itab found in Go's module data".to_owned(),
+        }
+    } else {
+        GoTlsError::Layout {
+            path: path.to_owned(),
+            what: "no *net.TCPConn itab in the symbol table".to_owned(),
+        }
+    }
+}
+
+/// The link-time address of the file's start (offset 0).
+fn link_base<'data>(file: &impl object::Object<'data>) -> u64 {
+    file.segments()
+        .find(|segment| segment.file_range().0 == 0)
+        .map_or(0, |segment| segment.address())
 }
 
 /// The return instructions of the function `name` at `(address, size)`.
@@ -313,7 +370,7 @@ fn return_addresses(code: &[u8], address: u64) -> Vec<u64> {
 
 /// The version in Go 1.18+ build info (`go1.19.8`): after the 16-byte
 /// header, when its flags say the strings are inline, a varint length.
-fn go_version(buildinfo: &[u8]) -> Option<String> {
+pub(super) fn go_version(buildinfo: &[u8]) -> Option<String> {
     const MAGIC: &[u8] = b"\xff Go buildinf:";
     const INLINE: u8 = 2;
     if !buildinfo.starts_with(MAGIC) || buildinfo.get(15)? & INLINE == 0 {
@@ -326,33 +383,14 @@ fn go_version(buildinfo: &[u8]) -> Option<String> {
     std::str::from_utf8(bytes).ok().map(str::to_owned)
 }
 
-fn uvarint(bytes: &[u8]) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for (i, &byte) in bytes.iter().enumerate().take(10) {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
-
 /// Whether `version` (`go1.N...`) is Go 1.`minor` or later.
 fn minor_at_least(version: &str, minor: u32) -> bool {
-    version
-        .strip_prefix("go1.")
-        .and_then(|rest| {
-            rest.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<u32>()
-                .ok()
-        })
-        .is_some_and(|n| n >= minor)
+    go_minor(version).is_some_and(|n| n >= minor)
 }
 
-/// Where `pid` mapped `exe`'s start (offset 0): the shift of a PIE's
-/// addresses.
-fn load_bias(pid: u32, exe: &Path) -> Option<u64> {
+/// Where `pid` mapped `exe`'s start (offset 0); less its link-time
+/// address, the shift of a PIE's addresses.
+fn mapped_start(pid: u32, exe: &Path) -> Option<u64> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     let exe = exe.to_str()?;
     maps.lines().find_map(|line| {
@@ -434,18 +472,18 @@ impl GoTlsHooks {
             return Ok(());
         };
         let bias = if binary.pie {
-            let Some(bias) = fs::read_link(&exe)
+            let Some(start) = fs::read_link(&exe)
                 .ok()
-                .and_then(|path| load_bias(pid, &path))
+                .and_then(|path| mapped_start(pid, &path))
             else {
                 return Ok(());
             };
-            bias
+            start.wrapping_sub(binary.link_base)
         } else {
             0
         };
         let tcp_conn_itab = if binary.probes.tls.is_some() {
-            binary.tcp_conn_itab + bias
+            binary.tcp_conn_itab.wrapping_add(bias)
         } else {
             0
         };
@@ -476,7 +514,7 @@ impl GoTlsHooks {
                 log::debug!("{err}");
                 return Ok(None);
             }
-            Err(err @ GoTlsError::Unsupported { .. }) => {
+            Err(err @ (GoTlsError::Unsupported { .. } | GoTlsError::Stripped { .. })) => {
                 log::warn!(
                     "{err}; its TLS connections are counted as not decrypted and its goroutines \
                      are not followed"

@@ -3,6 +3,7 @@
 
 pub mod btf;
 pub mod capabilities;
+pub mod gosymbols;
 pub mod gotls;
 mod loader;
 #[cfg(test)]

@@ -367,9 +367,9 @@ pub fn run_ok(cmd: &mut Command) -> String {
 }
 
 /// Builds the Go program `source` as `dir/name` with Debian's Go (offline:
-/// stdlib only; static, `CGO_ENABLED=0`); the build cache is kept between
-/// runs.
-pub fn go_build(dir: &std::path::Path, name: &str, source: &str) -> PathBuf {
+/// stdlib only; static, `CGO_ENABLED=0`) and more `go build` `flags`; the
+/// build cache is kept between runs.
+pub fn go_build(dir: &std::path::Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
     let src = dir.join(format!("{name}.go"));
     std::fs::write(&src, source).expect("write Go source");
     std::fs::write(dir.join("go.mod"), "module tracertest\n\ngo 1.19\n").expect("go.mod");
@@ -384,6 +384,7 @@ pub fn go_build(dir: &std::path::Path, name: &str, source: &str) -> PathBuf {
             .env("GOTOOLCHAIN", "local")
             .env("CGO_ENABLED", "0")
             .arg("build")
+            .args(flags)
             .arg("-o")
             .arg(&out)
             .arg(&src),
