@@ -77,6 +77,29 @@ fn assert_tls(spans: &[&Value], protocol: &str) {
     }
 }
 
+/// The client calls of `process` in `run`: `/hello` three times and `/fail`
+/// once, all to nginx on `port`, decrypted.
+fn assert_three_hellos_and_a_fail(run: &TracerRun, process: &str, port: u16) {
+    assert!(run.exit_ok, "{:?}", run.stderr);
+    let calls = spans_of(run, process, "client");
+    assert_eq!(
+        common::names_and_statuses(&calls),
+        [
+            "GET /fail 503",
+            "GET /hello 200",
+            "GET /hello 200",
+            "GET /hello 200"
+        ],
+        "{:#?}",
+        run.spans
+    );
+    assert_tls(&calls, "http");
+    for call in &calls {
+        assert_eq!(call["attributes"]["server.port"], port, "{call:#}");
+    }
+    assert_all_decrypted(run);
+}
+
 fn script(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write script");
@@ -205,25 +228,7 @@ get('/hello', {{agent}}, () => get('/hello?2', {{agent}}, () => get('/fail', {{a
     ));
     let tracer = Tracer::start(&["--pid", &client.pid().to_string()]);
     assert!(client.run().contains("done"));
-    let run = tracer.stop();
-    assert!(run.exit_ok, "{:?}", run.stderr);
-    let calls = spans_of(&run, "node", "client");
-    assert_eq!(
-        common::names_and_statuses(&calls),
-        [
-            "GET /fail 503",
-            "GET /hello 200",
-            "GET /hello 200",
-            "GET /hello 200"
-        ],
-        "{:#?}",
-        run.spans
-    );
-    assert_tls(&calls, "http");
-    for call in &calls {
-        assert_eq!(call["attributes"]["server.port"], nginx.port, "{call:#}");
-    }
-    assert_all_decrypted(&run);
+    assert_three_hellos_and_a_fail(&tracer.stop(), "node", nginx.port);
 }
 
 /// An asyncio TLS client (`asyncio.open_connection(ssl=...)`: a memory
@@ -263,25 +268,7 @@ fn asyncio_tls_client_of_nginx_is_decrypted() {
     let client = asyncio_client(nginx.port, &["/hello", "/fail", "/hello"], "/hello");
     let tracer = Tracer::start(&["--pid", &client.pid().to_string()]);
     assert!(client.run().contains("done"));
-    let run = tracer.stop();
-    assert!(run.exit_ok, "{:?}", run.stderr);
-    let calls = spans_of(&run, "python3", "client");
-    assert_eq!(
-        common::names_and_statuses(&calls),
-        [
-            "GET /fail 503",
-            "GET /hello 200",
-            "GET /hello 200",
-            "GET /hello 200"
-        ],
-        "{:#?}",
-        run.spans
-    );
-    assert_tls(&calls, "http");
-    for call in &calls {
-        assert_eq!(call["attributes"]["server.port"], nginx.port, "{call:#}");
-    }
-    assert_all_decrypted(&run);
+    assert_three_hellos_and_a_fail(&tracer.stop(), "python3", nginx.port);
 }
 
 #[test]
