@@ -60,7 +60,7 @@ impl Executors {
         if !self.unknown.is_empty() && self.unknown.contains(&event.pid) {
             return None;
         }
-        if !self.goroutines.contains(&event.pid) {
+        if self.goroutines.is_empty() || !self.goroutines.contains(&event.pid) {
             return Some(Executor::thread(event.pid, event.tid));
         }
         (event.goroutine != 0).then(|| Executor::goroutine(event.pid, event.goroutine))
