@@ -566,6 +566,7 @@ mod tests {
             linked: 2,
             expired: 1,
             over_limit: 0,
+            unlinkable: 0,
             hold_ns_total: 1_000_000,
             hold_ns_max: 612_345,
         };

@@ -21,7 +21,7 @@ mod tls_binding;
 use std::net::SocketAddr;
 
 // Looked up on every record: seeded foldhash, much cheaper than SipHash.
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 use tracer_common::{
     ConnEvent, DataEvent, Direction, GoCall, GoCallEvent, Role, Syscall, DATA_FLAG_TLS,
@@ -224,6 +224,10 @@ pub struct ConnectionTable {
     peers: PeerIndex,
     /// Threads or goroutines, by process.
     executors: Executors,
+    /// Processes that opened or sent requests on a client connection since
+    /// they were first seen: the only ones whose server spans can have
+    /// children.
+    callers: HashSet<u32>,
 }
 
 impl ConnectionTable {
@@ -237,7 +241,14 @@ impl ConnectionTable {
             activity: Activity::default(),
             peers: PeerIndex::default(),
             executors: Executors::default(),
+            callers: HashSet::default(),
         }
+    }
+
+    /// Whether `pid` was seen making calls: opening a client connection or
+    /// sending a request on one.
+    pub fn makes_calls(&self, pid: u32) -> bool {
+        self.callers.contains(&pid)
     }
 
     /// `pid` runs Go code: its threads tell nothing of which request a
@@ -325,6 +336,9 @@ impl ConnectionTable {
             return origin;
         }
         let (local, remote) = socket_addrs(event);
+        if Role::from_u8(event.role) == Role::Client {
+            self.callers.insert(event.pid);
+        }
         let transport = if event.protocol == IPPROTO_UDP {
             Transport::Udp
         } else {
@@ -407,6 +421,7 @@ impl ConnectionTable {
         }
         self.activity.process_exited(pid);
         self.executors.process_exited(pid);
+        self.callers.remove(&pid);
         origins
     }
 
@@ -510,6 +525,11 @@ impl ConnectionTable {
             self.activity.request_closed(conn_ref, conn.reader);
         }
         if side == Side::Client && !payload.is_empty() {
+            if we_are == SpanKind::Client {
+                // Before its exchange (and the server span containing it)
+                // completes: the linker keeps that server span's facts.
+                self.callers.insert(key.pid);
+            }
             let executor = self.executors.of(event);
             note_request_bytes(
                 &mut self.activity,

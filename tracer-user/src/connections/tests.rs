@@ -164,6 +164,32 @@ fn request_received_first_makes_a_server_connection() {
 }
 
 #[test]
+fn a_process_makes_calls_once_it_sends_a_request_or_connects() {
+    let mut table = new_table(16);
+    feed(
+        &mut table,
+        &data(FD, SOCK, Direction::Ingress, 1_000, REQUEST),
+        REQUEST,
+    );
+    assert!(!table.makes_calls(PID), "serving is not calling");
+    // Before any response: the call's parent must still be findable.
+    feed(
+        &mut table,
+        &data(FD + 1, SOCK + 1, Direction::Egress, 1_100, REQUEST),
+        REQUEST,
+    );
+    assert!(table.makes_calls(PID));
+    let mut out = ParseOutput::default();
+    table.on_process_exit(PID, 2_000, &mut out);
+    assert!(!table.makes_calls(PID), "forgotten with the process");
+
+    table.on_open(&open(Role::Server, 3_000), &mut out);
+    assert!(!table.makes_calls(PID));
+    table.on_open(&open(Role::Client, 3_100), &mut out);
+    assert!(table.makes_calls(PID), "a connect is a call to come");
+}
+
+#[test]
 fn a_server_connection_has_its_request_open_until_answered() {
     let mut table = new_table(16);
     let (origin, out) = feed(

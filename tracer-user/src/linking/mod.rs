@@ -118,6 +118,14 @@ impl Linker {
             out.push(span);
             return;
         }
+        if span.kind == SpanKind::Server && !keys.peer_traced && !observed.makes_calls(span.pid) {
+            // No parent can come (the caller is not traced) and no child
+            // (the process makes no calls): final as it is, and nothing
+            // needs its facts later.
+            self.stats.unlinkable += 1;
+            out.push(span);
+            return;
+        }
         let facts = Facts::of(&span, keys);
         let id = self.store.insert(span, facts, now_ns);
         self.queue.push_back((now_ns, id));

@@ -9,6 +9,9 @@ pub trait Observed {
     fn serving_since(&self, pid: u32) -> Option<u64>;
     /// When the unanswered request on server connection `conn` started.
     fn open_request_since(&self, conn: ConnRef) -> Option<u64>;
+    /// Whether `pid` makes calls (client requests): if not, none of its
+    /// server spans can get a child.
+    fn makes_calls(&self, pid: u32) -> bool;
 }
 
 impl Observed for ConnectionTable {
@@ -18,6 +21,10 @@ impl Observed for ConnectionTable {
 
     fn open_request_since(&self, conn: ConnRef) -> Option<u64> {
         ConnectionTable::open_request_since(self, conn)
+    }
+
+    fn makes_calls(&self, pid: u32) -> bool {
+        ConnectionTable::makes_calls(self, pid)
     }
 }
 
@@ -33,5 +40,10 @@ impl Observed for Idle {
 
     fn open_request_since(&self, _conn: ConnRef) -> Option<u64> {
         None
+    }
+
+    /// Every process may: the linker's full path is what the tests see.
+    fn makes_calls(&self, _pid: u32) -> bool {
+        true
     }
 }

@@ -4,6 +4,10 @@
 pub struct LinkStats {
     /// Spans not emitted the moment they were built.
     pub held: u64,
+    /// Server spans emitted without bookkeeping: their caller is not traced
+    /// and their process makes no calls, so they can have no parent and no
+    /// child.
+    pub unlinkable: u64,
     /// Spans given a parent.
     pub linked: u64,
     /// Trees emitted unlinked because their root's parent could still have

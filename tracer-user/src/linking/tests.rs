@@ -34,6 +34,10 @@ impl Observed for Serving {
     fn open_request_since(&self, conn: ConnRef) -> Option<u64> {
         self.by_conn.get(&conn).copied()
     }
+
+    fn makes_calls(&self, _pid: u32) -> bool {
+        true
+    }
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -319,6 +323,67 @@ fn a_pure_client_is_emitted_at_once() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].parent_span_id, None);
     assert_eq!(l.stats().held, 0);
+}
+
+/// A process seen making no calls, and nothing being served.
+struct NoCalls;
+
+impl Observed for NoCalls {
+    fn serving_since(&self, _pid: u32) -> Option<u64> {
+        None
+    }
+
+    fn open_request_since(&self, _conn: ConnRef) -> Option<u64> {
+        None
+    }
+
+    fn makes_calls(&self, _pid: u32) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_server_span_that_can_have_no_parent_and_no_child_is_not_kept() {
+    let mut l = linker();
+    let mut out = Vec::new();
+    let s = server(1, 10, conn(1, 5), 100, 200);
+    let (s_id, trace) = (s.span_id, s.trace_id);
+    l.push_built(s, 0, &NoCalls, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].span_id, out[0].trace_id), (s_id, trace));
+    assert_eq!(out[0].parent_span_id, None);
+    let stats = l.stats();
+    assert_eq!((stats.unlinkable, stats.held, l.held()), (1, 0, 0));
+    // Nothing of it was kept: a client span it contains finds no parent.
+    let c = client(
+        1,
+        10,
+        conn(1, 6),
+        120,
+        150,
+        Some(Cause {
+            conn: conn(1, 5),
+            at_ns: 100,
+        }),
+    );
+    l.push_built(c, 1, &Idle, &mut out);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1].parent_span_id, None);
+}
+
+#[test]
+fn a_server_span_whose_caller_is_traced_still_waits_for_it() {
+    let mut l = linker();
+    let mut out = Vec::new();
+    let s = on_wire(
+        server(2, 20, conn(2, 5), 100, 200),
+        "10.0.0.1:40000",
+        "10.0.0.2:80",
+        0,
+    );
+    l.push_built(s, 0, &NoCalls, &mut out);
+    assert!(out.is_empty(), "held for its caller's client span");
+    assert_eq!(l.stats().unlinkable, 0);
 }
 
 #[test]
