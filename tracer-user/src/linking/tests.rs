@@ -89,7 +89,7 @@ fn span(kind: SpanKind, pid: u32, tid: u32, conn: ConnRef, start: u64, end: u64)
         span_id: SpanId(n.to_be_bytes()),
         parent_span_id: None,
         tracestate: None,
-        name: format!("{kind:?} {n}"),
+        name: format!("{kind:?} {n}").into(),
         kind,
         status: SpanStatus::Ok,
         start_time_unix_nano: start,

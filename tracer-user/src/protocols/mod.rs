@@ -181,7 +181,7 @@ pub struct TraceContext {
 pub struct Exchange {
     pub protocol: Protocol,
     /// Span name, e.g. `GET /index.html` or `SELECT`.
-    pub name: String,
+    pub name: SharedStr,
     /// When the first byte of the request moved (`CLOCK_MONOTONIC` ns).
     pub start_ns: u64,
     /// When the last byte of the response moved; `start_ns` if none came.

@@ -269,7 +269,7 @@ pub fn feed_with_gap(
 /// A compact, comparable summary of an exchange: name, text, rows, error.
 pub fn db_summary(exchange: &Exchange) -> (String, Option<String>, Option<i64>, Option<String>) {
     (
-        exchange.name.clone(),
+        exchange.name.to_string(),
         attr_str(exchange, "db.query.text").map(str::to_owned),
         attr_int(exchange, "db.response.returned_rows"),
         attr_str(exchange, "db.response.status_code").map(str::to_owned),

@@ -309,7 +309,7 @@ pub(crate) mod tests {
                 if let Some(state) = &span.tracestate {
                     map.serialize_entry("tracestate", state)?;
                 }
-                map.serialize_entry("name", &span.name)?;
+                map.serialize_entry("name", span.name.as_str())?;
                 map.serialize_entry("kind", span.kind.as_str())?;
                 map.serialize_entry("status", span.status.as_str())?;
                 map.serialize_entry("start_time_unix_nano", &span.start_time_unix_nano)?;
@@ -398,7 +398,7 @@ pub(crate) mod tests {
             0x00, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xf0, 0, 0, 0, 0, 0, 0x0f,
         ]);
         span.tracestate = Some(format!("vendor={awkward}"));
-        span.name = awkward.clone();
+        span.name = awkward.clone().into();
         span.kind = SpanKind::Client;
         span.status = SpanStatus::Error;
         span.start_time_unix_nano = u64::MAX;
@@ -426,7 +426,7 @@ pub(crate) mod tests {
 
         span.attributes.clear();
         span.tracestate = Some(String::new());
-        span.name = String::new();
+        span.name = crate::protocols::SharedStr::Static("");
         assert_same_as_reference(&span);
 
         for protocol in Protocol::ALL {
@@ -436,7 +436,7 @@ pub(crate) mod tests {
         // Each control byte alone, at the start, middle and end.
         for b in 0u8..0x20 {
             let c = char::from(b);
-            span.name = format!("{c}a{c}b{c}");
+            span.name = format!("{c}a{c}b{c}").into();
             assert_same_as_reference(&span);
         }
     }

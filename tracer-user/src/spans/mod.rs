@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::protocols::{AttrValue, Attributes, Protocol};
+use crate::protocols::{AttrValue, Attributes, Protocol, SharedStr};
 
 mod addr_text;
 mod build;
@@ -42,7 +42,7 @@ pub struct Span {
     pub parent_span_id: Option<SpanId>,
     /// W3C `tracestate` received with the request, passed on untouched.
     pub tracestate: Option<String>,
-    pub name: String,
+    pub name: SharedStr,
     pub kind: SpanKind,
     pub status: SpanStatus,
     pub start_time_unix_nano: u64,

@@ -206,7 +206,7 @@ fn exchange(query: &PendingQuery, end_ns: u64, answer: Option<(u16, u16)>) -> Ex
     }
     Exchange {
         protocol: Protocol::Dns,
-        name: format!("{qtype} {}", query.question.name),
+        name: format!("{qtype} {}", query.question.name).into(),
         start_ns: query.start_ns,
         end_ns,
         fault,

@@ -34,12 +34,12 @@ fn summary(out: &ParseOutput) -> Vec<Summary> {
             assert!(!exchange.incomplete);
             let qname = attr_str(exchange, "dns.question.name").unwrap();
             let qtype = attr_str(exchange, "dns.question.type").unwrap();
-            assert_eq!(exchange.name, format!("{qtype} {qname}"));
+            assert_eq!(exchange.name.as_str(), format!("{qtype} {qname}"));
             let Some(AttrValue::Int(answers)) = attr(exchange, "dns.answer.count") else {
                 panic!("no answer count: {exchange:?}");
             };
             (
-                exchange.name.clone(),
+                exchange.name.to_string(),
                 attr_str(exchange, "dns.response.code").unwrap().to_owned(),
                 *answers,
                 exchange.fault,

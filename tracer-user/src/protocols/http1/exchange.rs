@@ -1,6 +1,8 @@
 //! Turning a paired request and response into an [`Exchange`].
 
-use crate::protocols::{AttrValue, Attributes, Exchange, Fault, Protocol, SPAN_ATTRIBUTES};
+use crate::protocols::{
+    AttrValue, Attributes, Exchange, Fault, Protocol, SharedStr, SPAN_ATTRIBUTES,
+};
 
 use super::body::BodyKind;
 use super::head::RequestHead;
@@ -71,14 +73,8 @@ pub(super) fn build_exchange(
         body: _,
     } = request.head;
     let name = match &path {
-        Some(path) => {
-            let mut name = String::with_capacity(method.len() + 1 + path.len());
-            name.push_str(&method);
-            name.push(' ');
-            name.push_str(path);
-            name
-        }
-        None => method.to_string(),
+        Some(path) => SharedStr::joined(&[&method, " ", path]),
+        None => method.clone(),
     };
     let mut attributes: Attributes = Vec::with_capacity(9 + SPAN_ATTRIBUTES);
     if STANDARD_METHODS.contains(&method.as_str()) {
@@ -88,7 +84,7 @@ pub(super) fn build_exchange(
         attributes.push(("http.request.method_original", AttrValue::Str(method)));
     }
     if let Some(path) = path {
-        attributes.push(("url.path", AttrValue::from(path)));
+        attributes.push(("url.path", AttrValue::Str(path)));
     }
     if let Some(query) = query {
         attributes.push(("url.query", AttrValue::from(query)));

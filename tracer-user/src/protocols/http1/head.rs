@@ -125,7 +125,7 @@ pub(super) enum Parsed<T> {
 pub(super) struct RequestHead {
     /// A standard method is held as a constant: no copy per request.
     pub method: SharedStr,
-    pub path: Option<String>,
+    pub path: Option<SharedStr>,
     /// Kept only when queries may be shown.
     pub query: Option<String>,
     /// Minor version: 0 or 1.
@@ -176,7 +176,7 @@ pub(super) fn parse_request(bytes: &[u8], keep_query: bool) -> Parsed<RequestHea
     Parsed::Complete(RequestHead {
         method: standard_method(method)
             .map_or_else(|| SharedStr::Owned(method.to_owned()), SharedStr::Static),
-        path: parts.path.map(str::to_owned),
+        path: parts.path.map(SharedStr::copied),
         query: parts.query.filter(|_| keep_query).map(str::to_owned),
         version,
         body,

@@ -70,7 +70,7 @@ pub(super) fn build(
     }
     Exchange {
         protocol,
-        name,
+        name: name.into(),
         start_ns: stream.start_ns,
         end_ns: end_ns.max(stream.start_ns),
         fault,

@@ -109,7 +109,7 @@ pub(super) fn summary(out: &ParseOutput) -> Vec<Summary> {
             };
             (
                 e.protocol,
-                e.name.clone(),
+                e.name.to_string(),
                 status,
                 e.fault,
                 e.start_ns / 1000 - 1,

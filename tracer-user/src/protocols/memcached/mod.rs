@@ -16,8 +16,8 @@ use request::{parse_line, Command, Line, Reply};
 use response::{announced_block, classify, ErrorKind, Outcome};
 
 use super::{
-    AttrValue, Attributes, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol, Side,
-    SPAN_ATTRIBUTES,
+    AttrValue, Attributes, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol,
+    SharedStr, Side, SPAN_ATTRIBUTES,
 };
 
 /// Commands sent but not yet answered; deeper pipelines mean we lost track.
@@ -267,7 +267,7 @@ fn exchange(pending: Pending, end_ns: u64, answer: Answer) -> Option<Exchange> {
     };
     Some(Exchange {
         protocol: Protocol::Memcached,
-        name: command.name().to_owned(),
+        name: SharedStr::copied(command.name()),
         start_ns: pending.start_ns,
         end_ns,
         fault,

@@ -49,7 +49,7 @@ fn summary(out: &ParseOutput) -> Vec<Summary> {
                 _ => None,
             };
             (
-                exchange.name.clone(),
+                exchange.name.to_string(),
                 batch,
                 code,
                 exchange.start_ns / 1000 - 1,

@@ -378,7 +378,7 @@ fn complete(command: PendingCommand, reply: Option<&Value>, end_ns: u64) -> Exch
     }
     Exchange {
         protocol: Protocol::Redis,
-        name: String::from(command.name),
+        name: command.name.clone(),
         start_ns: command.start_ns,
         end_ns,
         fault,

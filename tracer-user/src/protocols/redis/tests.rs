@@ -70,7 +70,7 @@ fn summary(out: &ParseOutput) -> Vec<Summary> {
             };
             assert_eq!(exchange.fault, expected_fault, "{exchange:?}");
             (
-                exchange.name.clone(),
+                exchange.name.to_string(),
                 attr_str(exchange, "db.query.text")
                     .unwrap_or_default()
                     .to_owned(),

@@ -10,7 +10,7 @@ mod tests;
 pub(crate) use bounded_map::BoundedMap;
 pub use sanitize::{operation_name, sanitize, Dialect};
 
-use super::{AttrValue, Attributes, Exchange, Fault, Protocol, SPAN_ATTRIBUTES};
+use super::{AttrValue, Attributes, Exchange, Fault, Protocol, SharedStr, SPAN_ATTRIBUTES};
 
 /// Longest `db.query.text` emitted, in bytes; longer statements are cut at a
 /// character boundary (after sanitising, so no literal is ever cut in half).
@@ -107,7 +107,7 @@ pub(crate) fn exchange(
     Exchange {
         protocol,
         // Semantic conventions: the operation, else the system name.
-        name: operation.unwrap_or(system).to_owned(),
+        name: SharedStr::copied(operation.unwrap_or(system)),
         start_ns,
         end_ns: outcome.end_ns.max(start_ns),
         fault: if failed { Fault::Server } else { Fault::None },

@@ -282,7 +282,7 @@ impl Red {
                 };
                 let operation = match span.attribute("db.operation.name") {
                     Some(_) => attr("db.operation.name"),
-                    None => truncate(span.name.clone()),
+                    None => truncate(span.name.to_string()),
                 };
                 self.db_client.observe(
                     vec![service, system, operation],
@@ -297,7 +297,7 @@ impl Red {
                         service,
                         protocol.as_str().into(),
                         kind.as_str().into(),
-                        truncate(span.name.clone()),
+                        truncate(span.name.to_string()),
                     ],
                     span.status.as_str().into(),
                     seconds,

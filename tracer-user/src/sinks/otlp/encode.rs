@@ -118,7 +118,7 @@ fn span_to_otlp(span: &Span) -> OtlpSpan {
             .map(|id| id.0.to_vec())
             .unwrap_or_default(),
         flags,
-        name: span.name.clone(),
+        name: span.name.to_string(),
         kind: kind as i32,
         start_time_unix_nano: span.start_time_unix_nano,
         end_time_unix_nano: span.end_time_unix_nano,

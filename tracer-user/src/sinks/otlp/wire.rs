@@ -583,7 +583,7 @@ mod tests {
                 1 => Some(String::new()),
                 _ => Some(text(rng)),
             },
-            name: text(rng),
+            name: text(rng).into(),
             kind: if rng.bool() {
                 SpanKind::Server
             } else {
@@ -639,7 +639,7 @@ mod tests {
 
         let mut bare = sample_span();
         bare.attributes.clear();
-        bare.name.clear();
+        bare.name = SharedStr::Static("");
         bare.start_time_unix_nano = 0;
         bare.end_time_unix_nano = 0;
         bare.tid = 0;
@@ -655,7 +655,7 @@ mod tests {
         full.tid = u32::MAX;
         full.start_time_unix_nano = u64::MAX;
         full.end_time_unix_nano = 1;
-        full.name = "ñ".repeat(70_000);
+        full.name = "ñ".repeat(70_000).into();
         full.attributes.extend([
             ("neg", AttrValue::Int(i64::MIN)),
             ("max", AttrValue::Int(i64::MAX)),
@@ -681,7 +681,7 @@ mod tests {
             let mut span = sample_span();
             span.pid = pid;
             span.process = Arc::from(process);
-            span.name = name.into();
+            span.name = SharedStr::copied(name);
             span
         };
         let spans = [

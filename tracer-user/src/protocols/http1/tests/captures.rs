@@ -334,7 +334,7 @@ fn secrets_never_reach_attributes() {
     for capture in &ALL_CAPTURES {
         let out = Replay::new(capture.pieces()).run(ParserOptions::default(), true);
         for exchange in &out.exchanges {
-            let mut shown = vec![exchange.name.clone()];
+            let mut shown = vec![exchange.name.to_string()];
             for (key, value) in &exchange.attributes {
                 shown.push(key.to_string());
                 shown.push(format!("{value:?}"));

@@ -226,7 +226,7 @@ fn expected(capture: &Capture) -> Vec<(String, Option<i64>)> {
     assert_eq!(out.desyncs, 0);
     out.exchanges
         .iter()
-        .map(|e| (e.name.clone(), int_attr(e, "http.response.status_code")))
+        .map(|e| (e.name.to_string(), int_attr(e, "http.response.status_code")))
         .collect()
 }
 
@@ -240,7 +240,7 @@ fn garbage_before_any_request_on_server_side_is_skipped() {
         let got: Vec<(String, Option<i64>)> = out
             .exchanges
             .iter()
-            .map(|e| (e.name.clone(), int_attr(e, "http.response.status_code")))
+            .map(|e| (e.name.to_string(), int_attr(e, "http.response.status_code")))
             .collect();
         assert_eq!(got, expected(capture), "{}", capture.name);
     }
