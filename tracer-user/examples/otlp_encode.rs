@@ -35,7 +35,7 @@ use std::{
 use prost::Message as _;
 use tracer::protocols::{new_parser, ParseOutput, ParserOptions, Protocol, Side, Transport};
 use tracer::sinks::otlp::{self, encode, wire::WireEncoder, OtlpConfig, OtlpProtocol, Timing};
-use tracer::sinks::{resource::ResourceConfig, Sinks};
+use tracer::sinks::{resource::ResourceConfig, Batch, Sinks};
 use tracer::spans::{Span, SpanBuilder, SpanContext, SpanKind};
 
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
@@ -155,7 +155,7 @@ fn send(spans: Vec<Span>, rounds: usize, endpoint: &str, protocol: OtlpProtocol)
         .expect("OTLP sink"),
     );
     let counters = sinks.counters()[0].1.clone();
-    let batch = Arc::new(spans);
+    let batch = Batch::new(spans);
     let cpu = cpu_time();
     let started = Instant::now();
     for _ in 0..rounds {

@@ -1,8 +1,6 @@
 //! The in-process pipeline stage: decoded records → connections →
 //! protocol parsers → spans → linking, handed on in batches.
 
-use std::sync::Arc;
-
 use tracer_common::{DataEvent, EventKind, ProcessEvent};
 
 use crate::{
@@ -13,7 +11,7 @@ use crate::{
     linking::{LinkConfig, LinkStats, Linker},
     process::ProcessNames,
     protocols::{Exchange, ParseOutput, ParserOptions, Protocol},
-    sinks::SpanBatch,
+    sinks::{BatchRecycler, SpanBatch},
     source::{decode, Event},
     spans::{LinkKeys, Span, SpanBuilder, SpanContext, SpanKind},
 };
@@ -44,6 +42,7 @@ pub struct Pipeline {
     parsed: ParseOutput,
     linker: Linker,
     ready: Vec<Span>,
+    batches: BatchRecycler,
     stats: PipelineStats,
     /// Processes that started being traced (fork, exec) since last asked.
     new_processes: Vec<u32>,
@@ -64,6 +63,7 @@ impl Pipeline {
             parsed: ParseOutput::default(),
             linker: Linker::new(config.link),
             ready: Vec::new(),
+            batches: BatchRecycler::default(),
             stats: PipelineStats::default(),
             new_processes: Vec::new(),
         }
@@ -266,9 +266,11 @@ impl Pipeline {
         let n = self.ready.len();
         self.stats.spans += n as u64;
         // The gathered vector itself becomes the batch (no copy of the
-        // spans); the next one starts with room for as many.
-        let batch = std::mem::replace(&mut self.ready, Vec::with_capacity(n));
-        Some(Arc::new(batch))
+        // spans); the next one starts in a vector the sinks are done with,
+        // or with room for as many.
+        let next = self.batches.next_vector(n);
+        let batch = std::mem::replace(&mut self.ready, next);
+        Some(self.batches.batch(batch))
     }
 
     /// `pid` is a Go program: its calls are tied to requests by goroutine.

@@ -154,8 +154,8 @@ mod tests {
         let path = dir.join("out.jsonl");
         let mut sinks = Sinks::default();
         sinks.add(spawn(&path, 1 << 20, Arc::new(ResourceConfig::default()), 8).unwrap());
-        sinks.send(vec![sample_span(), sample_span()].into());
-        sinks.send(vec![sample_span()].into());
+        sinks.send(crate::sinks::Batch::new(vec![sample_span(), sample_span()]));
+        sinks.send(crate::sinks::Batch::new(vec![sample_span()]));
         let reports = sinks.finish();
         assert_eq!(reports[0].written, 3);
         let text = fs::read_to_string(&path).unwrap();

@@ -2,6 +2,7 @@
 //! behind a bounded queue of span batches, so a slow sink never stalls
 //! capture; a batch that finds a sink's queue full is dropped and counted.
 
+mod batch;
 pub mod file;
 pub(crate) mod json;
 pub mod latency_table;
@@ -27,10 +28,7 @@ use crate::spans::Span;
 pub use json::write_json_line;
 pub use text::write_text_line;
 
-/// A batch of spans shared by every sink. A `Vec` rather than a slice: the
-/// pipeline hands over the vector the spans were gathered in, where
-/// `Arc<[Span]>` copied every span into a new allocation.
-pub type SpanBatch = Arc<Vec<Span>>;
+pub use batch::{Batch, BatchRecycler, SpanBatch};
 
 /// Spans a sink could not take or could not deliver.
 #[derive(Default, Debug)]

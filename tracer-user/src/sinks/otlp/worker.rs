@@ -321,7 +321,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::sinks::{json::tests::sample_span, otlp::ExportError, SinkHandle, Sinks};
+    use crate::sinks::{json::tests::sample_span, otlp::ExportError, Batch, SinkHandle, Sinks};
 
     /// A collector that is down while `down` says so and counts what it got.
     struct FakeCollector {
@@ -371,7 +371,7 @@ mod tests {
     }
 
     fn batch(n: usize) -> SpanBatch {
-        Arc::new((0..n).map(|_| sample_span()).collect())
+        Batch::new((0..n).map(|_| sample_span()).collect())
     }
 
     fn sink(collector: FakeCollector, timing: Timing) -> Sinks {
