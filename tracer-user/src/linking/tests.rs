@@ -24,6 +24,8 @@ fn linker() -> Linker {
 struct Serving {
     by_pid: HashMap<u32, u64>,
     by_conn: HashMap<ConnRef, u64>,
+    /// Processes make no calls (by default every one may).
+    no_calls: bool,
 }
 
 impl Observed for Serving {
@@ -36,7 +38,7 @@ impl Observed for Serving {
     }
 
     fn makes_calls(&self, _pid: u32) -> bool {
-        true
+        !self.no_calls
     }
 }
 
@@ -155,6 +157,7 @@ fn thread_per_request_client_call_is_the_child_of_the_request_being_served() {
     let serving = Serving {
         by_pid: [(1, 100)].into(),
         by_conn: [(a, 100)].into(),
+        ..Serving::default()
     };
     let s = server(1, 10, a, 100, 200);
     let c = client(
@@ -325,20 +328,11 @@ fn a_pure_client_is_emitted_at_once() {
     assert_eq!(l.stats().held, 0);
 }
 
-/// A process seen making no calls, and nothing being served.
-struct NoCalls;
-
-impl Observed for NoCalls {
-    fn serving_since(&self, _pid: u32) -> Option<u64> {
-        None
-    }
-
-    fn open_request_since(&self, _conn: ConnRef) -> Option<u64> {
-        None
-    }
-
-    fn makes_calls(&self, _pid: u32) -> bool {
-        false
+/// Nothing being served, in processes seen making no calls.
+fn no_calls() -> Serving {
+    Serving {
+        no_calls: true,
+        ..Serving::default()
     }
 }
 
@@ -348,7 +342,7 @@ fn a_server_span_that_can_have_no_parent_and_no_child_is_not_kept() {
     let mut out = Vec::new();
     let s = server(1, 10, conn(1, 5), 100, 200);
     let (s_id, trace) = (s.span_id, s.trace_id);
-    l.push_built(s, 0, &NoCalls, &mut out);
+    l.push_built(s, 0, &no_calls(), &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].span_id, out[0].trace_id), (s_id, trace));
     assert_eq!(out[0].parent_span_id, None);
@@ -381,7 +375,7 @@ fn a_server_span_whose_caller_is_traced_still_waits_for_it() {
         "10.0.0.2:80",
         0,
     );
-    l.push_built(s, 0, &NoCalls, &mut out);
+    l.push_built(s, 0, &no_calls(), &mut out);
     assert!(out.is_empty(), "held for its caller's client span");
     assert_eq!(l.stats().unlinkable, 0);
 }
@@ -520,6 +514,7 @@ fn a_whole_chain_is_one_trace_under_the_incoming_traceparent() {
     let serving = Serving {
         by_pid: [(1, 100), (2, 200)].into(),
         by_conn: [(proxy_in, 100), (app_in, 200)].into(),
+        ..Serving::default()
     };
     // Completion order, with the redis server's event after its client's.
     l.push_built(app_client, 0, &serving, &mut out);
@@ -572,6 +567,7 @@ fn a_tree_waits_no_longer_than_its_oldest_span() {
     let serving = Serving {
         by_pid: [(1, 100)].into(),
         by_conn: [(a, 100)].into(),
+        ..Serving::default()
     };
     let c = client(
         1,
