@@ -189,6 +189,7 @@ impl Pipeline {
                         .push(span, keys, now_ns, &self.connections, &mut self.ready);
                 }
                 self.names.remove(event.pid);
+                self.connections.forget_calls(event.pid);
             }
             _ => {}
         }

@@ -251,6 +251,12 @@ impl ConnectionTable {
         self.callers.contains(&pid)
     }
 
+    /// `pid` exited and the spans its connections left were linked: its
+    /// number may come back as another process.
+    pub fn forget_calls(&mut self, pid: u32) {
+        self.callers.remove(&pid);
+    }
+
     /// `pid` runs Go code: its threads tell nothing of which request a
     /// call is for (until it exits); its goroutines do.
     pub fn schedules_goroutines(&mut self, pid: u32) {
@@ -421,7 +427,6 @@ impl ConnectionTable {
         }
         self.activity.process_exited(pid);
         self.executors.process_exited(pid);
-        self.callers.remove(&pid);
         origins
     }
 

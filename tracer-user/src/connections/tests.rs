@@ -181,6 +181,11 @@ fn a_process_makes_calls_once_it_sends_a_request_or_connects() {
     assert!(table.makes_calls(PID));
     let mut out = ParseOutput::default();
     table.on_process_exit(PID, 2_000, &mut out);
+    assert!(
+        table.makes_calls(PID),
+        "still known while the spans its exit completed are linked"
+    );
+    table.forget_calls(PID);
     assert!(!table.makes_calls(PID), "forgotten with the process");
 
     table.on_open(&open(Role::Server, 3_000), &mut out);
