@@ -62,6 +62,28 @@ pub enum SocketLookup {
     FdTable = 1,
 }
 
+/// How the readv/writev/recvmsg/sendmsg exits walk their iovec array: each
+/// has a program per way, and user space loads one of them per kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IovecWalk {
+    /// A loop the compiler unrolls: loads on every kernel (bounded loops,
+    /// 5.3), but the verifier walks all [`crate::MAX_IOVECS`] copies with
+    /// their branches, ~1 s of verifier time per program.
+    Unrolled,
+    /// The `bpf_loop` helper (Linux 5.17+) calls a callback once per iovec:
+    /// the verifier checks the callback's body once, not once per iovec.
+    BpfLoop,
+}
+
+impl IovecWalk {
+    pub fn name(self) -> &'static str {
+        match self {
+            IovecWalk::Unrolled => "unrolled",
+            IovecWalk::BpfLoop => "bpf_loop",
+        }
+    }
+}
+
 impl KernelConfig {
     /// The value compiled into the object; user space always overrides it.
     pub const UNSET: KernelConfig = KernelConfig {

@@ -13,5 +13,5 @@ pub mod event;
 pub mod maps;
 pub mod programs;
 
-pub use config::{KernelConfig, SocketLookup};
+pub use config::{IovecWalk, KernelConfig, SocketLookup};
 pub use event::*;

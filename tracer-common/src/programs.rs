@@ -10,7 +10,7 @@
 //! unit test (`kernel::object_tests`) parses the built object and fails when
 //! the two disagree, in either direction.
 
-use crate::SocketLookup;
+use crate::{IovecWalk, SocketLookup};
 
 /// What a program attaches to; the kind of hook is its program type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,18 +78,31 @@ pub struct Program {
     /// The only socket path ([`SocketLookup`]) it is loaded for; `None`:
     /// every path.
     pub only_on: Option<SocketLookup>,
+    /// The only iovec walk ([`IovecWalk`]) it is loaded for; `None`: every
+    /// walk (the programs that walk no iovec array).
+    pub only_with: Option<IovecWalk>,
 }
 
 impl Program {
-    /// Whether the program is loaded when syscalls' sockets are found `lookup`'s way.
-    pub fn runs_with(&self, lookup: SocketLookup) -> bool {
+    /// Whether the program is loaded when syscalls' sockets are found
+    /// `lookup`'s way and iovec arrays are walked `walk`'s way.
+    pub fn runs_with(&self, lookup: SocketLookup, walk: IovecWalk) -> bool {
         self.only_on.is_none_or(|only| only == lookup)
+            && self.only_with.is_none_or(|only| only == walk)
     }
 
     /// The program, loaded only for the socket path `lookup`.
     const fn only_on(self, lookup: SocketLookup) -> Program {
         Program {
             only_on: Some(lookup),
+            ..self
+        }
+    }
+
+    /// The program, loaded only when iovec arrays are walked `walk`'s way.
+    const fn only_with(self, walk: IovecWalk) -> Program {
+        Program {
+            only_with: Some(walk),
             ..self
         }
     }
@@ -101,6 +114,7 @@ const fn program(name: &'static str, hook: Hook, family: Family) -> Program {
         hook,
         family,
         only_on: None,
+        only_with: None,
     }
 }
 
@@ -138,18 +152,32 @@ pub const PROGRAMS: &[Program] = &[
     program("tracer_exit_read",      syscall("sys_exit_read"),        Family::Data),
     program("tracer_enter_write",    syscall("sys_enter_write"),      Family::Data),
     program("tracer_exit_write",     syscall("sys_exit_write"),       Family::Data),
+    // Each iovec walker twice: the `bpf_loop` one (5.17+) where the
+    // kernel has the helper, else the unrolled one.
     program("tracer_enter_readv",    syscall("sys_enter_readv"),      Family::Data),
-    program("tracer_exit_readv",     syscall("sys_exit_readv"),       Family::Data),
+    program("tracer_exit_readv",     syscall("sys_exit_readv"),       Family::Data)
+        .only_with(IovecWalk::Unrolled),
+    program("tracer_exit_readv_loop", syscall("sys_exit_readv"),       Family::Data)
+        .only_with(IovecWalk::BpfLoop),
     program("tracer_enter_writev",   syscall("sys_enter_writev"),     Family::Data),
-    program("tracer_exit_writev",    syscall("sys_exit_writev"),      Family::Data),
+    program("tracer_exit_writev",    syscall("sys_exit_writev"),      Family::Data)
+        .only_with(IovecWalk::Unrolled),
+    program("tracer_exit_writev_loop", syscall("sys_exit_writev"),      Family::Data)
+        .only_with(IovecWalk::BpfLoop),
     program("tracer_enter_recvfrom", syscall("sys_enter_recvfrom"),   Family::Data),
     program("tracer_exit_recvfrom",  syscall("sys_exit_recvfrom"),    Family::Data),
     program("tracer_enter_sendto",   syscall("sys_enter_sendto"),     Family::Data),
     program("tracer_exit_sendto",    syscall("sys_exit_sendto"),      Family::Data),
     program("tracer_enter_recvmsg",  syscall("sys_enter_recvmsg"),    Family::Data),
-    program("tracer_exit_recvmsg",   syscall("sys_exit_recvmsg"),     Family::Data),
+    program("tracer_exit_recvmsg",   syscall("sys_exit_recvmsg"),     Family::Data)
+        .only_with(IovecWalk::Unrolled),
+    program("tracer_exit_recvmsg_loop", syscall("sys_exit_recvmsg"),     Family::Data)
+        .only_with(IovecWalk::BpfLoop),
     program("tracer_enter_sendmsg",  syscall("sys_enter_sendmsg"),    Family::Data),
-    program("tracer_exit_sendmsg",   syscall("sys_exit_sendmsg"),     Family::Data),
+    program("tracer_exit_sendmsg",   syscall("sys_exit_sendmsg"),     Family::Data)
+        .only_with(IovecWalk::Unrolled),
+    program("tracer_exit_sendmsg_loop", syscall("sys_exit_sendmsg"),     Family::Data)
+        .only_with(IovecWalk::BpfLoop),
     program("tracer_enter_recvmmsg", syscall("sys_enter_recvmmsg"),   Family::Data),
     program("tracer_exit_recvmmsg",  syscall("sys_exit_recvmmsg"),    Family::Data),
     program("tracer_enter_sendmmsg", syscall("sys_enter_sendmmsg"),   Family::Data),
@@ -206,7 +234,7 @@ pub const GO_NEWPROC_RETURN: Program =
 #[cfg(test)]
 mod tests {
     use super::{Hook, PROGRAMS};
-    use crate::SocketLookup;
+    use crate::{IovecWalk, SocketLookup};
 
     #[test]
     fn names_are_unique() {
@@ -230,12 +258,47 @@ mod tests {
     fn only_the_sock_hooks_depend_on_the_socket_path() {
         let tracepoint_only: usize = PROGRAMS
             .iter()
-            .filter(|p| !p.runs_with(SocketLookup::FdTable))
+            .filter(|p| {
+                p.only_with.is_none() && !p.runs_with(SocketLookup::FdTable, IovecWalk::Unrolled)
+            })
             .count();
         assert_eq!(tracepoint_only, 2);
         assert!(PROGRAMS
             .iter()
-            .all(|p| p.runs_with(SocketLookup::Tracepoint)));
+            .filter(|p| p.only_with.is_none())
+            .all(|p| p.runs_with(SocketLookup::Tracepoint, IovecWalk::Unrolled)));
+    }
+
+    /// Each program that belongs to one iovec walk has a twin on the same
+    /// hook for the other walk, and each walk loads one program per
+    /// tracepoint.
+    #[test]
+    fn each_iovec_walk_has_one_program_per_hook() {
+        let walkers = PROGRAMS.iter().filter(|p| p.only_with.is_some());
+        assert_eq!(walkers.clone().count(), 8);
+        for program in walkers {
+            let twins = PROGRAMS
+                .iter()
+                .filter(|p| {
+                    p.hook == program.hook
+                        && p.only_with.is_some()
+                        && p.only_with != program.only_with
+                })
+                .count();
+            assert_eq!(twins, 1, "{}", program.name);
+        }
+        for walk in [IovecWalk::Unrolled, IovecWalk::BpfLoop] {
+            let loaded = || {
+                PROGRAMS
+                    .iter()
+                    .filter(move |p| p.runs_with(SocketLookup::Tracepoint, walk))
+                    .filter(|p| matches!(p.hook, Hook::TracePoint { .. }))
+            };
+            for program in loaded() {
+                let same_hook = loaded().filter(|p| p.hook == program.hook).count();
+                assert_eq!(same_hook, 1, "{} with {walk:?}", program.name);
+            }
+        }
     }
 
     #[test]

@@ -134,7 +134,11 @@ fn attach(args: &Args) -> anyhow::Result<Run> {
     for &pid in &traced_now {
         go_tls.hook_process(&mut kernel, pid)?;
     }
-    let attach_times = AttachSummary::new(started.elapsed(), kernel.load_times());
+    let attach_times = AttachSummary::new(
+        started.elapsed(),
+        kernel.load_times(),
+        kernel.iovec_walker().walk,
+    );
     log::debug!("attach times: {attach_times:?}");
     eprintln!(
         "tracer: attached; tracing {} process(es){}; Ctrl-C to stop",

@@ -10,7 +10,7 @@ mod common;
 use std::{collections::BTreeSet, process::Command};
 
 use common::{programs_held_by, run_ok, servers, Tracer};
-use tracer_common::{programs::PROGRAMS, SocketLookup};
+use tracer_common::{programs::PROGRAMS, IovecWalk, SocketLookup};
 
 /// Serves each connection, then does file and pipe I/O with HTTP-looking
 /// bytes on the fd number the socket just had (closed, then reused by a
@@ -62,14 +62,24 @@ fn curl(url: &str) -> String {
     run_ok(Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}\n", url]))
 }
 
-/// What a forced path loads: the programs of the table for it, no others.
-fn assert_loads_its_programs(tracer: &Tracer, lookup: SocketLookup) {
-    let want: BTreeSet<String> = PROGRAMS
-        .iter()
-        .filter(|p| p.runs_with(lookup))
-        .map(|p| p.name.to_owned())
-        .collect();
-    assert_eq!(programs_held_by(tracer.pid()), want, "{lookup:?}");
+/// What a forced path loads: the programs of the table for it (with the
+/// iovec walk this kernel takes), no others. Returns that walk.
+fn assert_loads_its_programs(tracer: &Tracer, lookup: SocketLookup) -> IovecWalk {
+    let want = |walk| -> BTreeSet<String> {
+        PROGRAMS
+            .iter()
+            .filter(|p| p.runs_with(lookup, walk))
+            .map(|p| p.name.to_owned())
+            .collect()
+    };
+    let held = programs_held_by(tracer.pid());
+    let walk = if held.contains("tracer_exit_readv_loop") {
+        IovecWalk::BpfLoop
+    } else {
+        IovecWalk::Unrolled
+    };
+    assert_eq!(held, want(walk), "{lookup:?}, {walk:?}");
+    walk
 }
 
 fn spans_and_hooks_line(hooks: &str, requests: usize) -> (Vec<String>, String) {
@@ -81,17 +91,26 @@ fn spans_and_hooks_line(hooks: &str, requests: usize) -> (Vec<String>, String) {
         hooks,
         "-v",
     ]);
-    match hooks {
-        "tracepoint" => assert_loads_its_programs(&tracer, SocketLookup::Tracepoint),
-        "fd-table" => assert_loads_its_programs(&tracer, SocketLookup::FdTable),
-        _ => {}
-    }
+    let walk = match hooks {
+        "tracepoint" => Some(assert_loads_its_programs(&tracer, SocketLookup::Tracepoint)),
+        "fd-table" => Some(assert_loads_its_programs(&tracer, SocketLookup::FdTable)),
+        _ => None,
+    };
     for i in 0..requests {
         assert_eq!(curl(&server.url(&format!("/r{i}"))).trim(), "200");
     }
     let run = tracer.stop();
     assert!(run.exit_ok, "{:?}", run.stderr);
     assert_eq!(run.stats().events_lost, 0, "{}", run.summary());
+    // The summary names the walk whose programs were loaded.
+    if let Some(walk) = walk {
+        assert_eq!(
+            run.stats().attach.iovec_walk,
+            walk.name(),
+            "{}",
+            run.summary()
+        );
+    }
     let hooks_line = run
         .stderr
         .iter()

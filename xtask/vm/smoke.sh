@@ -6,7 +6,7 @@
 #
 # Its output is the contract with xtask/src/vm/report.rs:
 #   SMOKE <check> PASS|FAIL <detail>     one line per check, always all of them
-#   SMOKE_INFO <key> <value>             kernel, socket hooks, tracer summary
+#   SMOKE_INFO <key> <value>             kernel, socket hooks, iovec walk, tracer summary
 #
 # Environment (the defaults are the guest's):
 #   SMOKE_WORK            scratch directory, created (/tmp/smoke)
@@ -82,6 +82,8 @@ dump() {
 tracer_info() {
     _hooks=$(grep 'socket hooks:' "$TRACER_ERR" 2>/dev/null | head -n 1 | sed 's/.*socket hooks: *//')
     [ -n "$_hooks" ] && echo "SMOKE_INFO hooks $_hooks"
+    _walk=$(grep 'iovec walk:' "$TRACER_ERR" 2>/dev/null | head -n 1 | sed 's/.*iovec walk: *//')
+    [ -n "$_walk" ] && echo "SMOKE_INFO walk $_walk"
     # The exit summary (--summary-format json, one line) without its latency
     # table: every counter, by name.
     _summary=$(grep '^{"tracer_summary":' "$TRACER_ERR" 2>/dev/null | tail -n 1 |

@@ -68,12 +68,10 @@ pub struct Summary {
     pub attach: AttachSummary,
 }
 
-/// Where the time from start to "attached" went, in ms (to the µs).
+/// Where the time from start to "attached" went, in ms (to the µs; the unit
+/// is in every key, as readers of the summary rely on it), and the path the
+/// loading took where it depends on the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[expect(
-    clippy::struct_field_names,
-    reason = "the unit in every JSON key is what readers of the summary rely on"
-)]
 pub struct AttachSummary {
     /// From start to the "attached" line: checks, sinks, kernel, processes.
     pub total_ms: f64,
@@ -83,10 +81,19 @@ pub struct AttachSummary {
     pub object_ms: f64,
     /// Loading (verifying) and attaching each program, by name.
     pub programs_ms: BTreeMap<String, f64>,
+    /// How the readv/writev/recvmsg/sendmsg programs walk their iovecs on
+    /// this kernel: `bpf_loop` (5.17+) or `unrolled`. Empty in summaries
+    /// written before the key existed.
+    #[serde(default)]
+    pub iovec_walk: String,
 }
 
 impl AttachSummary {
-    pub fn new(total: std::time::Duration, times: &crate::kernel::LoadTimes) -> Self {
+    pub fn new(
+        total: std::time::Duration,
+        times: &crate::kernel::LoadTimes,
+        iovec_walk: tracer_common::IovecWalk,
+    ) -> Self {
         let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         AttachSummary {
             total_ms: ms(total),
@@ -97,6 +104,7 @@ impl AttachSummary {
                 .iter()
                 .map(|&(name, took)| (name.to_owned(), ms(took)))
                 .collect(),
+            iovec_walk: iovec_walk.name().to_owned(),
         }
     }
 }

@@ -79,10 +79,17 @@ pub struct KernelBtf {
     /// Raw tracepoints the kernel offers to `tp_btf` programs: the names of
     /// its `btf_trace_<name>` typedefs, without the prefix.
     btf_tracepoints: HashSet<String>,
+    /// The helpers the kernel offers eBPF programs: the enumerators of its
+    /// `enum bpf_func_id`, without the `BPF_FUNC_` prefix.
+    helpers: HashSet<String>,
 }
 
 /// Prefix of the typedef the kernel declares for each raw tracepoint.
 const BTF_TRACE_PREFIX: &str = "btf_trace_";
+
+/// The enum of helper ids, and the prefix of its enumerators.
+const HELPER_ENUM: &str = "bpf_func_id";
+const HELPER_PREFIX: &str = "BPF_FUNC_";
 
 fn u32_at(data: &[u8], pos: usize) -> Result<u32, BtfError> {
     let bytes = data
@@ -131,6 +138,7 @@ impl KernelBtf {
             types: vec![Type::Other],
             structs: HashMap::new(),
             btf_tracepoints: HashSet::new(),
+            helpers: HashSet::new(),
         };
         btf.parse_types(type_section)?;
         Ok(btf)
@@ -192,6 +200,14 @@ impl KernelBtf {
                     Type::Other
                 }
                 KIND_ENUM | KIND_FUNC_PROTO => {
+                    if kind == KIND_ENUM && self.string(name_off) == HELPER_ENUM {
+                        for i in 0..vlen {
+                            let name = self.string(u32_at(section, pos + i * 8)?);
+                            if let Some(helper) = name.strip_prefix(HELPER_PREFIX) {
+                                self.helpers.insert(helper.to_owned());
+                            }
+                        }
+                    }
                     pos += vlen * 8;
                     Type::Other
                 }
@@ -250,6 +266,12 @@ impl KernelBtf {
     /// (its BTF declares `btf_trace_<name>`).
     pub fn has_btf_tracepoint(&self, name: &str) -> bool {
         self.btf_tracepoints.contains(name)
+    }
+
+    /// Whether the kernel has the eBPF helper `name` (e.g. `loop` for
+    /// `bpf_loop`): its BTF's `enum bpf_func_id` has `BPF_FUNC_<name>`.
+    pub fn has_helper(&self, name: &str) -> bool {
+        self.helpers.contains(name)
     }
 
     /// Byte offset of the field at `path` (e.g. `["__sk_common", "skc_daddr"]`)
@@ -349,6 +371,20 @@ mod tests {
         assert!(btf.has_btf_tracepoint("sock_send_length"));
         assert!(!btf.has_btf_tracepoint("no_such_tracepoint"));
         assert!(!btf.has_btf_tracepoint("btf_trace_sched_process_fork"));
+    }
+
+    /// The helper probe reads `enum bpf_func_id`: `bpf_loop` (5.17+) and the
+    /// ring buffer's helpers are there on this kernel.
+    #[test]
+    fn finds_helpers() {
+        let Ok(btf) = KernelBtf::from_sys_fs() else {
+            panic!("this test needs /sys/kernel/btf/vmlinux");
+        };
+        assert!(btf.has_helper("loop"));
+        assert!(btf.has_helper("ringbuf_output"));
+        assert!(btf.has_helper("probe_read_user"));
+        assert!(!btf.has_helper("no_such_helper"));
+        assert!(!btf.has_helper("BPF_FUNC_loop"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tracer_common::{
         Hook, Program as ProgramSpec, GO_NEWPROC, GO_NEWPROC_RETURN, GO_REQUEST_WRITE,
         GO_ROUND_TRIP, GO_TLS_READ, GO_TLS_READ_RETURN, GO_TLS_WRITE, PROGRAMS, TLS_RETURN,
     },
-    KernelConfig, SocketLookup, MAX_PAYLOAD, TASK_COMM_LEN,
+    IovecWalk, KernelConfig, SocketLookup, MAX_PAYLOAD, TASK_COMM_LEN,
 };
 
 use super::btf::{BtfError, KernelBtf};
@@ -130,6 +130,14 @@ impl SocketHooks {
     }
 }
 
+/// How the readv/writev/recvmsg/sendmsg programs walk their iovec arrays on
+/// this kernel, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IovecWalker {
+    pub walk: IovecWalk,
+    pub reason: &'static str,
+}
+
 /// The loaded, attached programs. Dropping it detaches and unloads them all.
 pub struct AttachedKernel {
     ebpf: Ebpf,
@@ -141,6 +149,7 @@ pub struct AttachedKernel {
     counters: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     socket_hooks: SocketHooks,
+    iovec_walker: IovecWalker,
     load_times: LoadTimes,
 }
 
@@ -153,7 +162,7 @@ pub struct LoadTimes {
     /// Parsing our object, the kernel's BTF for aya, creating the maps.
     pub object: Duration,
     /// Each program loaded (verified) and, for tracepoints, attached.
-    pub programs: Vec<(&'static str, Duration)>,
+    pub programs: ProgramTimes,
 }
 
 impl AttachedKernel {
@@ -169,17 +178,25 @@ impl AttachedKernel {
             socket_hooks.name(),
             socket_hooks.reason
         );
+        let iovec_walker = choose_iovec_walker(&kernel_btf);
+        log::debug!(
+            "iovec walk: {} ({})",
+            iovec_walker.walk.name(),
+            iovec_walker.reason
+        );
         let config = kernel_config(&kernel_btf, options, socket_hooks.lookup)?;
         drop(kernel_btf);
         let offsets = started.elapsed();
         let memlock = raise_memlock();
         let mut kernel =
-            Self::load_with(options, &config, socket_hooks).map_err(|err| match memlock {
-                Err(rlimit) if is_permission_error(&err) => KernelError::Memlock {
-                    source: Box::new(err),
-                    rlimit,
-                },
-                _ => err,
+            Self::load_with(options, &config, socket_hooks, iovec_walker).map_err(|err| {
+                match memlock {
+                    Err(rlimit) if is_permission_error(&err) => KernelError::Memlock {
+                        source: Box::new(err),
+                        rlimit,
+                    },
+                    _ => err,
+                }
             })?;
         kernel.load_times.offsets = offsets;
         Ok(kernel)
@@ -194,6 +211,7 @@ impl AttachedKernel {
         options: &KernelOptions,
         config: &KernelConfig,
         socket_hooks: SocketHooks,
+        iovec_walker: IovecWalker,
     ) -> Result<Self, KernelError> {
         let cpus =
             aya::util::nr_cpus().map_err(|(what, source)| KernelError::Cpus { what, source })?;
@@ -213,7 +231,7 @@ impl AttachedKernel {
             }
         };
         let object = started.elapsed();
-        let programs = load_programs(&mut ebpf, socket_hooks.lookup)?;
+        let (programs, iovec_walker) = load_programs(&mut ebpf, socket_hooks.lookup, iovec_walker)?;
         let traced_pids = take_typed_map(&mut ebpf, names::TRACED_PIDS)?;
         let traced_comms = take_typed_map(&mut ebpf, names::TRACED_COMMS)?;
         let traced_cgroups = take_typed_map(&mut ebpf, names::TRACED_CGROUPS)?;
@@ -230,6 +248,7 @@ impl AttachedKernel {
             counters,
             logger,
             socket_hooks,
+            iovec_walker,
             load_times: LoadTimes {
                 offsets: Duration::ZERO,
                 object,
@@ -483,6 +502,11 @@ impl AttachedKernel {
         self.socket_hooks
     }
 
+    /// How the iovec programs walk their arrays on this kernel.
+    pub fn iovec_walker(&self) -> IovecWalker {
+        self.iovec_walker
+    }
+
     /// Forwards log records the kernel programs wrote.
     pub fn flush_kernel_logs(&mut self) {
         if let Some(logger) = &mut self.logger {
@@ -491,58 +515,133 @@ impl AttachedKernel {
     }
 }
 
-/// Loads every program of [`PROGRAMS`] the socket path needs and attaches
-/// the tracepoints; uprobes are attached per library later, as traced
-/// processes reveal them. Returns how long each took.
+/// Loads every program of [`PROGRAMS`] the socket path and the iovec walk
+/// need and attaches the tracepoints; uprobes are attached per library
+/// later, as traced processes reveal them. Returns how long each took, and
+/// the iovec walk in use: where a `bpf_loop` program is refused, its
+/// unrolled twin is loaded instead, and the walk is reported as unrolled.
 ///
 /// The verifier runs in the loading thread and is most of the time to
-/// attach (the iovec walkers take the longest), so the programs are loaded
-/// on as many threads as there are CPUs, up to [`LOAD_THREADS`].
+/// attach (the unrolled iovec walkers take the longest), so the programs are
+/// loaded on as many threads as there are CPUs, up to [`LOAD_THREADS`].
 fn load_programs(
     ebpf: &mut Ebpf,
     lookup: SocketLookup,
-) -> Result<Vec<(&'static str, Duration)>, KernelError> {
+    walker: IovecWalker,
+) -> Result<(ProgramTimes, IovecWalker), KernelError> {
     let btf = Btf::from_sys_fs()?;
     let mut objects: StdHashMap<&str, &mut aya::programs::Program> = ebpf.programs_mut().collect();
-    let mut jobs = Vec::with_capacity(PROGRAMS.len());
-    for spec in PROGRAMS.iter().filter(|p| p.runs_with(lookup)) {
-        let object = objects
+    let mut take = |spec: &'static ProgramSpec| {
+        objects
             .remove(spec.name)
-            .ok_or(KernelError::Missing(spec.name))?;
-        jobs.push((spec, object));
+            .map(|object| (spec, object))
+            .ok_or(KernelError::Missing(spec.name))
+    };
+    let mut jobs = Vec::with_capacity(PROGRAMS.len());
+    for spec in PROGRAMS.iter().filter(|p| p.runs_with(lookup, walker.walk)) {
+        let fallback = match unrolled_twin(spec) {
+            Some(twin) => Some(take(twin)?),
+            None => None,
+        };
+        jobs.push(Job {
+            program: take(spec)?,
+            fallback,
+        });
     }
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .clamp(1, LOAD_THREADS);
     // One queue that every thread takes from: a thread held up by a slow
-    // program (the iovec walkers take the verifier up to a second each)
-    // leaves the rest to the others.
+    // program (the unrolled iovec walkers take the verifier up to a second
+    // each) leaves the rest to the others.
     let queue = std::sync::Mutex::new(jobs.into_iter());
     let next = || queue.lock().ok().and_then(|mut jobs| jobs.next());
     let btf = &btf;
-    let results: Vec<Result<Vec<(&'static str, Duration)>, KernelError>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut times = Vec::new();
-                        while let Some((spec, object)) = next() {
-                            times.push(load_one(spec, object, btf)?);
-                        }
-                        Ok(times)
-                    })
+    let results: Vec<Result<Vec<Loaded>, KernelError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut loaded = Vec::new();
+                    while let Some(job) = next() {
+                        loaded.push(load_job(job, btf)?);
+                    }
+                    Ok(loaded)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| handle.join().unwrap_or(Err(KernelError::LoaderThread)))
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap_or(Err(KernelError::LoaderThread)))
+            .collect()
+    });
     let mut times = Vec::with_capacity(PROGRAMS.len());
+    let mut walker = walker;
     for lane in results {
-        times.extend(lane?);
+        for loaded in lane? {
+            if loaded.fell_back {
+                walker = IovecWalker {
+                    walk: IovecWalk::Unrolled,
+                    reason: "the kernel refused the bpf_loop programs",
+                };
+            }
+            times.push((loaded.name, loaded.took));
+        }
     }
-    Ok(times)
+    Ok((times, walker))
+}
+
+/// How long each program took to load (and attach), by name.
+type ProgramTimes = Vec<(&'static str, Duration)>;
+
+/// A program to load, and the one to load in its place if the kernel
+/// refuses it.
+struct Job<'a> {
+    program: (&'static ProgramSpec, &'a mut aya::programs::Program),
+    fallback: Option<(&'static ProgramSpec, &'a mut aya::programs::Program)>,
+}
+
+/// A program loaded: its name, how long it took, and whether it is the
+/// fallback of the one asked for.
+struct Loaded {
+    name: &'static str,
+    took: Duration,
+    fell_back: bool,
+}
+
+fn load_job(job: Job<'_>, btf: &Btf) -> Result<Loaded, KernelError> {
+    let started = Instant::now();
+    let (spec, object) = job.program;
+    let err = match load_one(spec, object, btf) {
+        Ok(()) => {
+            return Ok(Loaded {
+                name: spec.name,
+                took: started.elapsed(),
+                fell_back: false,
+            })
+        }
+        Err(err) => err,
+    };
+    let Some((twin, object)) = job.fallback else {
+        return Err(err);
+    };
+    log::warn!("{err}; loading {} instead", twin.name);
+    let started = Instant::now();
+    load_one(twin, object, btf)?;
+    Ok(Loaded {
+        name: twin.name,
+        took: started.elapsed(),
+        fell_back: true,
+    })
+}
+
+/// The unrolled program on the hook of a `bpf_loop` program.
+fn unrolled_twin(spec: &ProgramSpec) -> Option<&'static ProgramSpec> {
+    if spec.only_with != Some(IovecWalk::BpfLoop) {
+        return None;
+    }
+    PROGRAMS
+        .iter()
+        .find(|p| p.hook == spec.hook && p.only_with == Some(IovecWalk::Unrolled))
 }
 
 /// Most threads loading programs at once.
@@ -552,8 +651,7 @@ fn load_one(
     spec: &ProgramSpec,
     object: &mut aya::programs::Program,
     btf: &Btf,
-) -> Result<(&'static str, Duration), KernelError> {
-    let started = Instant::now();
+) -> Result<(), KernelError> {
     let failed = |source| KernelError::Program {
         program: spec.name,
         source,
@@ -574,7 +672,7 @@ fn load_one(
             prog.load().map_err(failed)?;
         }
     }
-    Ok((spec.name, started.elapsed()))
+    Ok(())
 }
 
 /// The program `name` of the object as its program type `P`.
@@ -639,6 +737,23 @@ fn choose_socket_hooks(
             SocketLookup::FdTable,
             "no sock_send_length/sock_recv_length tracepoints (Linux < 6.3): fds resolved through the task's file table",
         )),
+    }
+}
+
+/// Picks how the iovec programs walk their arrays: with `bpf_loop` where the
+/// kernel has it (5.17+; the verifier then checks one iovec copy instead of
+/// [`tracer_common::MAX_IOVECS`]), else unrolled.
+fn choose_iovec_walker(btf: &KernelBtf) -> IovecWalker {
+    if btf.has_helper("loop") {
+        IovecWalker {
+            walk: IovecWalk::BpfLoop,
+            reason: "the kernel has the bpf_loop helper (Linux 5.17+)",
+        }
+    } else {
+        IovecWalker {
+            walk: IovecWalk::Unrolled,
+            reason: "no bpf_loop helper (Linux < 5.17): iovec loops unrolled",
+        }
     }
 }
 

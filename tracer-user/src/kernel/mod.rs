@@ -11,4 +11,4 @@ mod object_tests;
 pub mod openssl;
 pub mod preflight;
 
-pub use loader::{AttachedKernel, KernelError, KernelOptions, LoadTimes, SocketHooks};
+pub use loader::{AttachedKernel, IovecWalker, KernelError, KernelOptions, LoadTimes, SocketHooks};

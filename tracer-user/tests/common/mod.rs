@@ -111,17 +111,16 @@ pub struct Summary {
     pub attach: AttachSummary,
 }
 
-/// Where the time to attach went, in ms.
+/// Where the time to attach went, in ms (the JSON keys, unit included, as
+/// the tracer writes them), and the iovec walk taken.
 #[derive(Debug, Deserialize)]
-#[expect(
-    clippy::struct_field_names,
-    reason = "the JSON keys, unit included, as the tracer writes them"
-)]
 pub struct AttachSummary {
     pub total_ms: f64,
     pub offsets_ms: f64,
     pub object_ms: f64,
     pub programs_ms: BTreeMap<String, f64>,
+    /// `bpf_loop` or `unrolled`.
+    pub iovec_walk: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,7 @@
 //! kernel × check table.
 //!
 //! smoke.sh prints `SMOKE <check> PASS|FAIL <detail>` per check and
-//! `SMOKE_INFO <key> <value>` for context (`kernel`, `hooks`, `summary`).
+//! `SMOKE_INFO <key> <value>` for context (`kernel`, `hooks`, `walk`, `summary`).
 //! A check without a line is missing, and counts as failed like one that
 //! failed: a guest that hung or crashed must not look green.
 
@@ -51,6 +51,8 @@ pub struct KernelResult {
     release: Option<String>,
     /// The tracer's `socket hooks:` choice.
     hooks: Option<String>,
+    /// The tracer's `iovec walk:` choice.
+    walk: Option<String>,
     elapsed: Option<Duration>,
     log: Option<PathBuf>,
     /// Why the run itself went wrong (timeout, no kernel image, ...).
@@ -64,6 +66,7 @@ impl KernelResult {
         let parsed = parse(&String::from_utf8_lossy(&bytes));
         let release = parsed.info("kernel");
         let hooks = parsed.info("hooks");
+        let walk = parsed.info("walk");
         let mut checks = parsed.checks;
         let problem = run.timed_out.then(|| {
             for (verdict, _) in &mut checks {
@@ -76,6 +79,7 @@ impl KernelResult {
             checks,
             release,
             hooks,
+            walk,
             elapsed: Some(run.elapsed),
             log: Some(run.log.clone()),
             problem,
@@ -89,6 +93,7 @@ impl KernelResult {
             checks: vec![(Verdict::Missing, String::new()); CHECKS.len()],
             release: None,
             hooks: None,
+            walk: None,
             elapsed: None,
             log: None,
             problem: Some(problem),
@@ -124,6 +129,9 @@ impl KernelResult {
             self.release.as_deref().unwrap_or("?"),
             self.hooks.as_deref().unwrap_or("—"),
         );
+        if let Some(walk) = &self.walk {
+            let _ = write!(out, ", iovec walk: {walk}");
+        }
         if let Some(log) = &self.log {
             let _ = write!(out, ", log {}", shown(log));
         }
@@ -309,6 +317,7 @@ mod tests {
                 checks: parse(LOG).checks,
                 release: None,
                 hooks: Some("fd-table".into()),
+                walk: Some("unrolled".into()),
                 elapsed: Some(Duration::from_secs(95)),
                 log: None,
                 problem: None,
@@ -321,7 +330,7 @@ mod tests {
         assert_eq!(lines[1], "http_server        PASS  —");
         assert_eq!(lines[2], "http_client        FAIL  —");
         assert_eq!(lines[CHECKS.len() + 1], "seconds            95    —");
-        assert!(table.contains("6.12: kernel ?, hooks: fd-table"));
+        assert!(table.contains("6.12: kernel ?, hooks: fd-table, iovec walk: unrolled"));
         assert!(table.contains("    http_client: 4/5 curl client spans"));
         assert!(table.contains("5.10: kernel ?, hooks: —\n    no image"));
     }
