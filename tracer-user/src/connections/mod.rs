@@ -309,12 +309,16 @@ impl ConnectionTable {
     }
 
     /// Whether the other end of a connection from `local` to `remote` is a
-    /// traced socket whose protocol is being parsed (so spans may come from it).
+    /// traced socket whose protocol is being parsed (so spans may come from
+    /// it), or was until it closed lately.
     pub fn peer_is_traced(&self, local: SocketAddr, remote: SocketAddr) -> bool {
-        self.peers
-            .get(remote, local)
-            .and_then(|key| self.conns.get(&key))
-            .is_some_and(|conn| matches!(conn.state, ProtocolState::Active { .. }))
+        match self.peers.get(remote, local) {
+            Some(key) => self
+                .conns
+                .get(&key)
+                .is_some_and(|conn| matches!(conn.state, ProtocolState::Active { .. })),
+            None => self.peers.closed_lately(remote, local),
+        }
     }
 
     pub fn stats(&self) -> ConnectionStats {
@@ -381,7 +385,8 @@ impl ConnectionTable {
     fn close(&mut self, key: ConnKey, ts_ns: u64, out: &mut ParseOutput) -> Option<Origin> {
         let mut conn = self.conns.remove(&key)?;
         self.stats.closed += 1;
-        self.forget(key, &conn);
+        let spoke = matches!(conn.state, ProtocolState::Active { .. });
+        self.forget(key, &conn, spoke.then_some(ts_ns));
         if conn.saw_ciphertext && !conn.tls {
             self.stats.tls_undecrypted += 1;
         }
@@ -394,9 +399,10 @@ impl ConnectionTable {
         origin
     }
 
-    /// Drops what the side indexes know of a connection that ended.
-    fn forget(&mut self, key: ConnKey, conn: &Connection) {
-        self.peers.remove(conn.local, conn.remote, key);
+    /// Drops what the side indexes know of a connection that ended (and,
+    /// if it spoke a known protocol, `closed` at a time).
+    fn forget(&mut self, key: ConnKey, conn: &Connection, closed: Option<u64>) {
+        self.peers.remove(conn.local, conn.remote, key, closed);
         let conn_ref = ConnRef {
             pid: key.pid,
             fd: key.fd,
@@ -568,7 +574,7 @@ impl ConnectionTable {
             .collect();
         for key in idle {
             if let Some(conn) = self.conns.remove(&key) {
-                self.forget(key, &conn);
+                self.forget(key, &conn, None);
                 self.stats.evicted += 1;
             }
         }

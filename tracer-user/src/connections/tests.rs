@@ -583,3 +583,30 @@ fn a_go_call_is_caused_by_the_request_of_its_goroutine() {
         .and_then(|sender| sender.cause)
         .is_none());
 }
+
+/// The client may read its response and close before the server's write
+/// returns: the server span built after that close still has a traced
+/// caller.
+#[test]
+fn a_client_that_spoke_and_closed_is_still_a_traced_peer() {
+    let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
+    let remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 8080);
+    let mut table = new_table(16);
+    let mut out = ParseOutput::default();
+    table.on_open(&open(Role::Client, 1_000), &mut out);
+    // From the server's side: its local address is the client's remote.
+    assert!(
+        !table.peer_is_traced(remote, local),
+        "no protocol spoken yet"
+    );
+    exchange(&mut table, Direction::Egress, 2_000);
+    assert!(table.peer_is_traced(remote, local));
+    table.on_close(&close(3_000), &mut out);
+    assert!(table.peer_is_traced(remote, local), "closed a moment ago");
+
+    // A connection that never spoke a known protocol leaves nothing.
+    let mut silent = new_table(16);
+    silent.on_open(&open(Role::Client, 1_000), &mut out);
+    silent.on_close(&close(3_000), &mut out);
+    assert!(!silent.peer_is_traced(remote, local));
+}
