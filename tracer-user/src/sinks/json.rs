@@ -7,7 +7,7 @@
 //! and several per span, on every span the tracer emits.
 
 use crate::{
-    protocols::AttrValue,
+    protocols::{AttrValue, SharedStr},
     spans::{Span, SpanId, SpanKind, SpanStatus},
 };
 
@@ -53,15 +53,16 @@ pub fn write_json_line(out: &mut Vec<u8>, span: &Span) {
     out.extend_from_slice(b",\"process\":");
     push_str(out, &span.process);
     out.extend_from_slice(b",\"protocol\":");
-    push_str(out, span.protocol.as_str());
+    push_own_str(out, span.protocol.as_str());
     out.extend_from_slice(b",\"attributes\":{");
     for (i, (key, value)) in span.attributes.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        push_str(out, key);
+        push_own_str(out, key);
         out.push(b':');
         match value {
+            AttrValue::Str(SharedStr::Static(v)) => push_own_str(out, v),
             AttrValue::Str(v) => push_str(out, v),
             AttrValue::Int(v) => push_int(out, *v),
             AttrValue::Bool(true) => out.extend_from_slice(b"true"),
@@ -91,6 +92,19 @@ pub(super) fn push_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
 /// Whether `serde_json` escapes this byte in a string.
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// A string of the tracer's own (an attribute key, a fixed word): it
+/// needs no escaping, so it is copied as it is. Keys and fixed words are
+/// `&'static str`, so none can come from traced bytes.
+fn push_own_str(out: &mut Vec<u8>, text: &'static str) {
+    debug_assert!(
+        !text.bytes().any(needs_escape),
+        "{text:?} would need escaping"
+    );
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 /// A JSON string as `serde_json` writes one: `"`, backslash and the control
@@ -385,6 +399,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// Keys and fixed values are copied unchecked: one that needed
+    /// escaping would be a bug in the tracer, caught in every debug build.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "would need escaping")]
+    fn an_own_word_that_needs_escaping_is_a_bug() {
+        let mut span = sample_span();
+        span.attributes = vec![("key\twith\"odd\\chars", AttrValue::fixed(""))];
+        write_json_line(&mut Vec::new(), &span);
+    }
+
     #[test]
     fn byte_for_byte_what_serde_json_wrote() {
         assert_same_as_reference(&sample_span());
@@ -409,7 +434,7 @@ pub(crate) mod tests {
         span.protocol = Protocol::Postgresql;
         span.attributes = vec![
             ("db.query.text", AttrValue::from(awkward.as_str())),
-            ("key\twith\"odd\\chars", AttrValue::fixed("")),
+            ("empty", AttrValue::fixed("")),
             ("neg", AttrValue::Int(i64::MIN)),
             ("max", AttrValue::Int(i64::MAX)),
             ("zero", AttrValue::Int(0)),
@@ -417,7 +442,7 @@ pub(crate) mod tests {
             ("no", AttrValue::Bool(false)),
             (
                 "shared",
-                AttrValue::Str(crate::protocols::SharedStr::Shared(Arc::from("::1"))),
+                AttrValue::Str(SharedStr::Shared(Arc::from("::1"))),
             ),
             ("dup", AttrValue::Int(1)),
             ("dup", AttrValue::Int(2)),
@@ -426,7 +451,7 @@ pub(crate) mod tests {
 
         span.attributes.clear();
         span.tracestate = Some(String::new());
-        span.name = crate::protocols::SharedStr::Static("");
+        span.name = SharedStr::Static("");
         assert_same_as_reference(&span);
 
         for protocol in Protocol::ALL {
