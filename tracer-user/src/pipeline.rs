@@ -184,7 +184,8 @@ impl Pipeline {
                 let now_ns = clock::monotonic_ns();
                 for (exchange, origin) in exchanges.into_iter().zip(origins) {
                     let ctx = self.context(&origin, event.pid, event.pid);
-                    let (span, keys) = self.span(exchange, &ctx, &origin, 0);
+                    let facts = self.origin_facts(&origin, event.pid);
+                    let (span, keys) = self.span(exchange, &ctx, &origin, 0, facts);
                     self.linker
                         .push(span, keys, now_ns, &self.connections, &mut self.ready);
                 }
@@ -217,36 +218,48 @@ impl Pipeline {
         };
         let ctx = self.context(origin, pid, tid);
         let now_ns = clock::monotonic_ns();
+        // What linking needs to know of the origin's connection and process
+        // is the same for every exchange of one call: asked once.
+        let facts = self.origin_facts(origin, pid);
         // Taken out to be drained, then put back: its room is reused by
         // the next record instead of allocated anew.
         let mut exchanges = std::mem::take(&mut self.parsed.exchanges);
         for (i, exchange) in exchanges.drain(..).enumerate() {
-            let (span, keys) = self.span(exchange, &ctx, origin, i as u64);
+            let (span, keys) = self.span(exchange, &ctx, origin, i as u64, facts);
             self.linker
                 .push(span, keys, now_ns, &self.connections, &mut self.ready);
         }
         self.parsed.exchanges = exchanges;
     }
 
+    fn origin_facts(&self, origin: &Origin, pid: u32) -> OriginFacts {
+        OriginFacts {
+            goroutines: self.connections.runs_goroutines(pid),
+            peer_traced: origin.kind == SpanKind::Server
+                && match (origin.local, origin.remote) {
+                    (Some(local), Some(remote)) => self.connections.peer_is_traced(local, remote),
+                    _ => false,
+                },
+        }
+    }
+
     /// The `nth` exchange completed by one call on `origin`'s connection.
+    #[inline]
     fn span(
         &mut self,
         exchange: Exchange,
         ctx: &SpanContext,
         origin: &Origin,
         nth: u64,
+        facts: OriginFacts,
     ) -> (Span, LinkKeys) {
         let sender = origin.requests.at(exchange.start_ns);
         let (span, mut keys) = self.builder.build(exchange, ctx);
         keys.conn = origin.conn;
         keys.seq = origin.seq + nth;
         keys.sender = sender;
-        keys.goroutines = self.connections.runs_goroutines(ctx.pid);
-        keys.peer_traced = origin.kind == SpanKind::Server
-            && match (origin.local, origin.remote) {
-                (Some(local), Some(remote)) => self.connections.peer_is_traced(local, remote),
-                _ => false,
-            };
+        keys.goroutines = facts.goroutines;
+        keys.peer_traced = facts.peer_traced;
         (span, keys)
     }
 
@@ -302,4 +315,14 @@ impl Pipeline {
         self.tls.prune(clock::monotonic_ns());
         self.linker.prune();
     }
+}
+
+/// What linking needs to know of a span's connection and process beyond
+/// the span itself.
+#[derive(Clone, Copy)]
+struct OriginFacts {
+    /// The process ties calls to requests by goroutine.
+    goroutines: bool,
+    /// A server span whose client is a traced socket of this host.
+    peer_traced: bool,
 }
