@@ -198,9 +198,16 @@ impl RespReader {
                     if rest.first() != Some(&expected) {
                         return (pos, Event::Invalid);
                     }
-                    pos += 1;
-                    if left > 1 {
-                        self.state = State::PayloadEnd { left: left - 1 };
+                    // The whole line end almost always arrives with the
+                    // payload: both bytes taken in one step.
+                    let step = if left == 2 && rest.get(1) == Some(&b'\n') {
+                        2
+                    } else {
+                        1
+                    };
+                    pos += usize::from(step);
+                    if left > step {
+                        self.state = State::PayloadEnd { left: left - step };
                     } else {
                         self.state = State::Line;
                         self.capturing = None;
