@@ -282,7 +282,7 @@ impl Pipeline {
         // The gathered vector itself becomes the batch (no copy of the
         // spans); the next one starts in a vector the sinks are done with,
         // or with room for as many.
-        let next = self.batches.next_vector(n);
+        let next = self.batches.next_vector(n, &mut self.parsed.spare);
         let batch = std::mem::replace(&mut self.ready, next);
         Some(self.batches.batch(batch))
     }

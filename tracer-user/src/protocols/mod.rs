@@ -15,12 +15,14 @@ pub mod postgresql;
 pub mod redis;
 mod registry;
 mod shared_str;
+mod spare_attributes;
 pub mod sql;
 #[cfg(test)]
 pub(crate) mod test_support;
 
 pub use registry::{default_enabled, detect, new_parser, Transport};
 pub use shared_str::SharedStr;
+pub use spare_attributes::SpareAttributes;
 
 use std::fmt;
 
@@ -210,6 +212,8 @@ pub struct ParseOutput {
     /// Times the parser lost its place in a stream and had to resynchronise
     /// (dropping what it held).
     pub desyncs: u64,
+    /// Where each exchange's attribute vector comes from.
+    pub spare: SpareAttributes,
 }
 
 /// Per-connection state of one protocol.

@@ -6,13 +6,15 @@
 //! all take the slow path (measured: malloc was 11% of the pipeline
 //! thread). So the sink that lets go of a batch last sends it home, and the
 //! pipeline drops its spans there and gathers the next batch in its vector.
+//! Each span's attribute vector is kept there too, emptied, for the parsers'
+//! next exchanges.
 
 use std::{
     ops::Deref,
     sync::{mpsc, Arc},
 };
 
-use crate::spans::Span;
+use crate::{protocols::SpareAttributes, spans::Span};
 
 /// A batch of spans shared by every sink.
 pub type SpanBatch = Arc<Batch>;
@@ -76,12 +78,16 @@ impl BatchRecycler {
     }
 
     /// An empty vector to gather the next batch in: a returned one (its
-    /// spans dropped on this thread) if any has come back, else a new one
-    /// with room for `capacity`.
-    pub fn next_vector(&self, capacity: usize) -> Vec<Span> {
+    /// spans dropped on this thread, their attribute vectors given to
+    /// `spare`) if any has come back, else a new one with room for
+    /// `capacity`.
+    pub fn next_vector(&self, capacity: usize, spare: &mut SpareAttributes) -> Vec<Span> {
         let mut next = None;
         // Every returned one is emptied here; the last is kept.
         while let Ok(mut spans) = self.returned.try_recv() {
+            for span in &mut spans {
+                spare.give_back(std::mem::take(&mut span.attributes));
+            }
             spans.clear();
             next = Some(spans);
         }
@@ -104,12 +110,15 @@ mod tests {
         let other_sink = Arc::clone(&batch);
         assert_eq!(batch.len(), 2);
         drop(batch);
+        let mut spare = SpareAttributes::default();
         // Still held by a sink: not back yet.
-        assert_eq!(recycler.next_vector(7).capacity(), 7);
+        assert_eq!(recycler.next_vector(7, &mut spare).capacity(), 7);
+        assert!(spare.is_empty());
         drop(other_sink);
-        let reused = recycler.next_vector(7);
+        let reused = recycler.next_vector(7, &mut spare);
         assert!(reused.is_empty());
         assert_eq!(reused.capacity(), 100);
+        assert_eq!(spare.len(), 2, "both spans' attribute vectors kept");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use message::{parse, rcode_name, type_name, Extent, Header, Question};
 use stream::Reassembler;
 
 use super::{
-    AttrValue, Attributes, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol, Side,
+    AttrValue, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol, Side, SpareAttributes,
 };
 
 /// Queries awaiting an answer; a resolver keeps a few per socket, a busy
@@ -173,6 +173,7 @@ impl Queries {
                     &query,
                     end_ns,
                     Some((response.rcode, response.header.answers)),
+                    &mut out.spare,
                 ));
             }
         }
@@ -180,16 +181,20 @@ impl Queries {
     }
 }
 
-fn exchange(query: &PendingQuery, end_ns: u64, answer: Option<(u16, u16)>) -> Exchange {
+fn exchange(
+    query: &PendingQuery,
+    end_ns: u64,
+    answer: Option<(u16, u16)>,
+    spare: &mut SpareAttributes,
+) -> Exchange {
     let qtype = type_name(query.question.qtype)
         .map_or_else(|| query.question.qtype.to_string(), str::to_owned);
-    let mut attributes: Attributes = vec![
-        (
-            "dns.question.name",
-            AttrValue::from(query.question.name.as_str()),
-        ),
-        ("dns.question.type", AttrValue::from(qtype.as_str())),
-    ];
+    let mut attributes = spare.take(4);
+    attributes.push((
+        "dns.question.name",
+        AttrValue::from(query.question.name.as_str()),
+    ));
+    attributes.push(("dns.question.type", AttrValue::from(qtype.as_str())));
     let mut fault = Fault::None;
     if let Some((rcode, answers)) = answer {
         let code = rcode_name(rcode).map_or_else(|| rcode.to_string(), str::to_owned);
@@ -275,7 +280,7 @@ impl Parser for DnsParser {
             self.queries
                 .pending
                 .drain(..)
-                .map(|query| exchange(&query, ts_ns, None)),
+                .map(|query| exchange(&query, ts_ns, None, &mut out.spare)),
         );
     }
 }

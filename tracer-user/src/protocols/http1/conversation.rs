@@ -50,13 +50,18 @@ impl Conversation {
                     status: answer.status,
                     body_size: None,
                 };
-                out.exchanges
-                    .push(build_exchange(request, Some(response), ts_ns, true));
+                out.exchanges.push(build_exchange(
+                    request,
+                    Some(response),
+                    ts_ns,
+                    true,
+                    &mut out.spare,
+                ));
             }
         }
         for request in self.pending.drain(..) {
             out.exchanges
-                .push(build_exchange(request, None, ts_ns, true));
+                .push(build_exchange(request, None, ts_ns, true, &mut out.spare));
         }
         self.request_in_body = None;
         self.switched = false;
@@ -201,9 +206,13 @@ impl MessageSink for Sink<'_> {
                     status: answer.status,
                     body_size: Some(answer.body_size),
                 };
-                self.out
-                    .exchanges
-                    .push(build_exchange(request, Some(response), ts_ns, false));
+                self.out.exchanges.push(build_exchange(
+                    request,
+                    Some(response),
+                    ts_ns,
+                    false,
+                    &mut self.out.spare,
+                ));
             }
         }
     }

@@ -1,8 +1,6 @@
 //! Turning a paired request and response into an [`Exchange`].
 
-use crate::protocols::{
-    AttrValue, Attributes, Exchange, Fault, Protocol, SharedStr, SPAN_ATTRIBUTES,
-};
+use crate::protocols::{AttrValue, Exchange, Fault, Protocol, SharedStr, SpareAttributes};
 
 use super::body::BodyKind;
 use super::head::RequestHead;
@@ -62,6 +60,7 @@ pub(super) fn build_exchange(
     response: Option<ResponseSummary>,
     end_ns: u64,
     incomplete: bool,
+    spare: &mut SpareAttributes,
 ) -> Exchange {
     let request_body_size = request.body_size(incomplete);
     let RequestHead {
@@ -76,7 +75,7 @@ pub(super) fn build_exchange(
         Some(path) => SharedStr::joined(&[&method, " ", path]),
         None => method.clone(),
     };
-    let mut attributes: Attributes = Vec::with_capacity(9 + SPAN_ATTRIBUTES);
+    let mut attributes = spare.take(9);
     if STANDARD_METHODS.contains(&method.as_str()) {
         attributes.push(("http.request.method", AttrValue::Str(method)));
     } else {

@@ -60,7 +60,7 @@ impl Conversation {
             return;
         }
         out.exchanges
-            .push(build(stream, end_ns, ending, self.options));
+            .push(build(stream, end_ns, ending, self.options, &mut out.spare));
     }
 
     fn on_frame(&mut self, side: Side, ts_ns: u64, frame: Frame<'_>, out: &mut ParseOutput) {

@@ -1,6 +1,8 @@
 //! Turning a finished stream into an [`Exchange`]: plain HTTP/2 or gRPC.
 
-use crate::protocols::{AttrValue, Attributes, Exchange, Fault, ParserOptions, Protocol, Side};
+use crate::protocols::{
+    AttrValue, Attributes, Exchange, Fault, ParserOptions, Protocol, Side, SpareAttributes,
+};
 
 use super::fields::{RequestFields, ResponseFields};
 use super::grpc;
@@ -50,16 +52,19 @@ pub(super) fn build(
     end_ns: u64,
     ending: Ending,
     options: ParserOptions,
+    spare: &mut SpareAttributes,
 ) -> Exchange {
+    // Its own attributes and an `error.type`.
+    let attributes = spare.take(10);
     let incomplete = match ending {
         Ending::Complete => false,
         Ending::Reset { .. } => stream.response.is_none(),
         Ending::Closed => true,
     };
     let (protocol, name, mut attributes, fault) = if stream.is_grpc() {
-        grpc_parts(&stream)
+        grpc_parts(&stream, attributes)
     } else {
-        http_parts(&stream, options)
+        http_parts(&stream, options, attributes)
     };
     let fault = match (fault, ending) {
         (Fault::None, Ending::Reset { by, code }) => reset_fault(by, code),
@@ -80,8 +85,10 @@ pub(super) fn build(
     }
 }
 
-fn grpc_parts(stream: &Stream) -> (Protocol, String, Attributes, Fault) {
-    let mut attributes: Attributes = Vec::with_capacity(7);
+fn grpc_parts(
+    stream: &Stream,
+    mut attributes: Attributes,
+) -> (Protocol, String, Attributes, Fault) {
     attributes.push(("rpc.system", AttrValue::from("grpc")));
     let method = stream.request.path.as_deref().and_then(grpc::split_path);
     let name = match method {
@@ -107,8 +114,11 @@ fn grpc_parts(stream: &Stream) -> (Protocol, String, Attributes, Fault) {
     (Protocol::Grpc, name, attributes, fault)
 }
 
-fn http_parts(stream: &Stream, options: ParserOptions) -> (Protocol, String, Attributes, Fault) {
-    let mut attributes: Attributes = Vec::with_capacity(9);
+fn http_parts(
+    stream: &Stream,
+    options: ParserOptions,
+    mut attributes: Attributes,
+) -> (Protocol, String, Attributes, Fault) {
     let request = &stream.request;
     let (path, query) = match request.path.as_deref() {
         Some(target) => {

@@ -16,8 +16,8 @@ use request::{parse_line, Command, Line, Reply};
 use response::{announced_block, classify, ErrorKind, Outcome};
 
 use super::{
-    AttrValue, Attributes, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol,
-    SharedStr, Side, SPAN_ATTRIBUTES,
+    AttrValue, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol, SharedStr, Side,
+    SpareAttributes,
 };
 
 /// Commands sent but not yet answered; deeper pipelines mean we lost track.
@@ -153,7 +153,7 @@ impl MemcachedParser {
         if noreply {
             let end_ns = pending.start_ns;
             out.exchanges
-                .extend(exchange(pending, end_ns, Answer::None));
+                .extend(exchange(pending, end_ns, Answer::None, &mut out.spare));
             return;
         }
         if self.pending.len() >= MAX_PENDING {
@@ -217,7 +217,8 @@ impl MemcachedParser {
 
     fn complete(&mut self, end_ns: u64, answer: Answer, out: &mut ParseOutput) {
         if let Some(pending) = self.pending.pop_front() {
-            out.exchanges.extend(exchange(pending, end_ns, answer));
+            out.exchanges
+                .extend(exchange(pending, end_ns, answer, &mut out.spare));
         }
     }
 
@@ -245,11 +246,14 @@ enum Answer {
 }
 
 /// The exchange for a reported command.
-fn exchange(pending: Pending, end_ns: u64, answer: Answer) -> Option<Exchange> {
+fn exchange(
+    pending: Pending,
+    end_ns: u64,
+    answer: Answer,
+    spare: &mut SpareAttributes,
+) -> Option<Exchange> {
     let command = pending.command?;
-    // Room for the optional attributes and what the span builder adds, so
-    // the vector is allocated once.
-    let mut attributes: Attributes = Vec::with_capacity(5 + SPAN_ATTRIBUTES);
+    let mut attributes = spare.take(5);
     attributes.push(("db.system.name", AttrValue::fixed("memcached")));
     attributes.push(("db.operation.name", AttrValue::fixed(command.name())));
     if pending.keys > 1 {
@@ -319,7 +323,7 @@ impl Parser for MemcachedParser {
         // whole; queued ones went unanswered.
         self.storing = None;
         for pending in self.pending.drain(..) {
-            if let Some(mut exchange) = exchange(pending, ts_ns, Answer::None) {
+            if let Some(mut exchange) = exchange(pending, ts_ns, Answer::None, &mut out.spare) {
                 exchange.incomplete = true;
                 out.exchanges.push(exchange);
             }

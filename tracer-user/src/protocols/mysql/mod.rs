@@ -460,6 +460,7 @@ impl Session {
             statement.as_deref(),
             command.start_ns,
             outcome,
+            &mut out.spare,
         ));
     }
 

@@ -177,6 +177,7 @@ impl Request {
             self.statement.as_deref(),
             self.start_ns,
             outcome,
+            &mut out.spare,
         ));
     }
 }

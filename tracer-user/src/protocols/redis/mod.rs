@@ -18,8 +18,8 @@ pub use detect::detect;
 use resp::{CaptureLimits, Event, RespReader, Role, Value};
 
 use super::{
-    AttrValue, Attributes, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol,
-    SharedStr, Side, SPAN_ATTRIBUTES,
+    AttrValue, Exchange, Fault, ParseOutput, Parser, ParserOptions, Protocol, SharedStr, Side,
+    SpareAttributes,
 };
 
 /// Commands sent but not yet answered; a pipeline deeper than this means we
@@ -237,7 +237,7 @@ impl RedisParser {
                 }
                 CommandKind::Plain | CommandKind::PubSub { .. } => {}
             }
-            let exchange = complete(command, Some(reply), ts_ns);
+            let exchange = complete(command, Some(reply), ts_ns, &mut out.spare);
             out.exchanges.push(exchange);
         }
     }
@@ -284,7 +284,8 @@ impl RedisParser {
                     .filter(|&extra| extra > 0)
                     .map(|extra| (kind, extra));
             }
-            out.exchanges.push(complete(command, Some(reply), ts_ns));
+            out.exchanges
+                .push(complete(command, Some(reply), ts_ns, &mut out.spare));
         }
     }
 
@@ -360,10 +361,13 @@ fn is_monitor_line(reply: &Value) -> bool {
 }
 
 /// The exchange for `command`, answered by `reply` (`None`: never answered).
-fn complete(command: PendingCommand, reply: Option<&Value>, end_ns: u64) -> Exchange {
-    // Room for the status code and what the span builder adds, so the
-    // vector is allocated once.
-    let mut attributes: Attributes = Vec::with_capacity(4 + SPAN_ATTRIBUTES);
+fn complete(
+    command: PendingCommand,
+    reply: Option<&Value>,
+    end_ns: u64,
+    spare: &mut SpareAttributes,
+) -> Exchange {
+    let mut attributes = spare.take(4);
     attributes.push(("db.system.name", AttrValue::fixed("redis")));
     attributes.push(("db.operation.name", AttrValue::Str(command.name.clone())));
     attributes.push(("db.query.text", AttrValue::Str(command.query_text)));
@@ -431,7 +435,7 @@ impl Parser for RedisParser {
         out.exchanges.extend(
             self.pending
                 .drain(..)
-                .map(|command| complete(command, None, ts_ns)),
+                .map(|command| complete(command, None, ts_ns, &mut out.spare)),
         );
         self.extra_confirmations = None;
     }

@@ -10,7 +10,7 @@ mod tests;
 pub(crate) use bounded_map::BoundedMap;
 pub use sanitize::{operation_name, sanitize, Dialect};
 
-use super::{AttrValue, Attributes, Exchange, Fault, Protocol, SharedStr, SPAN_ATTRIBUTES};
+use super::{AttrValue, Exchange, Fault, Protocol, SharedStr, SpareAttributes};
 
 /// Longest `db.query.text` emitted, in bytes; longer statements are cut at a
 /// character boundary (after sanitising, so no literal is ever cut in half).
@@ -85,10 +85,9 @@ pub(crate) fn exchange(
     statement: Option<&Statement>,
     start_ns: u64,
     outcome: Outcome,
+    spare: &mut SpareAttributes,
 ) -> Exchange {
-    // Room for what the span builder adds too, so the vector is allocated
-    // once.
-    let mut attributes: Attributes = Vec::with_capacity(5 + SPAN_ATTRIBUTES);
+    let mut attributes = spare.take(5);
     attributes.push(("db.system.name", AttrValue::fixed(system)));
     let operation = statement.and_then(|s| s.operation.as_deref());
     if let Some(operation) = operation {

@@ -1,6 +1,6 @@
 use super::framing::{Format, Framer, GapStep, Probe, Step, MAX_BUFFERED};
 use super::{exchange, operation_name, sanitize, Dialect, Outcome, Statement};
-use crate::protocols::{Fault, Protocol};
+use crate::protocols::{Fault, Protocol, SpareAttributes};
 
 fn pg(sql: &str) -> String {
     sanitize(sql, Dialect::Postgres)
@@ -185,6 +185,7 @@ fn exchange_names_fall_back_to_the_system() {
             error_code: Some("42P01".into()),
             ..Outcome::default()
         },
+        &mut SpareAttributes::default(),
     );
     assert_eq!(failed.name, "postgresql");
     assert_eq!(failed.fault, Fault::Server);
