@@ -216,39 +216,98 @@ impl RespReader {
                         }
                     }
                 }
-                State::Line => match rest.iter().position(|&b| b == b'\n') {
-                    None => {
-                        if self.partial_line.len() + rest.len() > self.line_limit(rest)
-                            || !self.could_start_line(rest)
-                        {
-                            return (pos, Event::Invalid);
+                State::Line => {
+                    if let Some(payload) = self.whole_bulk(rest) {
+                        pos += self.take_whole_bulk(rest, payload);
+                        if self.element_done() {
+                            return (pos, self.finish_value());
                         }
-                        self.partial_line.extend_from_slice(rest);
-                        pos = data.len();
+                        continue;
                     }
-                    Some(newline) => {
-                        let head = rest.get(..newline).unwrap_or_default();
-                        pos += newline + 1;
-                        let mut line = std::mem::take(&mut self.partial_line);
-                        let outcome = if line.is_empty() {
-                            self.on_line(head)
-                        } else {
-                            line.extend_from_slice(head);
-                            self.on_line(&line)
-                        };
-                        line.clear();
-                        self.partial_line = line;
-                        match outcome {
-                            LineOutcome::Continue => {}
-                            LineOutcome::ValueDone => return (pos, self.finish_value()),
-                            LineOutcome::Ignored => self.in_value = false,
-                            LineOutcome::Invalid => return (pos, Event::Invalid),
+                    match rest.iter().position(|&b| b == b'\n') {
+                        None => {
+                            if self.partial_line.len() + rest.len() > self.line_limit(rest)
+                                || !self.could_start_line(rest)
+                            {
+                                return (pos, Event::Invalid);
+                            }
+                            self.partial_line.extend_from_slice(rest);
+                            pos = data.len();
+                        }
+                        Some(newline) => {
+                            let head = rest.get(..newline).unwrap_or_default();
+                            pos += newline + 1;
+                            let mut line = std::mem::take(&mut self.partial_line);
+                            let outcome = if line.is_empty() {
+                                self.on_line(head)
+                            } else {
+                                line.extend_from_slice(head);
+                                self.on_line(&line)
+                            };
+                            line.clear();
+                            self.partial_line = line;
+                            match outcome {
+                                LineOutcome::Continue => {}
+                                LineOutcome::ValueDone => return (pos, self.finish_value()),
+                                LineOutcome::Ignored => self.in_value = false,
+                                LineOutcome::Invalid => return (pos, Event::Invalid),
+                            }
                         }
                     }
-                },
+                }
             }
         }
         (pos, Event::NeedMore)
+    }
+
+    /// A bulk string that arrived whole, where one is legal, as (payload
+    /// start, payload end): the commonest RESP element (every argument of a
+    /// command, a `GET`'s reply), read in one step instead of through the
+    /// line, payload and line-end states. Anything else (a length with a
+    /// sign or past 9 digits, a null, a bulk at a command's top level, bytes
+    /// still to come) is `None`, left to those states, which read the same
+    /// bytes to the same value.
+    fn whole_bulk(&self, rest: &[u8]) -> Option<(usize, usize)> {
+        if rest.first() != Some(&b'$')
+            || !self.partial_line.is_empty()
+            || (self.role == Role::Commands && self.frames.is_empty())
+        {
+            return None;
+        }
+        // MAX_BULK_LEN has 9 digits; u64 cannot overflow on as many.
+        let mut len: u64 = 0;
+        let mut at = 1;
+        loop {
+            let &byte = rest.get(at)?;
+            if byte == b'\r' {
+                break;
+            }
+            if !byte.is_ascii_digit() || at > 9 {
+                return None;
+            }
+            len = len * 10 + u64::from(byte - b'0');
+            at += 1;
+        }
+        if at == 1 || rest.get(at + 1) != Some(&b'\n') || len > MAX_BULK_LEN.unsigned_abs() {
+            return None;
+        }
+        let start = at + 2;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        (rest.get(end..end.checked_add(2)?) == Some(b"\r\n")).then_some((start, end))
+    }
+
+    /// Reads the whole bulk string `rest` starts with, its payload at
+    /// `start..end` (found by [`Self::whole_bulk`]), as the general path
+    /// would; returns the bytes consumed. The caller ends the element.
+    fn take_whole_bulk(&mut self, rest: &[u8], (start, end): (usize, usize)) -> usize {
+        if self.frames.is_empty() {
+            self.value.kind = b'$';
+            self.value.count = 1;
+        }
+        // Captured at once, it is kept and marked truncated exactly as when
+        // captured empty and then fed its payload.
+        self.capture_item(rest.get(start..end).unwrap_or_default());
+        end + 2
     }
 
     /// `len` bytes were lost: true if they fall inside the bulk payload being
@@ -565,4 +624,118 @@ fn is_double(bytes: &[u8]) -> bool {
             && unsigned
                 .iter()
                 .all(|&b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a reader makes of `bytes`: every value it ends (type byte,
+    /// count, captured items) or where it found them invalid.
+    #[derive(Debug, PartialEq)]
+    enum Read {
+        Value(u8, i64, Vec<(Vec<u8>, bool)>),
+        Invalid,
+    }
+
+    const LIMITS: CaptureLimits = CaptureLimits {
+        items: 3,
+        bytes_per_item: 4,
+    };
+
+    /// `bytes` fed in chunks of `chunk` bytes.
+    fn read(role: Role, bytes: &[u8], chunk: usize) -> Vec<Read> {
+        let mut reader = RespReader::new(role, LIMITS);
+        let mut found = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            let mut rest = piece;
+            while !rest.is_empty() {
+                let (used, event) = reader.advance(rest, 1);
+                rest = rest.get(used..).unwrap_or_default();
+                match event {
+                    Event::NeedMore => {}
+                    Event::Value => {
+                        let value = reader.value();
+                        let items = (0..)
+                            .map_while(|i| value.item(i))
+                            .map(|(bytes, truncated)| (bytes.to_vec(), truncated))
+                            .collect();
+                        found.push(Read::Value(value.kind(), value.count(), items));
+                    }
+                    Event::Invalid => {
+                        found.push(Read::Invalid);
+                        return found;
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Byte by byte, no bulk string is ever whole in the input: the general
+    /// path reads them all. In one piece, the whole-bulk step does.
+    fn same_both_ways(role: Role, bytes: &[u8]) -> Vec<Read> {
+        let whole = read(role, bytes, bytes.len().max(1));
+        assert_eq!(
+            read(role, bytes, 1),
+            whole,
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+        whole
+    }
+
+    #[test]
+    fn whole_bulk_strings_read_as_the_general_path_reads_them() {
+        let commands: &[&[u8]] = &[
+            b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$0\r\n\r\n",
+            b"*2\r\n$3\r\nGET\r\n$03\r\nkey\r\n",
+            b"*2\r\n$3\r\nGET\r\n$+3\r\nkey\r\n",
+            b"*5\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n$1\r\ne\r\n",
+            b"*1\r\n$3\r\nabcXY",
+            b"*1\r\n$3\r\nab",
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n$1234567890\r\nx\r\n",
+            b"*1\r\n$536870913\r\nx\r\n",
+            b"*1\r\n$\r\n\r\n",
+            b"$3\r\nGET\r\n",
+        ];
+        for bytes in commands {
+            same_both_ways(Role::Commands, bytes);
+        }
+        let replies: &[&[u8]] = &[
+            b"$5\r\nhello\r\n$-1\r\n$0\r\n\r\n",
+            b"*2\r\n$2\r\nok\r\n*1\r\n$3\r\nnested\r\n",
+            b"%1\r\n$1\r\nk\r\n$1\r\nv\r\n|1\r\n$1\r\na\r\n$1\r\nb\r\n$2\r\nhi\r\n",
+            b"$2\r\nhi\n\r",
+        ];
+        for bytes in replies {
+            same_both_ways(Role::Replies, bytes);
+        }
+        // And what they read to, so neither way can be wrong alike.
+        assert_eq!(
+            same_both_ways(Role::Commands, commands[0]),
+            [Read::Value(
+                b'*',
+                3,
+                vec![
+                    (b"SET".to_vec(), false),
+                    (b"key:".to_vec(), true),
+                    (Vec::new(), false)
+                ]
+            )]
+        );
+        assert_eq!(
+            same_both_ways(Role::Replies, replies[0]),
+            [
+                Read::Value(b'$', 1, vec![(b"hell".to_vec(), true)]),
+                Read::Value(b'$', -1, vec![(Vec::new(), false)]),
+                Read::Value(b'$', 1, vec![(Vec::new(), false)]),
+            ]
+        );
+        assert_eq!(same_both_ways(Role::Commands, commands[4]), [Read::Invalid]);
+        assert_eq!(same_both_ways(Role::Commands, commands[5]), []);
+        assert_eq!(same_both_ways(Role::Commands, commands[7]), [Read::Invalid]);
+        assert_eq!(same_both_ways(Role::Replies, replies[3]), [Read::Invalid]);
+    }
 }
