@@ -1,6 +1,10 @@
 //! Message heads (start line and header block): collecting their bytes
 //! across reads, and reading what the parser needs out of them.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use crate::protocols::{SharedStr, TraceContext};
 
 use super::body::BodyKind;
@@ -68,6 +72,16 @@ impl HeadBuffer {
     /// Finds how much of `input` belongs to this head, remembering line
     /// state across calls; append that much with [`Self::extend`].
     pub fn scan(&mut self, input: &[u8]) -> Scan {
+        if self.line == LineState::InLine {
+            // Usually the whole rest of the head is here: found in one search.
+            if let Some(end) = empty_line_end(input) {
+                return Scan {
+                    take: end,
+                    ended: true,
+                    saw_line_end: true,
+                };
+            }
+        }
         let mut saw_line_end = false;
         let mut i = 0;
         while let Some(&byte) = input.get(i) {
@@ -107,6 +121,26 @@ impl HeadBuffer {
 
     pub fn extend(&mut self, bytes: &[u8]) {
         self.bytes.extend_from_slice(bytes);
+    }
+}
+
+/// Just past the first empty line in `input`, read from inside a line: the
+/// end of the first `\n\r\n` or `\n\n`. Two vectorised searches instead of
+/// one `memchr` per line and a state step per line end (callgrind on the
+/// replay example: 12.17k -> 11.68k instructions per HTTP span).
+fn empty_line_end(input: &[u8]) -> Option<usize> {
+    static CRLF_LINE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
+    static LF_LINE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    match CRLF_LINE.find(input) {
+        // A bare line feed's empty line ends the head first if it is
+        // there, and it would start before `at`.
+        Some(at) => Some(
+            input
+                .get(..=at)
+                .and_then(|before| LF_LINE.find(before))
+                .map_or(at + 3, |lf| lf + 2),
+        ),
+        None => LF_LINE.find(input).map(|lf| lf + 2),
     }
 }
 
