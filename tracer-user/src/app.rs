@@ -362,7 +362,7 @@ impl Turns for Run {
         drain(
             &mut self.ring,
             &mut self.pipeline,
-            &self.sinks,
+            &mut self.sinks,
             &mut self.kernel,
         );
     }
@@ -475,13 +475,13 @@ impl Run {
             mut kernel,
             mut ring,
             mut pipeline,
-            sinks,
+            mut sinks,
             latency,
             hook_errors,
             attach_times,
             ..
         } = self;
-        drain(&mut ring, &mut pipeline, &sinks, &mut kernel);
+        drain(&mut ring, &mut pipeline, &mut sinks, &mut kernel);
         // What still waits for a parent goes out as it stands.
         pipeline.flush_linking();
         if let Some(batch) = pipeline.take_batch() {
@@ -529,7 +529,7 @@ fn counters(
 fn drain(
     ring: &mut EventRing,
     pipeline: &mut Pipeline,
-    sinks: &Sinks,
+    sinks: &mut Sinks,
     kernel: &mut AttachedKernel,
 ) {
     loop {

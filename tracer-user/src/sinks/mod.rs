@@ -1,6 +1,9 @@
 //! Sinks: where finished spans go. Each sink runs on its own thread or task
-//! behind a bounded queue of span batches, so a slow sink never stalls
-//! capture; a batch that finds a sink's queue full is dropped and counted.
+//! behind a bounded queue, so a slow sink never stalls capture; a batch that
+//! finds a sink's queue full is dropped and counted. Most sinks queue span
+//! batches; a sink that only writes bytes (stdout) has its spans encoded on
+//! the sending thread, where they were just built and are still in cache,
+//! and queues the bytes: its thread only writes.
 
 mod batch;
 pub mod file;
@@ -108,10 +111,40 @@ impl SinkQueue {
     }
 }
 
+/// Turns spans into the bytes a writing sink writes. Runs on the thread
+/// that hands the spans over, while they are in its cache: encoded on the
+/// sink's thread, they came from another core's cache, and the tracer used
+/// 10% more CPU with stdout JSON (nginx at 8,000 req/s, 5 interleaved
+/// pairs) and 25% more per Redis `-P 16` command (1.11-1.23 vs 0.85-0.98 µs).
+pub type Encoder = Box<dyn FnMut(&[Span], &mut Vec<u8>) + Send>;
+
+/// Encoded spans on their way to a writing sink's thread.
+struct Encoded {
+    bytes: Vec<u8>,
+    spans: u64,
+}
+
+/// Byte buffers a writing sink's thread is done with, kept for the next
+/// batches; larger ones (a huge batch at exit) are let go.
+const SPARE_BUFFERS: usize = 4;
+const MAX_SPARE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// How spans reach a sink's thread.
+enum Feed {
+    /// As shared span batches.
+    Spans(mpsc::SyncSender<SpanBatch>),
+    /// Encoded here, as bytes.
+    Bytes {
+        encode: Encoder,
+        queue: mpsc::SyncSender<Encoded>,
+        spare: mpsc::Receiver<Vec<u8>>,
+    },
+}
+
 /// One running sink: a queue and whoever drains it.
 pub struct SinkHandle {
     name: &'static str,
-    queue: mpsc::SyncSender<SpanBatch>,
+    feed: Feed,
     counters: Arc<SinkCounters>,
     worker: thread::JoinHandle<()>,
     verbs: SinkVerbs,
@@ -139,7 +172,7 @@ impl SinkHandle {
             .spawn(move || work(sink_queue))?;
         Ok(SinkHandle {
             name,
-            queue,
+            feed: Feed::Spans(queue),
             counters,
             worker,
             verbs: SinkVerbs::WRITE,
@@ -178,14 +211,74 @@ impl SinkHandle {
         })
     }
 
-    /// Queues `batch` unless the queue is full; then its spans count as
-    /// lost to a full queue.
-    fn offer(&self, batch: SpanBatch) {
+    /// Runs `write` on its own thread for the bytes `encode` makes of each
+    /// batch on the sending thread; a write's spans count as written or
+    /// failed as a whole.
+    pub fn spawn_writer(
+        name: &'static str,
+        capacity: usize,
+        encode: Encoder,
+        mut write: impl FnMut(&[u8]) -> std::io::Result<()> + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (queue, chunks) = mpsc::sync_channel::<Encoded>(capacity);
+        let (home, spare) = mpsc::sync_channel::<Vec<u8>>(SPARE_BUFFERS);
+        let counters = Arc::new(SinkCounters::default());
+        let worker_counters = counters.clone();
+        let worker = thread::Builder::new()
+            .name(format!("sink-{name}"))
+            .spawn(move || {
+                while let Ok(Encoded { mut bytes, spans }) = chunks.recv() {
+                    worker_counters.queued.fetch_sub(1, Ordering::Relaxed);
+                    let outcome = write(&bytes);
+                    bytes.clear();
+                    if bytes.capacity() <= MAX_SPARE_BUFFER_BYTES {
+                        let _ = home.try_send(bytes);
+                    }
+                    let Err(err) = outcome else {
+                        worker_counters.written.fetch_add(spans, Ordering::Relaxed);
+                        continue;
+                    };
+                    worker_counters.failed.fetch_add(spans, Ordering::Relaxed);
+                    // A reader that went away (e.g. `| head`) is not news
+                    // each time; the rest is still drained to be counted.
+                    if err.kind() != std::io::ErrorKind::BrokenPipe {
+                        log::warn!("sink {name}: {err}");
+                    }
+                }
+            })?;
+        Ok(SinkHandle {
+            name,
+            feed: Feed::Bytes {
+                encode,
+                queue,
+                spare,
+            },
+            counters,
+            worker,
+            verbs: SinkVerbs::WRITE,
+            reported: true,
+        })
+    }
+
+    /// Queues `batch` (or its encoding) unless the queue is full; then its
+    /// spans count as lost to a full queue.
+    fn offer(&mut self, batch: &SpanBatch) {
         // Counted before the send so the worker never sees it negative.
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(mpsc::TrySendError::Full(batch) | mpsc::TrySendError::Disconnected(batch)) =
-            self.queue.try_send(batch)
-        {
+        let refused = match &mut self.feed {
+            Feed::Spans(queue) => queue.try_send(Arc::clone(batch)).is_err(),
+            Feed::Bytes {
+                encode,
+                queue,
+                spare,
+            } => {
+                let mut bytes = spare.try_recv().unwrap_or_default();
+                encode(batch, &mut bytes);
+                let spans = batch.len() as u64;
+                queue.try_send(Encoded { bytes, spans }).is_err()
+            }
+        };
+        if refused {
             self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             self.counters
                 .queue_full
@@ -227,14 +320,13 @@ impl Sinks {
         self.sinks.push(sink);
     }
 
-    pub fn send(&self, batch: SpanBatch) {
-        // The last sink takes the caller's reference, the others a clone.
-        if let Some((last, others)) = self.sinks.split_last() {
-            for sink in others {
-                sink.offer(Arc::clone(&batch));
-            }
-            last.offer(batch);
+    pub fn send(&mut self, batch: SpanBatch) {
+        for sink in &mut self.sinks {
+            sink.offer(&batch);
         }
+        // Sinks that queue spans hold their own references; with none, the
+        // batch's vector goes home from here.
+        drop(batch);
     }
 
     /// Every sink's name and counters, for the health metrics.
@@ -264,13 +356,13 @@ impl Sinks {
         for sink in self.sinks {
             let SinkHandle {
                 name,
-                queue,
+                feed,
                 worker,
                 counters,
                 verbs,
                 reported,
             } = sink;
-            drop(queue);
+            drop(feed);
             workers.push((name, worker, counters, verbs, reported));
         }
         let mut reports = Vec::new();
@@ -291,33 +383,25 @@ impl Sinks {
     }
 }
 
-/// Bytes of stdout lines written at once (whole lines only).
-const STDOUT_CHUNK: usize = 64 * 1024;
-
 /// A sink writing one line per span to stdout; `None` for `--output none`.
 pub fn stdout_sink(format: OutputFormat, capacity: usize) -> std::io::Result<Option<SinkHandle>> {
     if format == OutputFormat::None {
         return Ok(None);
     }
-    // Lines are gathered and written a chunk at a time: stdout is line
-    // buffered, so writing each line on its own cost a write(2) per span.
-    let mut lines = Vec::with_capacity(STDOUT_CHUNK + 1024);
-    let sink = SinkHandle::spawn_blocking(format.name(), capacity, move |spans| {
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        lines.clear();
+    let encode: Encoder = Box::new(move |spans, lines| {
         for span in spans {
             match format {
-                OutputFormat::Text => write_text_line(&mut lines, span),
-                OutputFormat::Json => write_json_line(&mut lines, span),
+                OutputFormat::Text => write_text_line(lines, span),
+                OutputFormat::Json => write_json_line(lines, span),
                 OutputFormat::None => {}
             }
-            if lines.len() >= STDOUT_CHUNK {
-                out.write_all(&lines)?;
-                lines.clear();
-            }
         }
-        out.write_all(&lines)?;
+    });
+    // A batch's lines are written at once: stdout is line buffered, so
+    // writing each line on its own cost a write(2) per span.
+    let sink = SinkHandle::spawn_writer(format.name(), capacity, encode, |lines| {
+        let mut out = std::io::stdout().lock();
+        out.write_all(lines)?;
         out.flush()
     })?;
     Ok(Some(sink.unreported()))
@@ -340,5 +424,80 @@ impl OutputFormat {
             OutputFormat::Json => "stdout-json",
             OutputFormat::None => "none",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fmt::Write as _, sync::Mutex};
+
+    use super::*;
+    use crate::{protocols::SharedStr, sinks::json::tests::sample_span};
+
+    /// A writing sink over a shared buffer that fails the writes it is told to.
+    fn writer(fail_at: &'static [usize]) -> (Sinks, Arc<Mutex<Vec<u8>>>) {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let into = written.clone();
+        let mut writes = 0;
+        let encode: Encoder = Box::new(|spans, out| {
+            for span in spans {
+                out.extend_from_slice(span.name.as_bytes());
+                out.push(b'\n');
+            }
+        });
+        let sink = SinkHandle::spawn_writer("test", 64, encode, move |bytes| {
+            writes += 1;
+            if fail_at.contains(&writes) {
+                return Err(std::io::Error::other("refused"));
+            }
+            into.lock().unwrap().extend_from_slice(bytes);
+            Ok(())
+        })
+        .unwrap();
+        let mut sinks = Sinks::default();
+        sinks.add(sink);
+        (sinks, written)
+    }
+
+    fn named(names: &[&str]) -> SpanBatch {
+        Batch::new(
+            names
+                .iter()
+                .map(|name| {
+                    let mut span = sample_span();
+                    span.name = SharedStr::Owned((*name).to_owned());
+                    span
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_writing_sink_writes_each_batch_encoded_in_order() {
+        let (mut sinks, written) = writer(&[]);
+        for round in 0..20 {
+            sinks.send(named(&[&format!("a{round}"), &format!("b{round}")]));
+        }
+        let reports = sinks.finish();
+        let mut expected = String::new();
+        for round in 0..20 {
+            writeln!(expected, "a{round}\nb{round}").unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(written.lock().unwrap().clone()).unwrap(),
+            expected
+        );
+        assert_eq!((reports[0].written, reports[0].failed), (40, 0));
+    }
+
+    #[test]
+    fn a_failed_write_counts_its_batch_as_failed() {
+        let (mut sinks, written) = writer(&[2]);
+        sinks.send(named(&["one"]));
+        sinks.send(named(&["two", "three"]));
+        sinks.send(named(&["four"]));
+        let reports = sinks.finish();
+        assert_eq!(written.lock().unwrap().as_slice(), b"one\nfour\n");
+        assert_eq!((reports[0].written, reports[0].failed), (2, 2));
     }
 }

@@ -410,7 +410,7 @@ mod tests {
     #[test]
     fn everything_arrives_when_the_collector_is_up() {
         let (c, _down, received) = collector(false);
-        let sinks = sink(c, fast());
+        let mut sinks = sink(c, fast());
         for n in [1, 3, 10, 2] {
             sinks.send(batch(n));
         }
@@ -426,7 +426,7 @@ mod tests {
     fn a_short_outage_is_ridden_out() {
         let (c, down, received) = collector(false);
         down.store(true, Ordering::SeqCst);
-        let sinks = sink(c, fast());
+        let mut sinks = sink(c, fast());
         for _ in 0..5 {
             sinks.send(batch(3));
             thread::sleep(Duration::from_millis(30));
@@ -446,7 +446,7 @@ mod tests {
             retry_budget: Duration::from_millis(100),
             ..fast()
         };
-        let sinks = sink(c, timing);
+        let mut sinks = sink(c, timing);
         for _ in 0..40 {
             sinks.send(batch(5));
             thread::sleep(Duration::from_millis(5));
@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn permanent_errors_drop_at_once() {
         let (c, _down, _received) = collector(true);
-        let sinks = sink(c, fast());
+        let mut sinks = sink(c, fast());
         sinks.send(batch(6));
         let reports = sinks.finish();
         assert_eq!((reports[0].written, reports[0].failed), (0, 6));
@@ -471,7 +471,7 @@ mod tests {
     fn exit_flush_waits_for_a_collector_that_comes_back() {
         let (c, down, received) = collector(false);
         down.store(true, Ordering::SeqCst);
-        let sinks = sink(c, fast());
+        let mut sinks = sink(c, fast());
         sinks.send(batch(7));
         let (done_tx, done_rx) = mpsc::channel();
         let revive = down.clone();
