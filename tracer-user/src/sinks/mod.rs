@@ -129,10 +129,21 @@ struct Encoded {
 const SPARE_BUFFERS: usize = 4;
 const MAX_SPARE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
+/// Takes a batch's spans on the sending thread, for a sink whose work per
+/// span is small and whose thread only reports now and then.
+pub type Recorder = Box<dyn FnMut(&[Span]) + Send>;
+
 /// How spans reach a sink's thread.
 enum Feed {
     /// As shared span batches.
     Spans(mpsc::SyncSender<SpanBatch>),
+    /// Not at all: they are recorded on the sending thread; dropping `stop`
+    /// tells the sink's thread to finish.
+    Recorded {
+        record: Recorder,
+        #[expect(dead_code, reason = "held to be dropped: that ends the sink's thread")]
+        stop: mpsc::Sender<()>,
+    },
     /// Encoded here, as bytes.
     Bytes {
         encode: Encoder,
@@ -260,12 +271,42 @@ impl SinkHandle {
         })
     }
 
+    /// Calls `record` with every batch on the sending thread, and runs
+    /// `work` on its own thread until the sink is finished (its receiver
+    /// then reports disconnection).
+    pub fn spawn_recorded(
+        name: &'static str,
+        record: Recorder,
+        work: impl FnOnce(mpsc::Receiver<()>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel();
+        let worker = thread::Builder::new()
+            .name(format!("sink-{name}"))
+            .spawn(move || work(stopped))?;
+        Ok(SinkHandle {
+            name,
+            feed: Feed::Recorded { record, stop },
+            counters: Arc::new(SinkCounters::default()),
+            worker,
+            verbs: SinkVerbs::WRITE,
+            reported: true,
+        })
+    }
+
     /// Queues `batch` (or its encoding) unless the queue is full; then its
     /// spans count as lost to a full queue.
     fn offer(&mut self, batch: &SpanBatch) {
+        if let Feed::Recorded { record, .. } = &mut self.feed {
+            record(batch);
+            self.counters
+                .written
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return;
+        }
         // Counted before the send so the worker never sees it negative.
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
         let refused = match &mut self.feed {
+            Feed::Recorded { .. } => false,
             Feed::Spans(queue) => queue.try_send(Arc::clone(batch)).is_err(),
             Feed::Bytes {
                 encode,

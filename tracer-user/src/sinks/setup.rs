@@ -109,13 +109,8 @@ pub fn start(
             queue_batches,
         )?);
     }
-    let (summary, latency) = summary::spawn(
-        resource,
-        config.summary_every,
-        config.summary_format,
-        queue_batches,
-    )
-    .map_err(|e| SetupError::Spawn("summary", e))?;
+    let (summary, latency) = summary::spawn(resource, config.summary_every, config.summary_format)
+        .map_err(|e| SetupError::Spawn("summary", e))?;
     sinks.add(summary);
     health.set_sinks(sinks.counters());
     Ok((sinks, latency))
