@@ -3,7 +3,8 @@
 //! finds a sink's queue full is dropped and counted. Most sinks queue span
 //! batches; a sink that only writes bytes (stdout) has its spans encoded on
 //! the sending thread, where they were just built and are still in cache,
-//! and queues the bytes: its thread only writes.
+//! and queues the bytes: its thread only writes. The latency table is kept
+//! on the sending thread too; its sink's thread only prints it.
 
 mod batch;
 pub mod file;
@@ -294,7 +295,7 @@ impl SinkHandle {
     }
 
     /// Queues `batch` (or its encoding) unless the queue is full; then its
-    /// spans count as lost to a full queue.
+    /// spans count as lost to a full queue. A recording sink takes it here.
     fn offer(&mut self, batch: &SpanBatch) {
         if let Feed::Recorded { record, .. } = &mut self.feed {
             record(batch);
@@ -306,7 +307,7 @@ impl SinkHandle {
         // Counted before the send so the worker never sees it negative.
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
         let refused = match &mut self.feed {
-            Feed::Recorded { .. } => false,
+            Feed::Recorded { .. } => false, // taken above
             Feed::Spans(queue) => queue.try_send(Arc::clone(batch)).is_err(),
             Feed::Bytes {
                 encode,
