@@ -217,47 +217,55 @@ impl RespReader {
                     }
                 }
                 State::Line => {
-                    if let Some(payload) = self.whole_bulk(rest) {
-                        pos += self.take_whole_bulk(rest, payload);
-                        if self.element_done() {
-                            return (pos, self.finish_value());
-                        }
-                        continue;
-                    }
-                    match rest.iter().position(|&b| b == b'\n') {
-                        None => {
-                            if self.partial_line.len() + rest.len() > self.line_limit(rest)
-                                || !self.could_start_line(rest)
-                            {
-                                return (pos, Event::Invalid);
-                            }
-                            self.partial_line.extend_from_slice(rest);
-                            pos = data.len();
-                        }
-                        Some(newline) => {
-                            let head = rest.get(..newline).unwrap_or_default();
-                            pos += newline + 1;
-                            let mut line = std::mem::take(&mut self.partial_line);
-                            let outcome = if line.is_empty() {
-                                self.on_line(head)
-                            } else {
-                                line.extend_from_slice(head);
-                                self.on_line(&line)
-                            };
-                            line.clear();
-                            self.partial_line = line;
-                            match outcome {
-                                LineOutcome::Continue => {}
-                                LineOutcome::ValueDone => return (pos, self.finish_value()),
-                                LineOutcome::Ignored => self.in_value = false,
-                                LineOutcome::Invalid => return (pos, Event::Invalid),
-                            }
-                        }
+                    let (taken, ended) = self.line_step(rest);
+                    pos += taken;
+                    if let Some(event) = ended {
+                        return (pos, event);
                     }
                 }
             }
         }
         (pos, Event::NeedMore)
+    }
+
+    /// One step in the `Line` state: a bulk string that is here whole, or
+    /// a line (or the start of one, kept until its end arrives). Returns
+    /// the bytes taken and, when the value ended or broke there, its event.
+    fn line_step(&mut self, rest: &[u8]) -> (usize, Option<Event>) {
+        if let Some(payload) = self.whole_bulk(rest) {
+            let taken = self.take_whole_bulk(rest, payload);
+            let ended = self.element_done().then(|| self.finish_value());
+            return (taken, ended);
+        }
+        let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
+            if self.partial_line.len() + rest.len() > self.line_limit(rest)
+                || !self.could_start_line(rest)
+            {
+                return (0, Some(Event::Invalid));
+            }
+            self.partial_line.extend_from_slice(rest);
+            return (rest.len(), None);
+        };
+        let head = rest.get(..newline).unwrap_or_default();
+        let mut line = std::mem::take(&mut self.partial_line);
+        let outcome = if line.is_empty() {
+            self.on_line(head)
+        } else {
+            line.extend_from_slice(head);
+            self.on_line(&line)
+        };
+        line.clear();
+        self.partial_line = line;
+        let ended = match outcome {
+            LineOutcome::Continue => None,
+            LineOutcome::ValueDone => Some(self.finish_value()),
+            LineOutcome::Ignored => {
+                self.in_value = false;
+                None
+            }
+            LineOutcome::Invalid => Some(Event::Invalid),
+        };
+        (newline + 1, ended)
     }
 
     /// A bulk string that arrived whole, where one is legal, as (payload
