@@ -297,18 +297,19 @@ impl SinkHandle {
     /// Queues `batch` (or its encoding) unless the queue is full; then its
     /// spans count as lost to a full queue. A recording sink takes it here.
     fn offer(&mut self, batch: &SpanBatch) {
-        if let Feed::Recorded { record, .. } = &mut self.feed {
-            record(batch);
-            self.counters
-                .written
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            return;
-        }
-        // Counted before the send so the worker never sees it negative.
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        let spans = batch.len() as u64;
+        // `queued` is counted before the send so the worker never sees it
+        // negative.
         let refused = match &mut self.feed {
-            Feed::Recorded { .. } => false, // taken above
-            Feed::Spans(queue) => queue.try_send(Arc::clone(batch)).is_err(),
+            Feed::Recorded { record, .. } => {
+                record(batch);
+                self.counters.written.fetch_add(spans, Ordering::Relaxed);
+                return;
+            }
+            Feed::Spans(queue) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                queue.try_send(Arc::clone(batch)).is_err()
+            }
             Feed::Bytes {
                 encode,
                 queue,
@@ -316,15 +317,13 @@ impl SinkHandle {
             } => {
                 let mut bytes = spare.try_recv().unwrap_or_default();
                 encode(batch, &mut bytes);
-                let spans = batch.len() as u64;
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
                 queue.try_send(Encoded { bytes, spans }).is_err()
             }
         };
         if refused {
             self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-            self.counters
-                .queue_full
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.counters.queue_full.fetch_add(spans, Ordering::Relaxed);
         }
     }
 
